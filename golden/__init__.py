@@ -21,8 +21,7 @@ __all__ = [
     "Sparse24", "SamoyedsWeight", "check_sel", "prune_2to4", "prune_samoyeds", "ssmm",
 ]
 
-_SUBMODULES = {"sptc", "duplex", "pim", "monarch", "cim", "ffn", "schedule", "formats",
-               "numerics", "ssmm_mod"}
+_SUBMODULES = {"sptc", "duplex", "pim", "monarch", "cim", "ffn", "schedule"}
 
 
 def __getattr__(name):
