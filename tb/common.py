@@ -93,25 +93,27 @@ class Harness:
             await RisingEdge(self.dut.clk)
         self.dut.rst.value = 0
 
-    async def step(self, extra=None):
+    async def step(self, probe=None):
+        """One clock cycle. ``probe()`` (optional) is evaluated on settled values
+        (ReadOnly), i.e. it sees the DUT state of this cycle, before the edge;
+        its result is returned."""
         from cocotb.triggers import ReadOnly, RisingEdge
         for a in self.agents:
             a.drive()
-        if extra is not None:
-            extra()
         await ReadOnly()
         for a in self.agents:
             a.sample()
+        seen = probe() if probe is not None else None
         await RisingEdge(self.dut.clk)
         self.cycle += 1
+        return seen
 
     async def run_until(self, done, timeout, what="the job"):
-        """Step until ``done()`` is true; a hang fails loudly instead of running forever."""
+        """Step until ``done()`` (read on settled values) holds; a hang fails loudly."""
         start = self.cycle
-        while not done():
+        while not await self.step(done):
             if self.cycle - start > timeout:
                 raise AssertionError(f"timeout: {what} not finished after {timeout} cycles")
-            await self.step()
 
 
 def seeded_rng(default=1):

@@ -1,0 +1,125 @@
+"""Run the Sparse Tensor Core RTL on user data (cocotb + Verilator or Icarus).
+
+    >>> y, cycles = sim.sptc.run(w, x, sel=[0, 3], mode="2:4", out="int32")
+
+``run`` validates its inputs like the golden does (``FormatError`` naming the
+field), tiles the job with ``golden.sptc.plan``, simulates it, and returns the
+RTL's output, already checked element by element against ``golden.ssmm``
+inside the bench (a mismatch raises ``SimulationError``).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import golden
+from golden import sptc as gs
+from golden.errors import FormatError
+
+from . import cocotb_run
+from .cocotb_run import ROOT
+
+REG_NAMES = ("op", "mode", "out_mode", "mult", "shift", "k_words", "v_steps", "m_rows",
+             "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m")
+
+
+def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool = False):
+    from hdl import sptc
+    from hdl.verilog import to_verilog
+    v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg))
+    tag = f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
+    return cocotb_run.build(tag, v, sptc.MODULE_NAME, simulator=simulator, waves=waves)
+
+
+def as_weight(weight, mode: str | None, nmv=None):
+    """Bring a user weight into the format of ``mode`` (which must already conform)."""
+    if mode is None:
+        return weight
+    if mode not in gs.MODES:
+        raise FormatError(f"mode: unknown mode {mode!r} (expected one of {gs.MODES})")
+    if mode == "dense":
+        if isinstance(weight, (golden.Sparse24, golden.SamoyedsWeight)):
+            return weight.to_dense()
+        return weight
+    if mode == "2:4":
+        if isinstance(weight, golden.Sparse24):
+            return weight
+        if isinstance(weight, golden.SamoyedsWeight):
+            weight = weight.to_dense()
+        return golden.Sparse24.from_dense(weight)
+    if isinstance(weight, golden.SamoyedsWeight):
+        return weight
+    if nmv is None:
+        raise FormatError("nmv: mode 'samoyeds' with a dense weight needs nmv=(N, M, V)")
+    return golden.SamoyedsWeight.from_dense(weight, *nmv)
+
+
+@dataclass
+class JobSpec:
+    """One job for a batch run; ``expect_err`` != 0 marks a bad-input job."""
+    name: str
+    weight: object
+    x: np.ndarray
+    sel: object = None
+    out: object = "int32"
+    expect_err: int = 0
+    mutate: object = None   # callable(Job) -> None: corrupts beats/regs for bad-input tests
+
+
+def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
+    arrays = {"n_jobs": np.int64(len(specs)), "cols": np.int64(cfg.cols)}
+    for i, s in enumerate(specs):
+        job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
+        expected = golden.ssmm(s.weight, s.x, job.sel, s.out) if not s.expect_err else \
+            np.zeros((0, 0), np.int64)
+        if s.mutate is not None:
+            s.mutate(job)
+        p = f"j{i}_"
+        arrays.update({
+            p + "name": np.array(s.name), p + "regs": np.array([job.regs[k] for k in REG_NAMES]),
+            p + "load_regs": np.array([gs.load_regs(s.x.shape)[k] for k in REG_NAMES]),
+            p + "act": gs.act_words(s.x).astype(np.int64), p + "sel": job.sel.astype(np.int64),
+            p + "v0": job.v0, p + "v1": job.v1, p + "nib": job.nib, p + "idx": job.idx,
+            p + "expected": expected, p + "expect_err": np.int64(s.expect_err),
+            p + "out_rows": np.int64(job.m * max(1, -(-len(job.sel) // cfg.cols))),
+            p + "load_cycles": np.int64(gs.predict_load_cycles(s.x.shape)),
+            p + "pred_cycles": np.int64(gs.predict_job_cycles(cfg, job)),
+        })
+    return arrays
+
+
+def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "verilator",
+              seed: int = 1, stalls: bool = True, waves: bool = False,
+              workdir: Path | None = None) -> dict:
+    """Run several jobs in one simulation (one build, one simulator launch)."""
+    b = build_design(cfg, simulator, waves)
+    (ROOT / "build").mkdir(exist_ok=True)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="sptc_", dir=ROOT / "build")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savez(workdir / "job.npz", **encode_jobs(cfg, specs))
+    env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
+           "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1"}
+    wave = cocotb_run.run(b, "tb.sptc", test_dir=workdir, env=env)
+    with np.load(workdir / "result.npz", allow_pickle=False) as r:
+        res = {k: r[k] for k in r.files}
+    res["wave"] = wave
+    return res
+
+
+def run(weight, x, sel=None, mode: str | None = None, out="int32", simulator: str = "verilator",
+        *, nmv=None, config: gs.SpTCConfig | None = None, seed: int = 1, stalls: bool = False,
+        waves: bool = False, workdir: Path | None = None):
+    """Run one job on the RTL; return (output array in the mode's dtype, cycle count)."""
+    cfg = config or gs.SpTCConfig()
+    w = as_weight(weight, mode, nmv)
+    if not isinstance(x, np.ndarray) or x.dtype != np.int8 or x.ndim != 2:
+        raise FormatError(f"x: expected a 2-D int8 array (k x tokens), got "
+                          f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+    gs.plan(cfg, w, x.shape, sel, out)  # validate before paying for a build
+    res = run_batch(cfg, [JobSpec("user", w, x, sel, out)], simulator=simulator, seed=seed,
+                    stalls=stalls, waves=waves, workdir=workdir)
+    outmode = golden.parse_out(out)
+    return res["j0_out"].astype(outmode.out_dtype), int(res["j0_cycles"])
