@@ -321,6 +321,10 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     finished tile the drain bank cannot take). It counts what the RTL's
     ``cycles`` register counts: every cycle from start until done.
     """
+    if k_steps < 1 or v_steps < 1 or k_steps % v_steps or n_rt < 1 or len(drains) != n_rt \
+            or min(drains) < 1:
+        raise FormatError(f"cycle model: inconsistent job (k_steps={k_steps}, v_steps={v_steps}, "
+                          f"n_rt={n_rt}, drains={drains})")
     n_tt = -(-n_sel // cols)
     state = "SEL" if n_sel else "WAIT"
     cnt = beat = vb = rt = tt = 0

@@ -73,8 +73,11 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
     arrays = {"n_jobs": np.int64(len(specs)), "cols": np.int64(cfg.cols)}
     for i, s in enumerate(specs):
         job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
-        expected = golden.ssmm(s.weight, s.x, job.sel, s.out) if not s.expect_err else \
-            np.zeros((0, 0), np.int64)
+        if s.expect_err:  # a bad-input job: no output, no cycle prediction
+            expected, pred = np.zeros((0, 0), np.int64), -1
+        else:
+            expected, pred = golden.ssmm(s.weight, s.x, job.sel, s.out), \
+                gs.predict_job_cycles(cfg, job)
         if s.mutate is not None:
             s.mutate(job)
         p = f"j{i}_"
@@ -86,7 +89,7 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
             p + "expected": expected, p + "expect_err": np.int64(s.expect_err),
             p + "out_rows": np.int64(job.m * max(1, -(-len(job.sel) // cfg.cols))),
             p + "load_cycles": np.int64(gs.predict_load_cycles(s.x.shape)),
-            p + "pred_cycles": np.int64(gs.predict_job_cycles(cfg, job)),
+            p + "pred_cycles": np.int64(pred),
         })
     return arrays
 

@@ -39,6 +39,12 @@ class StreamDriver:
     def push(self, items):
         self.queue.extend(int(x) for x in items)
 
+    def flush(self):
+        """Drop every pending beat (after a job the DUT aborted) and lower valid."""
+        self.queue.clear()
+        self._up = False
+        self.valid.value = 0
+
     @property
     def idle(self):
         return not self.queue and not self._up

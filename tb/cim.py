@@ -1,0 +1,353 @@
+"""cocotb bench of Engine 3 (the CIM tile) and its host-side job runner.
+
+Host side (pytest, ``make bench``): :class:`Job` describes one run - Monarch factors,
+a strategy and a token batch (the program is built *inside* the bench with the same
+``golden.cim`` mapper/encoder the golden model uses), or raw program words for malformed
+programs. :func:`run_jobs` writes the jobs to an ``.npz`` (``MOE_JOB``), runs the cocotb
+test below on a cached build, and returns the measurements it wrote (``MOE_RESULT``).
+
+Simulator side (:func:`cim_jobs`): for each job the scoreboard checks, element by
+element, the RTL results against ``golden.cim.execute`` (the program interpreter) and,
+for Monarch jobs, against the golden factored matmul ``Monarch.matmul``; the sticky
+error code against the interpreter's; the step counter; and with ``MOE_NO_STALLS=1`` the
+cycle cost of every instruction against the cycle model. Malformed jobs must raise the
+predicted error, discard the rest of their stream, and the tile must run the next job
+after ``clear``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from golden import cim as gc
+from golden import monarch as gm
+
+# ====================================================================== host side
+
+
+@dataclass
+class Job:
+    """One bench job. ``kind`` "monarch": monarchs + strategy + xs; "raw": words + beats."""
+    name: str
+    kind: str = "monarch"
+    strategy: str = "dense"
+    monarchs: list = field(default_factory=list)
+    xs: np.ndarray | None = None          # (T, n) int8, natural order
+    words: np.ndarray | None = None       # raw programs
+    beats: np.ndarray | None = None
+    expect: str | None = None             # error name the job must end with (raw jobs)
+    clear_after: bool = False
+    clear_before: bool = False
+
+
+def _mode(mode) -> list:
+    return [mode.code, mode.mult, mode.shift]
+
+
+def _unmode(v):
+    kind, mult, shift = (int(x) for x in v)
+    return ("requant", mult, shift) if kind == 2 else ("int32", "int8_sat")[kind]
+
+
+def save_jobs(path: Path, config: gc.CIMConfig, jobs: list[Job]) -> None:
+    arrays = {}
+    meta = {"config": dict(array_size=config.array_size, arrays=config.arrays,
+                           lanes=config.lanes, n_max=config.n_max), "jobs": []}
+    for i, j in enumerate(jobs):
+        entry = dict(name=j.name, kind=j.kind, strategy=j.strategy, expect=j.expect,
+                     clear_after=j.clear_after, clear_before=j.clear_before,
+                     matrices=len(j.monarchs),
+                     modes=[[_mode(mo.mid_mode), _mode(mo.out_mode)] for mo in j.monarchs])
+        meta["jobs"].append(entry)
+        for k, mo in enumerate(j.monarchs):
+            arrays[f"j{i}_L{k}"] = mo.L
+            arrays[f"j{i}_R{k}"] = mo.R
+        if j.xs is not None:
+            arrays[f"j{i}_x"] = np.asarray(j.xs, dtype=np.int8)
+        if j.words is not None:
+            arrays[f"j{i}_words"] = np.asarray(j.words, dtype=np.uint64)
+            arrays[f"j{i}_beats"] = np.asarray(j.beats if j.beats is not None else [],
+                                               dtype=np.uint64)
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_jobs(path) -> tuple[gc.CIMConfig, list[Job]]:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        config = gc.CIMConfig(**meta["config"])
+        jobs = []
+        for i, e in enumerate(meta["jobs"]):
+            mons = [gm.Monarch(data[f"j{i}_L{k}"], data[f"j{i}_R{k}"], _unmode(e["modes"][k][0]),
+                               _unmode(e["modes"][k][1])) for k in range(e["matrices"])]
+            jobs.append(Job(e["name"], e["kind"], e["strategy"], mons,
+                            data[f"j{i}_x"] if f"j{i}_x" in data else None,
+                            data[f"j{i}_words"] if f"j{i}_words" in data else None,
+                            data[f"j{i}_beats"] if f"j{i}_beats" in data else None,
+                            e["expect"], e["clear_after"], e["clear_before"]))
+    return config, jobs
+
+
+def job_program(job: Job, config: gc.CIMConfig):
+    """(words, beats, golden_y or None) of a job, through the shared golden API."""
+    if job.kind == "raw":
+        return ([int(w) for w in job.words], [int(b) for b in job.beats], None)
+    b = job.monarchs[0].b
+    mp = gc.map_monarch(b * b, b, config.m, job.strategy, matrices=len(job.monarchs))
+    prog = gc.encode_program(mp, job.monarchs, len(job.xs), config)
+    beats = gc.pack_inputs(list(job.xs) * len(job.monarchs), b, config)
+    ys = [mo.matmul(x) for mo in job.monarchs for x in job.xs]
+    return [int(w) for w in prog.words], beats, ys
+
+
+def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = "verilator",
+             test_dir: Path, seed: int = 1, stalls: bool = True, waves: bool = False) -> dict:
+    """Build (cached) and run the bench on ``jobs``; returns the measurements.
+
+    Raises ``sim.cocotb_run.SimulationError`` if any scoreboard check fails.
+    """
+    from hdl.cim import CONFIGS, MODULE_NAME, build, config_params
+    from hdl.verilog import to_verilog
+    from sim import cocotb_run
+
+    config = CONFIGS[config_name]
+    test_dir = Path(test_dir)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = test_dir / "cim_job.npz", test_dir / "cim_result.npz"
+    save_jobs(job_path, config, jobs)
+    verilog = to_verilog(build(config), MODULE_NAME, config_params(config))
+    b = cocotb_run.build(f"cim_{config_name}", verilog, MODULE_NAME, simulator=simulator,
+                         waves=waves)
+    env = {"MOE_JOB": str(job_path), "MOE_RESULT": str(result_path), "MOE_SEED": str(seed),
+           "MOE_NO_STALLS": "0" if stalls else "1"}
+    cocotb_run.run(b, "tb.cim", test_dir=test_dir, env=env)
+    with np.load(result_path, allow_pickle=False) as r:
+        out = {k: r[k] for k in r.files}
+    out["meta"] = json.loads(str(out["meta"]))
+    return out
+
+
+def _headers(words, config):
+    return {k: [i.index for i in gc.decode_program(words, config) if i.op == k]
+            for k in gc.OPCODES.values()}
+
+
+def _set(word: int, lo: int, width: int, value: int) -> int:
+    mask = ((1 << width) - 1) << lo
+    return (word & ~mask) | ((value << lo) & mask)
+
+
+def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) -> list[Job]:
+    """One raw job per malformed-program class (expected error named), built by mutating
+    a valid two-token DenseMap program. Each starts from a cleared tile."""
+    rng = np.random.default_rng(seed)
+    b = b or config.b_min
+    mon = gm.random_monarch(b, rng, mid=("requant", 300, 14), out="int8_sat")
+    xs = rng.integers(-128, 128, size=(2, b * b)).astype(np.int8)
+    mp = gc.map_monarch(b * b, b, config.m, "dense")
+    base = [int(w) for w in gc.encode_program(mp, [mon], 2, config).words]
+    beats = gc.pack_inputs(list(xs), b, config)
+    hd = _headers(base, config)
+    g = config.m // b
+    s0 = hd["STEP"][0]                       # first step of token 0
+    s1 = hd["STEP"][len(hd["STEP"]) // 2 + 1]   # a step of token 1
+    cases = []
+
+    def case(name, expect, edit):
+        w = list(base)
+        edit(w)
+        cases.append(Job(f"malformed: {name}", "raw", words=np.array(w, dtype=np.uint64),
+                         beats=np.array(beats, dtype=np.uint64), expect=expect,
+                         clear_before=True))
+
+    case("unknown opcode in token 1", "BAD_OPCODE", lambda w: w.insert(s1, 0x7))
+    case("zero word", "BAD_OPCODE", lambda w: w.__setitem__(hd["MID"][0], 0))
+    case("reserved bit of a STEP", "BAD_OPCODE", lambda w: w.__setitem__(s0, w[s0] | 1 << 63))
+    case("LOADW array out of range", "BAD_ARRAY",
+         lambda w: w.__setitem__(0, _set(w[0], 4, 10, config.arrays)))
+    case("LOADW columns past the array", "BAD_COLUMN",
+         lambda w: w.__setitem__(0, _set(_set(w[0], 14, 8, config.m - 2), 22, 9, 4)))
+    case("STEP array out of range", "BAD_ARRAY",
+         lambda w: w.__setitem__(s1, _set(w[s1], 4, 10, config.arrays)))
+    case("STEP line out of range", "BAD_LINE",
+         lambda w: w.__setitem__(s0, _set(w[s0], 14, 8, b * b // config.m)))
+    if g < gc.MAX_SLOTS:
+        case("STEP row beyond the slots", "BAD_MASK",
+             lambda w: w.__setitem__(s0, w[s0] | 1 << (30 + g)))
+    case("STEP with no column", "BAD_MASK", lambda w: w.__setitem__(s1, _set(w[s1], 46, 16, 0)))
+    case("CFG block size too large", "BAD_CFG",
+         lambda w: w.__setitem__(hd["CFG"][0], _set(w[hd["CFG"][0]], 4, 4,
+                                                    config.b_max.bit_length())))
+    case("CFG mid mode int32", "BAD_CFG",
+         lambda w: w.__setitem__(hd["CFG"][0], _set(w[hd["CFG"][0]], 8, 2, 0)))
+    case("STEP before INPUT", "BAD_SEQUENCE", lambda w: w.insert(hd["INPUT"][0], w[s0]))
+    case("INPUT without CFG", "BAD_SEQUENCE", lambda w: w.pop(hd["CFG"][0]))
+    case("OUTPUT in stage R", "BAD_SEQUENCE",
+         lambda w: w.__setitem__(hd["MID"][1], gc.OP_OUTPUT))
+    case("LOADW inside a token", "BAD_SEQUENCE", lambda w: w.insert(s1, gc.enc_loadw(0, 0, 1)))
+    case("missing STEP", "UNWRITTEN", lambda w: w.pop(s1))
+    case("accumulate into an unwritten slot", "UNWRITTEN",
+         lambda w: w.__setitem__(s0, w[s0] | 1 << 62))
+    return cases
+
+
+# ====================================================================== simulator side
+
+try:
+    import cocotb
+except ImportError:  # pragma: no cover - host without cocotb
+    cocotb = None
+
+
+class _ProgDriver:
+    """StreamDriver that also records the cycle of every accepted word."""
+
+    def __init__(self, base, harness):
+        self.base, self.h, self.accepts = base, harness, []
+
+    def drive(self):
+        self.base.drive()
+
+    def sample(self):
+        before = self.base.sent
+        self.base.sample()
+        if self.base.sent != before:
+            self.accepts.append(self.h.cycle)
+
+
+class _Status:
+    """Records the cycles at which ``busy`` was low (to time the last instruction)."""
+
+    def __init__(self, dut, harness):
+        self.dut, self.h = dut, harness
+        self.idle: list[int] = []
+
+    def drive(self):
+        pass
+
+    def sample(self):
+        if not int(self.dut.busy.value):
+            self.idle.append(self.h.cycle)
+
+    def idle_after(self, cycle):
+        return next((c for c in self.idle if c > cycle), None)
+
+
+def _unpack(beats, n, config):
+    return gc.unpack_outputs(beats, n, config) if beats else np.zeros((0, n), np.int64)
+
+
+if cocotb is not None:
+
+    @cocotb.test()
+    async def cim_jobs(dut):
+        from tb.common import (Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng,
+                               stall_probs)
+
+        rng = seeded_rng()
+        p_valid, p_ready = stall_probs(rng)
+        no_stalls = os.environ.get("MOE_NO_STALLS") == "1"
+        config, jobs = load_jobs(os.environ["MOE_JOB"])
+        h = Harness(dut, [])
+        prog = _ProgDriver(StreamDriver(dut, "prog", rng, p_valid), h)
+        act = StreamDriver(dut, "act", rng, p_valid)
+        res = StreamMonitor(dut, "res", rng, p_ready)
+        status = _Status(dut, h)
+        h.agents = [prog, act, res, status]
+        dut.clear.value = 0
+        await h.start()
+        sb = Scoreboard("cim")
+        rec = {"costs": [], "cost_ops": [], "offsets": [0], "total": [], "steps": []}
+
+        async def pulse_clear():
+            dut.clear.value = 1
+            await h.step()
+            dut.clear.value = 0
+            await h.step()
+            sb.check("clear", int(dut.error.value) == 0 and int(dut.busy.value) == 0,
+                     "error/busy still set after clear")
+
+        for j in jobs:
+            if j.clear_before:
+                await pulse_clear()
+            words, beats, ys = job_program(j, config)
+            exp = gc.execute(words, config, beats)
+            if j.expect is not None:
+                sb.check(j.name, exp.error == j.expect,
+                         f"golden predicts {exp.error}, job expects {j.expect}")
+            steps0 = int(dut.steps.value)
+            prog.accepts.clear()
+            res.received.clear()
+            status.idle.clear()
+            prog.base.push(words)
+            act.push(beats)
+            bad = exp.error != "OK"
+            nbeats = sum(len(o) for o in exp.outputs) // config.lanes
+            budget = 50 * (exp.total_cycles + len(words) + len(beats)) + 2000
+            if bad:
+                await h.run_until(lambda: prog.base.idle and act.idle and int(dut.error.value),
+                                  budget, f"{j.name}: error state")
+                for _ in range(20):     # it must stay in error and emit nothing more
+                    await h.step()
+                sb.check(j.name, int(dut.error.value) == 1, "error flag dropped")
+                sb.check(j.name, int(dut.error_code.value) == exp.error_code,
+                         f"error_code {int(dut.error_code.value)} != golden {exp.error_code} "
+                         f"({exp.error})")
+            else:
+                done = lambda: (prog.base.idle and act.idle and len(res.received) >= nbeats
+                                and not int(dut.busy.value))
+                await h.run_until(done, budget, j.name)
+                for _ in range(5):
+                    await h.step()
+                sb.check(j.name, int(dut.error.value) == 0,
+                         f"unexpected error code {int(dut.error_code.value)}")
+                sb.check(j.name, int(dut.steps.value) - steps0 == exp.steps,
+                         f"steps {int(dut.steps.value) - steps0} != golden {exp.steps}")
+            # data: every element against the interpreter, and the factored matmul
+            n_out = len(exp.outputs[0]) if exp.outputs else (ys[0].size if ys else 1)
+            got = _unpack(res.received, n_out, config)
+            sb.compare(f"{j.name}: outputs vs golden.cim.execute", got,
+                       np.array(exp.outputs, dtype=np.int64).reshape(-1, n_out))
+            if ys is not None and not bad:
+                b = j.monarchs[0].b
+                y_rtl = got[:, gm.perm(b)] if len(got) else got
+                sb.compare(f"{j.name}: outputs vs Monarch.matmul", y_rtl,
+                           np.array([y.astype(np.int64) for y in ys]))
+            # cycles: every instruction's cost against the cycle model
+            costs = []
+            if not bad and prog.accepts:
+                heads = [idx for idx, _, _ in exp.cycles]
+                acc = prog.accepts
+                for k, idx in enumerate(heads):
+                    nxt = (acc[heads[k + 1]] if k + 1 < len(heads)
+                           else status.idle_after(acc[idx]))
+                    costs.append(nxt - acc[idx] if nxt is not None else -1)
+                if no_stalls:
+                    want = [c for _, _, c in exp.cycles]
+                    bad_i = [k for k, (a, b_) in enumerate(zip(costs, want)) if a != b_]
+                    sb.check(f"{j.name}: cycles", not bad_i,
+                             "instruction costs differ from the cycle model at "
+                             + ", ".join(f"#{k} {exp.cycles[k][1]} rtl {costs[k]} model "
+                                         f"{want[k]}" for k in bad_i[:5]))
+            rec["costs"] += costs
+            rec["cost_ops"] += [op for _, op, _ in exp.cycles][:len(costs)]
+            rec["offsets"].append(len(rec["costs"]))
+            rec["total"].append(sum(costs))
+            rec["steps"].append(exp.steps)
+            if bad or j.clear_after:
+                await pulse_clear()
+
+        out = os.environ.get("MOE_RESULT")
+        if out:
+            np.savez(out, meta=np.array(json.dumps({"p_valid": p_valid, "p_ready": p_ready,
+                                                    "no_stalls": no_stalls,
+                                                    "names": [j.name for j in jobs]})),
+                     costs=np.array(rec["costs"], dtype=np.int64),
+                     cost_ops=np.array(rec["cost_ops"], dtype=str),
+                     offsets=np.array(rec["offsets"], dtype=np.int64),
+                     total=np.array(rec["total"], dtype=np.int64),
+                     steps=np.array(rec["steps"], dtype=np.int64))
+        sb.assert_clean()

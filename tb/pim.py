@@ -1,0 +1,435 @@
+"""cocotb bench of the Logic-PIM unit (hdl.pim): jobs, scoreboard, DRAM timing checker.
+
+The host (tests/test_pim_rtl.py, sim/bench/pim.py) writes a job file (``MOE_JOB``,
+.npz): the unit's config as JSON and, per job, the instruction words, the data
+words and whether the job runs *timed* (no stalls: the busy-cycle counter and the
+whole DRAM command trace must equal golden.pim.predict) or under random stalls
+on all three streams (data and error bits only). The bench keeps the golden
+state (DRAM contents, token buffer, output mode) across jobs, checks every output
+value and ``last`` flag, the sticky error bits, ``dram_fault``, and runs
+:class:`TimingChecker` on every DRAM command of the whole simulation. Per-job
+measurements go to ``MOE_RESULT`` (.npz).
+
+:class:`TimingChecker` is an independent model of the HBM3 rules: per-bank state
+and time stamps (a bundle command is expanded to its banks), written from the
+JEDEC-style rule list in docs/pim.md, sharing no code with the RTL generator or
+with the scheduler model in golden.pim.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from golden import pim as gp
+
+# --------------------------------------------------------------------------- timing checker
+
+
+class TimingChecker:
+    """Flags every DRAM command issued before its constraint allows it.
+
+    Call :meth:`command` once per issued command with its cycle; violations are
+    collected as strings in :attr:`violations`. Rules (d = minimum distance):
+    per bank: ACT needs the bank closed, d(PRE->ACT) = tRP, d(ACT->ACT) = tRC,
+    d(REF->ACT) = tRFC; RD/WR need the bank open at the bus row, d(ACT->RD/WR) =
+    tRCD; PRE needs it open, d(ACT->PRE) = tRAS, d(RD->PRE) = tRTP, d(WR->PRE) =
+    tCWL + tBL + tWR. Between ACTs of different banks: tRRD_L within a bank group,
+    tRRD_S across; at most 4 ACT commands in any tFAW window. Column commands:
+    d(RD->RD), d(WR->WR) = tCCD_L same bank group / tCCD_S other, and tBUS for
+    any pair (one bundle burst per tBUS on the TSV bus); d(WR->RD) = tCWL + tBL +
+    tWTR_L/S; d(RD->WR) = tRTW. REF needs every bank closed, d(PRE->REF) = tRP,
+    d(ACT->REF) = tRC, and comes at most tREFI + slack after the previous REF
+    (or reset).
+    """
+
+    NEG = -(1 << 40)
+
+    def __init__(self, cfg: gp.PIMConfig):
+        self.cfg, self.t = cfg, cfg.timing
+        nb = cfg.bank_groups * cfg.banks_per_group
+        self.nbanks = nb
+        self.open = [None] * nb                 # open row or None
+        self.last = {k: [self.NEG] * nb for k in ("act", "pre", "rd", "wr")}
+        self.acts: list[tuple[int, int]] = []   # (cycle, bank group of first bank)
+        self.last_rd = self.last_wr = None      # (cycle, set of bank groups)
+        self.last_ref = self.NEG     # for tRFC
+        self.ref_base = 0            # previous REF or reset, for the refresh deadline
+        self.last_pre_any = self.last_act_any = self.NEG
+        self.violations: list[str] = []
+        self.counts = dict(ACT=0, PRE=0, RD=0, WR=0, REF=0)
+
+    def banks_of(self, bundle: int) -> list[int]:
+        per = self.cfg.banks_per_bundle
+        return list(range(bundle * per, (bundle + 1) * per))
+
+    def group(self, bank: int) -> int:
+        return bank // self.cfg.banks_per_group
+
+    def _need(self, now, since, d, what):
+        if now - since < d:
+            self.violations.append(f"cycle {now}: {what}: {now - since} < {d}")
+
+    def command(self, now: int, kind: int, bundle: int, row: int, col: int) -> None:
+        t = self.t
+        name = gp.CMD_NAMES.get(kind)
+        if name is None:
+            self.violations.append(f"cycle {now}: unknown command code {kind}")
+            return
+        self.counts[name] += 1
+        if bundle >= self.cfg.bundles and name != "REF":
+            self.violations.append(f"cycle {now}: {name} to bundle {bundle} out of range")
+            return
+        banks = self.banks_of(bundle) if name != "REF" else list(range(self.nbanks))
+        groups = {self.group(b) for b in banks}
+        if name == "ACT":
+            for b in banks:
+                if self.open[b] is not None:
+                    self.violations.append(f"cycle {now}: ACT to open bank {b}")
+                self._need(now, self.last["pre"][b], t.tRP, f"tRP bank {b}")
+                self._need(now, self.last["act"][b], t.tRC, f"tRC bank {b}")
+            self._need(now, self.last_ref, t.tRFC, "tRFC")
+            for (c, g) in self.acts[-1:]:
+                same = g in groups
+                self._need(now, c, t.tRRD_L if same else t.tRRD_S, "tRRD_L" if same else "tRRD_S")
+            if len(self.acts) >= 4:
+                self._need(now, self.acts[-4][0], t.tFAW, "tFAW (5th ACT in window)")
+            if row >= self.cfg.rows:
+                self.violations.append(f"cycle {now}: ACT row {row} out of range")
+            for b in banks:
+                self.open[b] = row
+                self.last["act"][b] = now
+            self.acts.append((now, min(groups)))
+            self.acts = self.acts[-4:]
+            self.last_act_any = now
+        elif name == "PRE":
+            for b in banks:
+                if self.open[b] is None:
+                    self.violations.append(f"cycle {now}: PRE to closed bank {b}")
+                self._need(now, self.last["act"][b], t.tRAS, f"tRAS bank {b}")
+                self._need(now, self.last["rd"][b], t.tRTP, f"tRTP bank {b}")
+                self._need(now, self.last["wr"][b], t.tCWL + t.tBL + t.tWR, f"tWR bank {b}")
+                self.open[b] = None
+                self.last["pre"][b] = now
+            self.last_pre_any = now
+        elif name in ("RD", "WR"):
+            for b in banks:
+                if self.open[b] != row:
+                    self.violations.append(f"cycle {now}: {name} bank {b} row {row}, open row "
+                                           f"{self.open[b]}")
+                self._need(now, self.last["act"][b], t.tRCD, f"tRCD bank {b}")
+            for prev, pname in ((self.last_rd, "RD"), (self.last_wr, "WR")):
+                if prev is None:
+                    continue
+                c, pg = prev
+                same = bool(pg & groups)
+                if pname == name:
+                    self._need(now, c, t.tCCD_L if same else t.tCCD_S,
+                               f"tCCD_{'L' if same else 'S'} {pname}->{name}")
+                    self._need(now, c, t.tBUS, f"bundle bus {pname}->{name}")
+                elif pname == "WR":
+                    d = t.tCWL + t.tBL + (t.tWTR_L if same else t.tWTR_S)
+                    self._need(now, c, d, f"tWTR_{'L' if same else 'S'}")
+                else:
+                    self._need(now, c, t.tRTW, "tRTW")
+            for b in banks:
+                self.last["rd" if name == "RD" else "wr"][b] = now
+            if name == "RD":
+                self.last_rd = (now, groups)
+            else:
+                self.last_wr = (now, groups)
+        else:  # REF
+            for b in range(self.nbanks):
+                if self.open[b] is not None:
+                    self.violations.append(f"cycle {now}: REF with bank {b} open")
+            self._need(now, self.last_pre_any, t.tRP, "tRP before REF")
+            self._need(now, self.last_act_any, t.tRC, "tRC before REF")
+            self._refresh_deadline(now)
+            self.last_ref = self.ref_base = now
+
+    def _refresh_deadline(self, now):
+        limit = self.t.tREFI + self.t.ref_slack
+        if now - self.ref_base > limit:
+            self.violations.append(f"cycle {now}: refresh late: {now - self.ref_base} cycles "
+                                   f"since the previous REF > tREFI + slack = {limit}")
+
+    def finish(self, now: int) -> None:
+        """End of simulation: the refresh must not be overdue."""
+        self._refresh_deadline(now)
+
+
+# --------------------------------------------------------------------------- job generation (host side)
+
+def _out_choice(rng):
+    k = rng.integers(0, 3)
+    if k == 0:
+        return "int32"
+    if k == 1:
+        return "int8_sat"
+    return ("requant", int(rng.integers(0, 1 << 16)), int(rng.integers(1, 32)))
+
+
+def random_program(cfg: gp.PIMConfig, rng, n_instr: int = 12, bad: float = 0.15,
+                   max_rows: int = 24, first_gemm_unloaded: bool = False) -> gp.Program:
+    """A random instruction stream with a fraction ``bad`` of illegal instructions."""
+    p = gp.Program(cfg)
+    W = cfg.elems
+    if first_gemm_unloaded:
+        p.gemm(0, 1)       # no tokens loaded yet after reset -> ERR_TOKENS
+    kw = None
+    for _ in range(n_instr):
+        if rng.random() < bad:
+            kind = rng.integers(0, 7)
+            if kind == 0:
+                p.raw(int(rng.integers(6, 16)) | (int(rng.integers(0, 1 << 40)) << 4))
+            elif kind == 1:
+                p.raw(gp.encode("GEMM", addr=cfg.words - 1, n=int(rng.integers(2, 50))))
+            elif kind == 2:
+                p.raw(gp.encode("LOAD_TOKENS", t=int(rng.choice([0, cfg.max_tokens + 1])), kw=1))
+            elif kind == 3:
+                p.raw(gp.encode("LOAD_TOKENS", t=1, kw=int(rng.choice([0, cfg.max_k_words + 1]))))
+            elif kind == 4:
+                p.raw(gp.encode("SET_OUT", **[dict(mode=3), dict(mode=2, shift=0, mult=5),
+                                             dict(mode=0, mult=7), dict(mode=1, shift=3)]
+                                [int(rng.integers(0, 4))]))
+            elif kind == 5:
+                addr, cnt = [(0, 0), (cfg.words - 2, 5), (cfg.words, 1)][int(rng.integers(0, 3))]
+                p.raw(gp.encode("WRITE", addr=addr, count=cnt))
+            else:
+                p.raw(gp.encode("GEMM", addr=0, n=0))
+            continue
+        r = rng.random()
+        if r < 0.15:
+            cnt = int(rng.integers(1, 160))
+            addr = int(rng.integers(0, cfg.words - cnt + 1))
+            p.write(addr, [int.from_bytes(rng.integers(0, 256, cfg.elems, dtype=np.uint8).tobytes(),
+                                          "little") for _ in range(cnt)])
+        elif r < 0.35 or kw is None:
+            t = int(rng.integers(1, cfg.max_tokens + 1))
+            k = int(rng.integers(1, cfg.max_k_words * W + 1))
+            p.load_tokens(rng.integers(-128, 128, (t, k), dtype=np.int8))
+            kw = -(-k // W)
+        elif r < 0.5:
+            p.set_out(_out_choice(rng))
+        elif r < 0.56:
+            p.nop()
+        elif r < 0.62:
+            p.fence()
+        else:
+            n = int(rng.integers(1, max_rows + 1))
+            p.gemm(int(rng.integers(0, cfg.words - n * kw + 1)), n)
+    return p
+
+
+def trace_programs(cfg: gp.PIMConfig, trace, rng, steps: int = 2, rows: int | None = None,
+                   hidden: int | None = None) -> list[gp.Program]:
+    """Decode-stage MoE from a routing trace: every expert's (rows x hidden) weight
+    slice resident in the banks (first program), then per decode-only step, for
+    every expert with routed tokens: LOAD_TOKENS(its tokens' hidden states) and
+    GEMM(its weights), token tiles of at most ``max_tokens``."""
+    E = trace.num_experts
+    hidden = hidden or min(trace.hidden, cfg.max_k_words * cfg.elems)
+    kw = -(-hidden // cfg.elems)
+    rows = rows or min(trace.ffn, cfg.words // (E * kw))
+    if E * rows * kw > cfg.words:
+        raise ValueError(f"{E} experts x {rows} rows x {kw} words do not fit {cfg.words} words")
+    progs = []
+    p = gp.Program(cfg)
+    base = []
+    for e in range(E):
+        base.append(e * rows * kw)
+        p.write_matrix(base[-1], rng.integers(-128, 128, (rows, hidden), dtype=np.int8))
+    progs.append(p)
+    dec = [s for s in trace if s.is_decode_only and s.tokens > 0][:steps]
+    for s in dec:
+        p = gp.Program(cfg)
+        x = rng.integers(-128, 128, (s.tokens, hidden), dtype=np.int8)
+        p.set_out(_out_choice(rng))
+        for e in range(E):
+            sel = s.sel(e)
+            for i in range(0, len(sel), cfg.max_tokens):
+                p.load_tokens(x[sel[i:i + cfg.max_tokens]])
+                p.gemm(base[e], rows)
+        progs.append(p)
+    return progs
+
+
+def stream_program(cfg: gp.PIMConfig, words: int, tokens: int = 1, addr: int = 0) -> gp.Program:
+    """One long GEMM that streams ``words`` weight words (bandwidth measurement)."""
+    kw = min(cfg.max_k_words, words)
+    n = max(1, words // kw)
+    p = gp.Program(cfg)
+    p.load_tokens(np.ones((tokens, kw * cfg.elems), np.int8))
+    p.gemm(addr, n)
+    return p
+
+
+def write_job_file(path, cfg: gp.PIMConfig, jobs: list[dict]) -> None:
+    """jobs: dicts with ``program`` (gp.Program), ``timed`` (bool), ``name``."""
+    meta = dict(config=gp.config_to_dict(cfg),
+                jobs=[dict(name=j.get("name", f"job{i}"), timed=bool(j["timed"]))
+                      for i, j in enumerate(jobs)])
+    arrays = {"meta": np.array(json.dumps(meta))}
+    for i, j in enumerate(jobs):
+        p = j["program"]
+        arrays[f"w{i}"] = np.array(p.words, np.uint64)
+        arrays[f"d{i}"] = np.frombuffer(b"".join(int(x).to_bytes(cfg.elems, "little") for x in p.din),
+                                        np.uint8).reshape(-1, cfg.elems) if p.din else \
+            np.zeros((0, cfg.elems), np.uint8)
+    np.savez(path, **arrays)
+
+
+def read_job_file(path):
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        cfg = gp.config_from_dict(meta["config"])
+        jobs = []
+        for i, j in enumerate(meta["jobs"]):
+            d = f[f"d{i}"]
+            din = [int.from_bytes(r.tobytes(), "little") for r in d]
+            jobs.append(dict(j, words=[int(x) for x in f[f"w{i}"]], din=din))
+    return cfg, jobs
+
+
+# --------------------------------------------------------------------------- the cocotb test
+
+try:
+    import cocotb
+except ImportError:        # imported by host-side code without cocotb
+    cocotb = None
+
+
+class _Watch:
+    """Harness agent: feeds the timing checker, logs commands, spots the first accept."""
+
+    def __init__(self, dut, h, checker):
+        self.dut, self.h, self.chk = dut, h, checker
+        self.log: list[tuple] = []
+        self.first_accept = None
+        self.phase = None
+        self.watch_accept = False
+        self.busy = 0
+
+    def drive(self):
+        pass
+
+    def sample(self):
+        d = self.dut
+        now = self.h.cycle
+        if int(d.cmd_valid.value):
+            c = (now, int(d.cmd_kind.value), int(d.cmd_bundle.value), int(d.cmd_row.value),
+                 int(d.cmd_col.value))
+            self.chk.command(*c)
+            self.log.append(c)
+        if self.watch_accept and self.first_accept is None and int(d.instr__valid.value) \
+                and int(d.instr__ready.value):
+            self.first_accept = now
+            self.phase = int(d.ref_phase.value)
+        self.busy = int(d.busy.value)
+
+
+def _signed32(v):
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+if cocotb is not None:
+    @cocotb.test()
+    async def pim_jobs(dut):
+        from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, \
+            stall_probs
+
+        cfg, jobs = read_job_file(os.environ["MOE_JOB"])
+        rng = seeded_rng()
+        T = cfg.timing
+        quiet_from = T.tRFC + T.ref_slack + 8
+        chk = TimingChecker(cfg)
+        di = StreamDriver(dut, "instr", rng)
+        dd = StreamDriver(dut, "din", rng)
+        mo = StreamMonitor(dut, "out", rng)
+        h = Harness(dut, [di, dd, mo])
+        w = _Watch(dut, h, chk)
+        h.agents.append(w)
+        dut.clear.value = 0
+        await h.start()
+        sb = Scoreboard("pim")
+        state = gp.UnitState.reset(cfg)
+        res = {k: [] for k in ("cycles_rtl", "cycles_model", "first_accept", "phase", "timed")}
+        logs = {}
+        for ji, job in enumerate(jobs):
+            tag = f"job {ji} ({job['name']})"
+            timed = job["timed"]
+            loaded = state.loaded
+            gold = gp.execute(cfg, job["words"], job["din"], state=state)
+            # settle: idle, banks closed, and (timed) no refresh in progress or imminent
+            idle = 0
+            while idle < (100 if ji else 0) or (timed and chk.counts["REF"] and
+                                                 int(dut.ref_phase.value) < quiet_from) \
+                    or (timed and int(dut.ref_phase.value) > T.tREFI - 4):
+                await h.step()
+                idle = idle + 1 if not w.busy else 0
+            dut.clear.value = 1
+            await h.step()
+            dut.clear.value = 0
+            if timed:
+                di.p_valid = dd.p_valid = mo.p_ready = 1.0
+            else:
+                pv, pr = stall_probs(rng)
+                di.p_valid, dd.p_valid, mo.p_ready = pv, float(rng.uniform(0.4, 0.9)), pr
+            mo.received.clear()
+            w.first_accept, w.phase, w.watch_accept = None, None, True
+            log_from = len(w.log)
+            di.push(job["words"])
+            dd.push(job["din"])
+            n_out = len(gold.values)
+            bound = 40 * gp.predict_cycles(cfg, job["words"], loaded=loaded) + 20_000
+            start, stable = h.cycle, 0
+            while stable < 3:      # busy is low for a cycle while the queue takes a word
+                await h.step()
+                done = di.idle and dd.idle and not w.busy and len(mo.received) >= n_out
+                stable = stable + 1 if done else 0
+                if h.cycle - start > bound:
+                    raise AssertionError(f"timeout: {tag} not finished after {bound} cycles "
+                                         f"({len(mo.received)}/{n_out} outputs, "
+                                         f"err {int(dut.err.value):#x})")
+            w.watch_accept = False
+            got = [_signed32(v) for v in mo.received]
+            lasts = [bool((v >> 32) & 1) for v in mo.received]
+            sb.compare(f"{tag} values", np.array(got, np.int64), gold.values)
+            sb.compare(f"{tag} last", np.array(lasts, bool), gold.last)
+            sb.check(f"{tag} err", int(dut.err.value) == gold.err,
+                     f"err bits rtl {int(dut.err.value):#x} != golden {gold.err:#x}")
+            sb.check(f"{tag} dram_fault", int(dut.dram_fault.value) == 0, "pseudo-channel fault")
+            cyc = int(dut.perf_cycles.value)
+            fa = w.first_accept if w.first_accept is not None else 0
+            cmds = [(c[0] - fa,) + c[1:] for c in w.log[log_from:]]
+            model = -1
+            if timed:
+                tm = gp.predict(cfg, job["words"], ref_phase=w.phase, loaded=loaded)
+                model = tm.cycles
+                sb.check(f"{tag} cycles", cyc == model, f"busy cycles rtl {cyc} != model {model}")
+                mine = [c for c in cmds if c[0] <= cyc]
+                k = next((i for i, (a, b) in enumerate(zip(mine, tm.commands)) if a != b),
+                         min(len(mine), len(tm.commands)))
+                sb.check(f"{tag} command trace", mine == tm.commands,
+                         f"{len(mine)} rtl vs {len(tm.commands)} model commands, first "
+                         f"difference at #{k}: rtl {mine[k:k + 2]} model {tm.commands[k:k + 2]}")
+            res["cycles_rtl"].append(cyc)
+            res["cycles_model"].append(model)
+            res["first_accept"].append(fa)
+            res["phase"].append(w.phase if w.phase is not None else -1)
+            res["timed"].append(timed)
+            logs[f"cmds{ji}"] = np.array(cmds, np.int64).reshape(-1, 5)
+        for _ in range(50):
+            await h.step()
+        chk.finish(h.cycle)
+        sb.check("timing", not chk.violations,
+                 f"{len(chk.violations)} timing violations: {chk.violations[:5]}")
+        sb.check("dram_fault", int(dut.dram_fault.value) == 0, "pseudo-channel fault at end")
+        out = os.environ.get("MOE_RESULT")
+        if out:
+            np.savez(out, violations=np.array(len(chk.violations)),
+                     counts=np.array(json.dumps(chk.counts)),
+                     **{k: np.array(v, np.int64) for k, v in res.items()}, **logs)
+        sb.assert_clean()

@@ -1,0 +1,174 @@
+"""SpTC RTL regression: every mode, output mode and bad-input class, bit-exact vs golden.ssmm.
+
+Each test is one simulator launch running a batch of jobs (one build per
+configuration and simulator, reused). With stalls on, every stream sees random
+valid/ready stalls and the scoreboard checks data and status; with stalls off
+it also checks every job's cycle count against ``golden.sptc``'s cycle model.
+"""
+import numpy as np
+import pytest
+
+import golden
+from golden import sptc as gs
+from hdl.sptc import CONFIGS
+from sim import traces
+from sim.sptc import JobSpec, run, run_batch
+
+CFG = CONFIGS["small"]
+OUTS = ["int32", "int8_sat", ("requant", 77, 9), ("requant", 65535, 31), ("requant", 1, 1)]
+NMVS = [(1, 2, 16), (4, 8, 32), (2, 4, 16), (1, 2, 32)]
+
+
+def rand(rng, shape):
+    return rng.integers(-128, 128, size=shape, dtype=np.int8)
+
+
+def to_mode(w, mode, nmv=None):
+    if mode == "2:4":
+        return golden.Sparse24.from_dense(golden.prune_2to4(w))
+    if mode == "samoyeds":
+        return golden.SamoyedsWeight.from_dense(golden.prune_samoyeds(w, *nmv), *nmv)
+    return w
+
+
+def trace_jobs(seed, modes=("dense", "2:4", "samoyeds"), max_experts=3):
+    """Stimulus from a MoE trace: each expert's routed tokens form SEL."""
+    rng = np.random.default_rng(seed)
+    tr = traces.load_default()
+    step = tr.step(seed % tr.steps)
+    x = rand(rng, (tr.hidden, step.tokens))[:, :CFG.max_tokens]
+    counts = step.tokens_per_expert()
+    specs = []
+    for i, e in enumerate(np.argsort(-counts)[:max_experts]):
+        sel = step.sel(int(e))
+        sel = sel[sel < x.shape[1]]
+        mode = modes[i % len(modes)]
+        nmv = NMVS[i % len(NMVS)]
+        w = to_mode(rand(rng, (32, tr.hidden)), mode, nmv)
+        specs.append(JobSpec(f"trace expert {e} {mode}", w, x, sel, OUTS[(seed + i) % len(OUTS)]))
+    return specs
+
+
+def coverage_jobs(seed):
+    rng = np.random.default_rng(seed)
+    specs = []
+    for i, mode in enumerate(["dense", "2:4"] + ["samoyeds"] * len(NMVS)):
+        nmv = NMVS[(i - 2) % len(NMVS)]
+        m = 24 if mode != "samoyeds" else 2 * nmv[1] * 2 + nmv[1]
+        k = 64 if mode == "samoyeds" else 36   # 36: K not a multiple of the array
+        T = int(rng.integers(5, 20))
+        sel = np.sort(rng.choice(T, size=int(rng.integers(2, T)), replace=False))
+        specs.append(JobSpec(f"{mode} {nmv if mode == 'samoyeds' else ''}",
+                             to_mode(rand(rng, (m, k)), mode, nmv), rand(rng, (k, T)), sel,
+                             OUTS[(seed + i) % len(OUTS)]))
+    # Edge cases: empty SEL, a single token, all tokens (sel=None), extreme values.
+    specs.append(JobSpec("empty sel", to_mode(rand(rng, (8, 16)), "2:4"), rand(rng, (16, 4)), []))
+    specs.append(JobSpec("one token", rand(rng, (12, 20)), rand(rng, (20, 9)), [8], "int8_sat"))
+    specs.append(JobSpec("all tokens", to_mode(rand(rng, (8, 32)), "samoyeds", (1, 2, 16)),
+                         rand(rng, (32, 6)), None, ("requant", 1000, 15)))
+    full = np.full((4, 64), -128, np.int8)
+    specs.append(JobSpec("extremes", full, np.full((64, 4), -128, np.int8), None, "int32"))
+    return specs
+
+
+def bad_jobs(seed):
+    """One job per bad-input class, each followed by a good job that must pass."""
+    rng = np.random.default_rng(seed)
+    good = lambda tag: JobSpec(f"recovery after {tag}", to_mode(rand(rng, (8, 32)), "2:4"),
+                               rand(rng, (32, 6)), [1, 2, 5])
+    w24 = to_mode(rand(rng, (8, 32)), "2:4")
+    wsam = to_mode(rand(rng, (16, 32)), "samoyeds", (2, 4, 16))
+    x = rand(rng, (32, 6))
+
+    def nibble(value):
+        def f(job):
+            job.nib[len(job.nib) // 2, 1] = value
+        return f
+
+    def set_reg(**kw):
+        return lambda job: job.regs.update(kw)
+
+    def sel_to(values):
+        def f(job):
+            job.sel = np.array(values, np.int64)
+            job.regs["n_sel"] = len(values)
+        return f
+
+    def idx_to(lane, value):
+        def f(job):
+            job.idx[3, lane] = value
+        return f
+
+    cases = [(f"nibble 0b{v:04b}", w24, nibble(v), gs.ERR_META) for v in (0, 0b0101, 0b1010, 0b1111, 0b0110)]
+    cases += [
+        ("sel out of range", w24, sel_to([0, 6]), gs.ERR_SEL),
+        ("sel duplicate", w24, sel_to([2, 2, 3]), gs.ERR_SEL),
+        ("sel unsorted", w24, sel_to([3, 1]), gs.ERR_SEL),
+        ("samoyeds index >= M", wsam, idx_to(0, 4), gs.ERR_INDEX),
+        ("samoyeds index not increasing", wsam, idx_to(1, 0), gs.ERR_INDEX),
+        ("k_words = 0", w24, set_reg(k_words=0), gs.ERR_CONFIG),
+        ("unsupported (N, M)", wsam, set_reg(sam_n=2, sam_m=8), gs.ERR_CONFIG),
+        ("n_sel > max_sel", w24, set_reg(n_sel=CFG.max_sel + 1), gs.ERR_CONFIG),
+        ("V does not divide K", wsam, set_reg(v_steps=3), gs.ERR_CONFIG),
+        ("requant shift 0", w24, set_reg(out_mode=2, shift=0), gs.ERR_CONFIG),
+    ]
+    specs = []
+    for tag, w, mutate, err in cases:
+        specs.append(JobSpec(tag, w, x, [0, 2, 4], "int32", expect_err=err, mutate=mutate))
+        specs.append(good(tag))
+    return specs
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sptc_modes_with_stalls(seed, tmp_path):
+    run_batch(CFG, coverage_jobs(seed) + trace_jobs(seed), seed=seed, stalls=True,
+              workdir=tmp_path)
+
+
+@pytest.mark.cocotb
+def test_sptc_cycles_match_model(tmp_path):
+    """No stalls: every job's RTL cycle count equals golden.sptc's prediction."""
+    run_batch(CFG, coverage_jobs(4) + trace_jobs(4), seed=4, stalls=False, workdir=tmp_path)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sptc_bad_inputs_flag_and_recover(seed, tmp_path):
+    run_batch(CFG, bad_jobs(seed), seed=seed, stalls=True, workdir=tmp_path)
+
+
+@pytest.mark.cocotb
+def test_sptc_icarus(tmp_path, simulator):
+    """The same bench on both simulators (Icarus: a smaller batch, it is slower)."""
+    run_batch(CFG, coverage_jobs(5)[:4] + bad_jobs(5)[:2], simulator=simulator, seed=5,
+              stalls=True, workdir=tmp_path)
+
+
+@pytest.mark.cocotb
+def test_run_entry_point(tmp_path):
+    rng = np.random.default_rng(11)
+    w = golden.prune_2to4(rand(rng, (10, 24)))
+    x = rand(rng, (24, 7))
+    y, cycles = run(w, x, sel=[1, 4, 6], mode="2:4", out="int8_sat", config=CFG,
+                    workdir=tmp_path)
+    assert y.dtype == np.int8
+    assert np.array_equal(y, golden.ssmm(w, x, [1, 4, 6], "int8_sat"))
+    job = gs.plan(CFG, golden.Sparse24.from_dense(w), x.shape, [1, 4, 6], "int8_sat")
+    assert cycles == gs.predict_job_cycles(CFG, job)
+    with pytest.raises(golden.FormatError, match="2:4"):
+        run(rand(rng, (4, 8)) | 1, rand(rng, (8, 2)), mode="2:4", config=CFG)
+    with pytest.raises(golden.FormatError, match="x"):
+        run(w, x.astype(np.int16), config=CFG)
+
+
+@pytest.mark.cocotb
+def test_sptc_default_config(tmp_path):
+    """The default 8 x 8 build (the one `make sim` and `make synth` use) on trace jobs."""
+    cfg = CONFIGS["default"]
+    rng = np.random.default_rng(21)
+    specs = [JobSpec(f"default {mode}", to_mode(rand(rng, (64, 64)), mode, (4, 8, 32)),
+                     rand(rng, (64, 40)), np.sort(rng.choice(40, 19, replace=False)), out)
+             for mode, out in (("dense", "int32"), ("2:4", "int8_sat"),
+                               ("samoyeds", ("requant", 500, 12)))]
+    run_batch(cfg, specs, seed=21, stalls=True, workdir=tmp_path)
