@@ -96,8 +96,11 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
 
 def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "verilator",
               seed: int = 1, stalls: bool = True, waves: bool = False,
-              workdir: Path | None = None) -> dict:
-    """Run several jobs in one simulation (one build, one simulator launch)."""
+              workdir: Path | None = None, progress=None) -> dict:
+    """Run several jobs in one simulation (one build, one simulator launch).
+
+    ``progress(done_jobs)`` is called from this thread while the simulator runs.
+    """
     b = build_design(cfg, simulator, waves)
     (ROOT / "build").mkdir(exist_ok=True)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sptc_", dir=ROOT / "build")).resolve()
@@ -105,7 +108,11 @@ def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "ver
     np.savez(workdir / "job.npz", **encode_jobs(cfg, specs))
     env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
            "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1"}
-    wave = cocotb_run.run(b, "tb.sptc", test_dir=workdir, env=env)
+    if progress is None:
+        wave = cocotb_run.run(b, "tb.sptc", test_dir=workdir, env=env)
+    else:
+        env["MOE_PROGRESS"] = str(workdir / "progress.txt")
+        wave = _run_polling(b, workdir, env, progress)
     with np.load(workdir / "result.npz", allow_pickle=False) as r:
         res = {k: r[k] for k in r.files}
     res["wave"] = wave
@@ -126,3 +133,25 @@ def run(weight, x, sel=None, mode: str | None = None, out="int32", simulator: st
                     stalls=stalls, waves=waves, workdir=workdir)
     outmode = golden.parse_out(out)
     return res["j0_out"].astype(outmode.out_dtype), int(res["j0_cycles"])
+
+
+def _run_polling(b, workdir: Path, env: dict, progress):
+    """Run the simulation in a worker thread and report the bench's progress file."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    prog = Path(env["MOE_PROGRESS"])
+    prog.unlink(missing_ok=True)
+    last = -1
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(cocotb_run.run, b, "tb.sptc", test_dir=workdir, env=env)
+        while not fut.done():
+            time.sleep(0.2)
+            try:
+                done = int(prog.read_text() or 0)
+            except (OSError, ValueError):
+                continue
+            if done != last:
+                progress(done)
+                last = done
+        return fut.result()

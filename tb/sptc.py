@@ -47,6 +47,14 @@ def unpack_result(word: int, cols: int):
             (word >> (base + 32)) & ((1 << cols) - 1))
 
 
+def report_progress(done_jobs: int):
+    """Tell the host how many jobs are done (it draws the progress bar)."""
+    path = os.environ.get("MOE_PROGRESS")
+    if path:
+        with open(path, "w") as fh:
+            fh.write(str(done_jobs))
+
+
 async def pulse(h: Harness, name: str):
     getattr(h.dut, name).value = 1
     await h.step()
@@ -100,7 +108,9 @@ async def sptc_jobs(dut):
         w_drv.push(beats)
         mon.received.clear()
         timeout = 40 * (len(beats) + len(j("sel")) + int(j("out_rows"))) + 200
+        results[f"j{i}_start"] = h.cycle
         cyc, err = await run_phase(h, dut, j("regs"), timeout)
+        results[f"j{i}_end"] = h.cycle
         expect_err = int(j("expect_err"))
         results[f"j{i}_cycles"] = cyc
         results[f"j{i}_error"] = err
@@ -138,5 +148,6 @@ async def sptc_jobs(dut):
         if not stalls:
             sb.check(tag, cyc == int(j("pred_cycles")),
                      f"MATMUL took {cyc} cycles, model says {int(j('pred_cycles'))}")
+        report_progress(i + 1)
     np.savez(os.environ["MOE_RESULT"], **results)
     sb.assert_clean()
