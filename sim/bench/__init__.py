@@ -1,0 +1,32 @@
+"""`make bench`: cycle, efficiency and simulator-speed benchmarks of every engine.
+
+Each engine has a module here with ``main(quick=False) -> list[dict]`` that
+writes ``build/bench/<engine>.json`` and prints its table. Figures come from
+measurement: RTL cycle counts from simulation, or from the engine's cycle
+model where the regression proves the model equal to the RTL (each table
+says which).
+"""
+import json
+from pathlib import Path
+
+from ..cocotb_run import ROOT
+
+BENCH_DIR = ROOT / "build" / "bench"
+ENGINES = ("sptc", "pim", "cim", "moe", "simspeed")
+
+
+def write_rows(name: str, rows: list[dict]) -> Path:
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    path = BENCH_DIR / f"{name}.json"
+    path.write_text(json.dumps(rows, indent=1, default=float) + "\n")
+    return path
+
+
+def table(rows: list[dict], cols: list[str], fmt: dict | None = None) -> str:
+    fmt = fmt or {}
+    cells = [[(fmt.get(c, "{}").format(r[c]) if r.get(c) is not None else "-") for c in cols]
+             for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+              for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
