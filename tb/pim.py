@@ -19,10 +19,59 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 
 from golden import pim as gp
+
+# --------------------------------------------------------------------------- building
+
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
+
+
+def icarus_time0_fix(verilog: str) -> str:
+    """Make every ``always @*`` block run once at time 0 under Icarus.
+
+    Yosys guards each combinational block with a dummy ``reg ... = 0`` meant to
+    trigger it at time 0, but Icarus executes declaration initialisers before
+    the blocks wait on their sensitivity lists, so a block whose inputs never
+    change afterwards (a mux indexed by a register that stays 0) keeps X
+    forever. Toggling the dummy after ``#0`` (when every block is waiting)
+    fixes that without touching the logic. Verilator needs no fix.
+    """
+    return _TRIGGER.sub(lambda mo: f"{mo.group(1)}reg {mo.group(2)} = 0;\n"
+                                   f"{mo.group(1)}initial #0 {mo.group(2)} = 1;", verilog)
+
+
+def build_unit(cfg: gp.PIMConfig, simulator: str = "verilator", name: str = "pim"):
+    """Generate the unit's Verilog and compile it (cached) for ``simulator``."""
+    from hdl.pim import MODULE_NAME, build, config_params
+    from hdl.verilog import to_verilog
+    from sim import cocotb_run
+    v = to_verilog(build(cfg), MODULE_NAME, config_params(cfg))
+    if simulator == "icarus":
+        v = icarus_time0_fix(v)
+    return cocotb_run.build(name, v, MODULE_NAME, simulator=simulator)
+
+
+def run_jobs(cfg: gp.PIMConfig, jobs: list[dict], workdir, simulator: str = "verilator",
+             seed: int = 1) -> dict:
+    """Build (cached), run the bench on ``jobs`` and return the result arrays."""
+    from pathlib import Path
+
+    from sim import cocotb_run
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_job_file(workdir / "job.npz", cfg, jobs)
+    tag = "x".join(str(v) for v in (cfg.bundles, cfg.rows, cfg.cols, cfg.bundle_bits))
+    b = build_unit(cfg, simulator, name=f"pim_{tag}")
+    cocotb_run.run(b, "tb.pim", test_dir=workdir,
+                   env={"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "res.npz"),
+                        "MOE_SEED": str(seed)})
+    with np.load(workdir / "res.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
 
 # --------------------------------------------------------------------------- timing checker
 
@@ -201,7 +250,7 @@ def random_program(cfg: gp.PIMConfig, rng, n_instr: int = 12, bad: float = 0.15,
             continue
         r = rng.random()
         if r < 0.15:
-            cnt = int(rng.integers(1, 160))
+            cnt = int(rng.integers(1, min(160, cfg.words) + 1))
             addr = int(rng.integers(0, cfg.words - cnt + 1))
             p.write(addr, [int.from_bytes(rng.integers(0, 256, cfg.elems, dtype=np.uint8).tobytes(),
                                           "little") for _ in range(cnt)])
@@ -217,7 +266,7 @@ def random_program(cfg: gp.PIMConfig, rng, n_instr: int = 12, bad: float = 0.15,
         elif r < 0.62:
             p.fence()
         else:
-            n = int(rng.integers(1, max_rows + 1))
+            n = int(rng.integers(1, min(max_rows, cfg.words // kw) + 1))
             p.gemm(int(rng.integers(0, cfg.words - n * kw + 1)), n)
     return p
 
@@ -263,6 +312,31 @@ def stream_program(cfg: gp.PIMConfig, words: int, tokens: int = 1, addr: int = 0
     p.load_tokens(np.ones((tokens, kw * cfg.elems), np.int8))
     p.gemm(addr, n)
     return p
+
+
+def stream_stats(cfg: gp.PIMConfig, cmds) -> dict:
+    """Bundle-bandwidth figures of one streaming job from its DRAM command trace.
+
+    ``fraction``: words x tBUS / span, the span running from the first ACT to
+    one burst after the last RD (the raw fraction of the peak bundle rate over
+    that window). ``attainable``: 1 - (REFs in the window) x tRFC / span, the
+    share of the window not locked out by refresh. ``fraction_of_attainable`` =
+    fraction / attainable (row activations, precharges and the refresh
+    entry/exit are the remaining overhead).
+    """
+    cmds = np.asarray(cmds).reshape(-1, 5)
+    rd = cmds[cmds[:, 1] == gp.CMD_RD]
+    if not len(rd):
+        return dict(words=0, span=0, fraction=0.0, refs=0, attainable=1.0, fraction_of_attainable=0.0)
+    burst = max(cfg.timing.tCCD_L, cfg.timing.tBUS)
+    first = cmds[(cmds[:, 1] == gp.CMD_ACT) | (cmds[:, 1] == gp.CMD_RD)][0, 0]
+    last = rd[-1, 0] + burst
+    span = int(last - first)
+    refs = int(((cmds[:, 1] == gp.CMD_REF) & (cmds[:, 0] >= first) & (cmds[:, 0] < last)).sum())
+    frac = len(rd) * burst / span
+    att = 1 - refs * cfg.timing.tRFC / span
+    return dict(words=int(len(rd)), span=span, fraction=frac, refs=refs, attainable=att,
+                fraction_of_attainable=frac / att)
 
 
 def write_job_file(path, cfg: gp.PIMConfig, jobs: list[dict]) -> None:
