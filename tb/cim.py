@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -103,14 +105,40 @@ def job_program(job: Job, config: gc.CIMConfig):
     return [int(w) for w in prog.words], beats, ys
 
 
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                      re.M)
+
+
+def icarus_time0_fix(verilog: str) -> str:
+    """Run every ``always @*`` block once at time 0 under Icarus.
+
+    Yosys guards combinational blocks with a dummy ``reg ... = 0`` meant to trigger them
+    at time 0, but Icarus applies declaration initialisers before the blocks wait, so a
+    block whose inputs never change (e.g. decoded from a register that keeps its initial
+    value) stays X. Toggling the dummy after ``#0`` fixes it without touching the logic.
+    (Same fix as tb/pim.py; it belongs in sim.cocotb_run.build.)
+    """
+    return _TRIGGER.sub(lambda mo: f"{mo.group(1)}reg {mo.group(2)} = 0;\n"
+                                   f"{mo.group(1)}initial #0 {mo.group(2)} = 1;", verilog)
+
+
+@lru_cache(maxsize=4)
+def tile_verilog(config_name: str, simulator: str) -> str:
+    """Verilog of ``hdl.cim.CONFIGS[config_name]`` (elaborated once per process)."""
+    from hdl.cim import CONFIGS, MODULE_NAME, build, config_params
+    from hdl.verilog import to_verilog
+    config = CONFIGS[config_name]
+    verilog = to_verilog(build(config), MODULE_NAME, config_params(config))
+    return icarus_time0_fix(verilog) if simulator == "icarus" else verilog
+
+
 def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = "verilator",
              test_dir: Path, seed: int = 1, stalls: bool = True, waves: bool = False) -> dict:
     """Build (cached) and run the bench on ``jobs``; returns the measurements.
 
     Raises ``sim.cocotb_run.SimulationError`` if any scoreboard check fails.
     """
-    from hdl.cim import CONFIGS, MODULE_NAME, build, config_params
-    from hdl.verilog import to_verilog
+    from hdl.cim import CONFIGS, MODULE_NAME
     from sim import cocotb_run
 
     config = CONFIGS[config_name]
@@ -118,7 +146,7 @@ def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = 
     test_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path = test_dir / "cim_job.npz", test_dir / "cim_result.npz"
     save_jobs(job_path, config, jobs)
-    verilog = to_verilog(build(config), MODULE_NAME, config_params(config))
+    verilog = tile_verilog(config_name, simulator)
     b = cocotb_run.build(f"cim_{config_name}", verilog, MODULE_NAME, simulator=simulator,
                          waves=waves)
     env = {"MOE_JOB": str(job_path), "MOE_RESULT": str(result_path), "MOE_SEED": str(seed),
@@ -128,6 +156,44 @@ def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = 
         out = {k: r[k] for k in r.files}
     out["meta"] = json.loads(str(out["meta"]))
     return out
+
+
+def rand_monarch(b: int, rng, out=None) -> gm.Monarch:
+    """Random int8 factors with a ``mid`` requant scaled to keep stage-R sums in range."""
+    sigma = np.sqrt(b) * 128 * 128 / 3            # rough std of a stage-R sum
+    mult = int(min(65535, 127 * 65536 / (3 * sigma)))
+    outs = [("requant", 200, 12), "int32", "int8_sat"]
+    return gm.random_monarch(b, rng, mid=("requant", mult, 16),
+                             out=out if out is not None else outs[int(rng.integers(3))])
+
+
+def trace_job(seed: int = 0, max_tokens: int = 6, trace=None) -> Job:
+    """An expert projection (hidden x hidden) in Monarch form on a MoE trace step's tokens.
+
+    The step with the most tokens of the trace (default: ``sim.traces.load_default()``,
+    hidden 64 -> n = 64, b = 8); its most loaded expert's tokens (SEL) form the batch.
+    Token activations are int8 drawn from a generator seeded by the token's request id
+    (the trace records routing, not activations); the weights are a random dense
+    projection W projected to Monarch form (``golden.monarch.project``) and quantized.
+    """
+    from sim import traces
+    rng = np.random.default_rng(seed)
+    tr = trace if trace is not None else traces.load_default()
+    n = tr.hidden
+    b = int(round(np.sqrt(n)))
+    if b * b != n:
+        raise ValueError(f"hidden {n} is not a square: no Monarch b = sqrt(n)")
+    step = max(range(tr.steps), key=lambda i: tr.step(i).tokens)
+    st = tr.step(step)
+    expert = int(np.argmax(st.tokens_per_expert()))
+    sel = st.sel(expert)[:max_tokens]
+    xs = np.stack([np.random.default_rng([seed, int(st.request_id[t])])
+                   .integers(-128, 128, size=n).astype(np.int8) for t in sel])
+    W = rng.normal(size=(n, n)) / np.sqrt(n)
+    L, R = gm.project(W, b)
+    mon = gm.quantize(L, R, out=("requant", 3000, 16))
+    return Job(f"trace step {step} expert {expert} ({len(sel)} tokens)", strategy="dense",
+               monarchs=[mon], xs=xs)
 
 
 def _headers(words, config):

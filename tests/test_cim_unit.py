@@ -1,0 +1,206 @@
+"""Amaranth-simulator unit tests of the CIM tile (no Verilator build: fast).
+
+* the output/requantization stage against ``golden.numerics.apply_out`` bit for bit,
+  on random and edge accumulators for every mode;
+* the "small" configuration end to end: programs of every strategy from the golden
+  encoder, results against the factored matmul and every instruction's cycle cost
+  against the cycle model; a malformed program, then recovery after ``clear``.
+"""
+import numpy as np
+import pytest
+from amaranth import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from golden import apply_out
+from golden import cim as gc
+from golden import monarch as gm
+from hdl.cim import CONFIGS, build
+from hdl.cim.tile import out_stage
+from tb.cim import job_program, malformed_jobs
+
+
+class _OutStage(wiring.Component):
+    acc: In(signed(32))
+    kind: In(2)
+    mult: In(16)
+    shift: In(5)
+    y: Out(signed(32))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(out_stage(self.acc, self.kind, self.mult, self.shift))
+        return m
+
+
+def test_out_stage_matches_numerics():
+    rng = np.random.default_rng(0)
+    edge = [0, 1, -1, 127, 128, -128, -129, 2**31 - 1, -2**31, 2**20, -2**20 - 1]
+    accs = edge + [int(v) for v in rng.integers(-2**31, 2**31, size=60)]
+    modes = [("int32",), ("int8_sat",), ("requant", 1, 1), ("requant", 65535, 31),
+             ("requant", 0, 7), ("requant", 977, 13), ("requant", 65535, 1), ("requant", 3, 2)]
+    dut = _OutStage()
+    sim = Simulator(dut)
+    checked = []
+
+    async def tb(ctx):
+        for mode in modes:
+            kind = {"int32": 0, "int8_sat": 1, "requant": 2}[mode[0]]
+            mult, shift = (mode[1], mode[2]) if kind == 2 else (0, 0)
+            want = apply_out(np.array(accs, dtype=np.int64),
+                             mode[0] if kind < 2 else ("requant", mult, shift))
+            ctx.set(dut.kind, kind)
+            ctx.set(dut.mult, mult)
+            ctx.set(dut.shift, shift)
+            for a, w in zip(accs, want):
+                ctx.set(dut.acc, a)
+                got = ctx.get(dut.y)
+                assert got == int(w), (mode, a, got, int(w))
+                checked.append(a)
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert len(checked) == len(accs) * len(modes)
+
+
+def run_pysim(cfg, words, beats, *, clear_first=False, max_cycles=40000):
+    """Drive the tile with no stalls; returns (result beats, accept cycles, idle cycles, status)."""
+    dut = build(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    out, accepts, idle, status = [], [], [], {}
+
+    async def tb(ctx):
+        wi = bi = cyc = 0
+        ctx.set(dut.res.ready, 1)
+        if clear_first:
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+        while cyc < max_cycles:
+            ctx.set(dut.prog.valid, wi < len(words))
+            if wi < len(words):
+                ctx.set(dut.prog.payload, int(words[wi]))
+            ctx.set(dut.act.valid, bi < len(beats))
+            if bi < len(beats):
+                ctx.set(dut.act.payload, int(beats[bi]))
+            if ctx.get(dut.prog.ready) and wi < len(words):
+                accepts.append(cyc)
+                wi += 1
+            if ctx.get(dut.act.ready) and bi < len(beats):
+                bi += 1
+            if ctx.get(dut.res.valid):
+                out.append(ctx.get(dut.res.payload))
+            if not ctx.get(dut.busy):
+                idle.append(cyc)
+            await ctx.tick()
+            cyc += 1
+            if wi == len(words) and bi == len(beats) and not ctx.get(dut.busy):
+                idle.append(cyc)
+                break
+        status.update(error=ctx.get(dut.error), code=ctx.get(dut.error_code),
+                      steps=ctx.get(dut.steps), cycles=cyc)
+
+    sim.add_testbench(tb)
+    sim.run()
+    return out, accepts, idle, status
+
+
+# (4, dense, 1|3): partly filled arrays, where DenseMap fires several blocks per step
+@pytest.mark.parametrize("b,strategy,K", [(4, "dense", 1), (4, "dense", 3), (4, "sparse", 2),
+                                          (4, "linear", 1), (8, "dense", 1), (8, "sparse", 1)])
+def test_small_tile_runs_programs_bit_exact(b, strategy, K):
+    cfg = CONFIGS["small"]
+    rng = np.random.default_rng(b + K)
+    mons = [gm.random_monarch(b, rng, mid=("requant", 400, 14),
+                              out=["int32", "int8_sat", ("requant", 50, 11)][i % 3])
+            for i in range(K)]
+    xs = [rng.integers(-128, 128, size=b * b).astype(np.int8) for _ in range(2)]
+    mp = gc.map_monarch(b * b, b, cfg.m, strategy, matrices=K)
+    if strategy == "dense" and b == 4:
+        assert any(bin(s.row_mask).count("1") > 1 for s in mp.steps)
+    prog = gc.encode_program(mp, mons, 2, cfg)
+    beats = gc.pack_inputs(xs * K, b, cfg)
+    exp = gc.execute(prog.words, cfg, beats)
+    out, acc, idle, st = run_pysim(cfg, prog.words, beats)
+    assert st["error"] == 0 and st["steps"] == exp.steps
+    z = gc.unpack_outputs(out, b * b, cfg)
+    want = [mo.matmul(x).astype(np.int64) for mo in mons for x in xs]
+    assert len(z) == len(want)
+    for zz, w, e in zip(z, want, exp.outputs):
+        assert np.array_equal(zz, e)
+        assert np.array_equal(gm.unfold_output(zz, b), w)
+    heads = [i for i, _, _ in exp.cycles]
+    costs = [acc[heads[k + 1]] - acc[heads[k]] for k in range(len(heads) - 1)]
+    costs.append(next(c for c in idle if c > acc[heads[-1]]) - acc[heads[-1]])
+    assert costs == [c for _, _, c in exp.cycles]
+
+
+def test_small_tile_malformed_then_recovers():
+    cfg = CONFIGS["small"]
+    bad = malformed_jobs(cfg, seed=5)
+    job = next(j for j in bad if j.expect == "BAD_MASK")
+    words, beats, _ = job_program(job, cfg)
+    exp = gc.execute(words, cfg, beats)
+    rng = np.random.default_rng(9)
+    mon = gm.random_monarch(4, rng, mid="int8_sat")
+    x = rng.integers(-128, 128, size=16).astype(np.int8)
+    good = gc.encode_program(gc.map_monarch(16, 4, cfg.m, "dense"), mon, 1, cfg)
+    # the bad program, a clear pulse, then a good program in one simulation
+    dut = build(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def tb(ctx):
+        ctx.set(dut.res.ready, 1)
+        wi = bi = 0
+        for _ in range(4 * (len(words) + len(beats))):   # both streams keep flowing
+            ctx.set(dut.prog.valid, wi < len(words))
+            if wi < len(words):
+                ctx.set(dut.prog.payload, int(words[wi]))
+            ctx.set(dut.act.valid, bi < len(beats))
+            if bi < len(beats):
+                ctx.set(dut.act.payload, int(beats[bi]))
+            wi += bool(ctx.get(dut.prog.ready) and wi < len(words))
+            bi += bool(ctx.get(dut.act.ready) and bi < len(beats))
+            await ctx.tick()
+            if wi == len(words) and bi == len(beats):
+                break
+        seen["consumed"] = (wi, bi)
+        ctx.set(dut.prog.valid, 0)
+        ctx.set(dut.act.valid, 0)
+        await ctx.tick().repeat(5)
+        seen["error"], seen["code"] = ctx.get(dut.error), ctx.get(dut.error_code)
+        seen["valid_in_error"] = ctx.get(dut.res.valid)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        seen["cleared"] = ctx.get(dut.error)
+        gbeats = gc.pack_inputs([x], 4, cfg)
+        out = []
+        wi = bi = 0
+        for _ in range(5000):
+            ctx.set(dut.prog.valid, wi < len(good.words))
+            if wi < len(good.words):
+                ctx.set(dut.prog.payload, int(good.words[wi]))
+            ctx.set(dut.act.valid, bi < len(gbeats))
+            if bi < len(gbeats):
+                ctx.set(dut.act.payload, int(gbeats[bi]))
+            wi += bool(ctx.get(dut.prog.ready) and wi < len(good.words))
+            bi += bool(ctx.get(dut.act.ready) and bi < len(gbeats))
+            if ctx.get(dut.res.valid):
+                out.append(ctx.get(dut.res.payload))
+            await ctx.tick()
+            if len(out) == 16 // cfg.lanes:
+                break
+        seen["out"] = out
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen["consumed"] == (len(words), len(beats))    # discarded, never stuck
+    assert seen["error"] == 1 and seen["code"] == exp.error_code == gc.ERROR_CODES["BAD_MASK"]
+    assert seen["valid_in_error"] == 0 and seen["cleared"] == 0
+    z = gc.unpack_outputs(seen["out"], 16, cfg)[0]
+    assert np.array_equal(gm.unfold_output(z, 4), mon.matmul(x).astype(np.int64))
