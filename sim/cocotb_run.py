@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -40,6 +41,24 @@ TIMESCALE = ("1ns", "1ps")
 # default lint calls out. These are the only warnings we waive in simulation.
 VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CMPCONST", "-Wno-UNSIGNED",
                      "-Wno-CASEINCOMPLETE"]
+
+
+_TIME0_TRIGGER = re.compile(
+    r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
+
+
+def icarus_time0_fix(verilog: str) -> str:
+    """Make every ``always @*`` block run once at time 0 under Icarus.
+
+    Yosys guards each combinational block with a dummy ``reg ... = 0`` meant to
+    trigger it at time 0, but Icarus applies declaration initialisers before
+    the blocks wait on their sensitivity lists, so a block whose inputs never
+    change afterwards (a mux indexed by a register that stays 0) keeps X
+    forever. Toggling the dummy after ``#0`` (when every block is waiting)
+    fixes that without touching the logic. Verilator needs no fix.
+    """
+    return _TIME0_TRIGGER.sub(lambda mo: f"{mo.group(1)}reg {mo.group(2)} = 0;\n"
+                                         f"{mo.group(1)}initial #0 {mo.group(2)} = 1;", verilog)
 
 
 class SimulationError(RuntimeError):
@@ -82,6 +101,8 @@ def build(name: str, verilog: str, toplevel: str, *, simulator: str = "verilator
     from cocotb_tools.runner import get_runner
 
     _check_simulator(simulator)
+    if simulator == "icarus":
+        verilog = icarus_time0_fix(verilog)
     wave_format = None
     build_args: list[str] = []
     if simulator == "verilator":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -105,23 +104,6 @@ def job_program(job: Job, config: gc.CIMConfig):
     return [int(w) for w in prog.words], beats, ys
 
 
-_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
-                      re.M)
-
-
-def icarus_time0_fix(verilog: str) -> str:
-    """Run every ``always @*`` block once at time 0 under Icarus.
-
-    Yosys guards combinational blocks with a dummy ``reg ... = 0`` meant to trigger them
-    at time 0, but Icarus applies declaration initialisers before the blocks wait, so a
-    block whose inputs never change (e.g. decoded from a register that keeps its initial
-    value) stays X. Toggling the dummy after ``#0`` fixes it without touching the logic.
-    (Same fix as tb/pim.py; it belongs in sim.cocotb_run.build.)
-    """
-    return _TRIGGER.sub(lambda mo: f"{mo.group(1)}reg {mo.group(2)} = 0;\n"
-                                   f"{mo.group(1)}initial #0 {mo.group(2)} = 1;", verilog)
-
-
 @lru_cache(maxsize=4)
 def tile_verilog(config_name: str, simulator: str) -> str:
     """Verilog of ``hdl.cim.CONFIGS[config_name]`` (elaborated once per process)."""
@@ -129,7 +111,7 @@ def tile_verilog(config_name: str, simulator: str) -> str:
     from hdl.verilog import to_verilog
     config = CONFIGS[config_name]
     verilog = to_verilog(build(config), MODULE_NAME, config_params(config))
-    return icarus_time0_fix(verilog) if simulator == "icarus" else verilog
+    return verilog  # sim.cocotb_run.build applies the Icarus time-0 fix
 
 
 def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = "verilator",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import numpy as np
 
@@ -27,31 +26,12 @@ from golden import pim as gp
 
 # --------------------------------------------------------------------------- building
 
-_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
-
-
-def icarus_time0_fix(verilog: str) -> str:
-    """Make every ``always @*`` block run once at time 0 under Icarus.
-
-    Yosys guards each combinational block with a dummy ``reg ... = 0`` meant to
-    trigger it at time 0, but Icarus executes declaration initialisers before
-    the blocks wait on their sensitivity lists, so a block whose inputs never
-    change afterwards (a mux indexed by a register that stays 0) keeps X
-    forever. Toggling the dummy after ``#0`` (when every block is waiting)
-    fixes that without touching the logic. Verilator needs no fix.
-    """
-    return _TRIGGER.sub(lambda mo: f"{mo.group(1)}reg {mo.group(2)} = 0;\n"
-                                   f"{mo.group(1)}initial #0 {mo.group(2)} = 1;", verilog)
-
-
 def build_unit(cfg: gp.PIMConfig, simulator: str = "verilator", name: str = "pim"):
     """Generate the unit's Verilog and compile it (cached) for ``simulator``."""
     from hdl.pim import MODULE_NAME, build, config_params
     from hdl.verilog import to_verilog
     from sim import cocotb_run
     v = to_verilog(build(cfg), MODULE_NAME, config_params(cfg))
-    if simulator == "icarus":
-        v = icarus_time0_fix(v)
     return cocotb_run.build(name, v, MODULE_NAME, simulator=simulator)
 
 
