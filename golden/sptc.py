@@ -254,7 +254,8 @@ def load_regs(x_shape) -> dict:
 # --------------------------------------------------------------------------- cycle model
 
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
-PIPE_LATENCY = 3      # issue -> PE -> flush register -> accumulator store
+PE_STAGES = 3         # s1 (beat + activation read), s2 (select), s3 (products); then acc
+OUT_STAGES = 4        # row select, x mult, + rounding, shift + saturate
 
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:
@@ -328,7 +329,9 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     n_tt = -(-n_sel // cols)
     state = "SEL" if n_sel else "WAIT"
     cnt = beat = vb = rt = tt = 0
-    s1 = f = None               # (blast, tlast, rt) in the PE stage / flush register
+    pe = [None] * PE_STAGES     # (blast, tlast, rt) per PE pipeline stage
+    f = None                    # the flush register
+    out = [False] * OUT_STAGES  # output pipeline valid bits
     store_full, store_rt, drain_left, skid_o = False, 0, 0, False
     cyc = 0
     while True:
@@ -336,11 +339,12 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         copy = store_full and drain_left == 0
         en = not (f is not None and store_full and not copy)
         issue = state == "RUN" and en
-        if state == "WAIT" and s1 is None and f is None and not store_full \
-                and drain_left == 0 and not skid_o:
+        if state == "WAIT" and not any(pe) and f is None and not store_full \
+                and drain_left == 0 and not any(out) and not skid_o:
             return cyc
-        # drain: one row per cycle into the skid buffer (the sink never stalls here)
-        skid_o = drain_left > 0
+        # drain: one row per cycle into the output pipeline (the sink never stalls here)
+        skid_o = out[-1]
+        out = [drain_left > 0] + out[:-1]
         if drain_left:
             drain_left -= 1
         new_full = store_full and not copy
@@ -349,11 +353,9 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         if en:
             if f is not None and f[1]:
                 new_full, store_rt = True, f[2]
-            f = s1 if s1 is not None and s1[0] else None
-            s1 = None
-            if issue:
-                last = beat == k_steps - 1
-                s1 = (vb == v_steps - 1 or last, last, rt)
+            f = pe[-1] if pe[-1] is not None and pe[-1][0] else None
+            last = beat == k_steps - 1
+            pe = [(vb == v_steps - 1 or last, last, rt) if issue else None] + pe[:-1]
         store_full = new_full
         if state == "SEL":
             cnt += 1

@@ -5,12 +5,15 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
 
   issue   a weight beat is taken; each PE column's activation bank is addressed
           at (SEL token of that column, K group)           -> s1_* registers
-  PE      2 MACs per PE: the nibble picks 2 of the 4 activations; on the last
-          beat of a flush block the partial sums go to the flush registers
+  select  the nibble picks 2 of the 4 activations per PE   -> s2_*
+  mult    2 int8 x int8 products per PE (DSP blocks)        -> s3_*
+  acc     acc + p0 + p1; on the last beat of a flush block the partial sums
+          go to the flush registers
   store   flush registers are added into the accumulator store, each PE row
           landing on its store row (identity, or Samoyeds' indices)
   copy    a finished tile moves from the store to the drain bank
-  drain   one output row per cycle through the output stage into a skid buffer
+  drain   one output row per cycle through a 4-stage output pipeline (row
+          select, x mult, + rounding, shift + saturate) into a skid buffer
 
 The only stall inside the array is "a flush wants to enter a store that still
 holds a finished tile the drain bank cannot take yet": then everything up to
@@ -51,21 +54,6 @@ def result_layout(cfg: SpTCConfig):
         "tile": unsigned(16),                            # token tile: columns tile*cols + c
         "mask": unsigned(cfg.cols),                      # which columns are selected tokens
     })
-
-
-def output_stage(m: Module, acc, kind, mult, shift):
-    """The numerics contract's output modes, bit for bit (see golden.numerics)."""
-    sat = Signal(signed(32))
-    m.d.comb += sat.eq(Mux(acc > 127, 127, Mux(acc < -128, -128, acc)))
-    prod = Signal(signed(50))
-    m.d.comb += prod.eq(acc * Cat(mult, Const(0, 1)).as_signed())
-    rnd = Signal(signed(50))
-    m.d.comb += rnd.eq(prod + (Const(1, unsigned(32)) << (shift - 1)[:5])[:31])
-    shifted = Signal(signed(50))
-    m.d.comb += shifted.eq(rnd >> shift)
-    rq = Signal(signed(32))
-    m.d.comb += rq.eq(Mux(shifted > 127, 127, Mux(shifted < -128, -128, shifted)))
-    return Mux(kind == 0, acc, Mux(kind == 1, sat, rq))
 
 
 class SparseTensorCore(wiring.Component):
@@ -187,8 +175,10 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += copy.eq(store_full & ~drain_busy)
         m.d.comb += en.eq(~(f_valid & store_full & ~copy))
         pipe_empty = Signal()
-        m.d.comb += pipe_empty.eq(~s1_valid & ~f_valid & ~store_full & ~drain_busy
-                                  & ~skid.o.valid & skid.i.ready)
+        s2_valid, s3_valid = Signal(), Signal()
+        out_busy = Signal()   # a row is in the output pipeline
+        m.d.comb += pipe_empty.eq(~s1_valid & ~s2_valid & ~s3_valid & ~f_valid & ~store_full
+                                  & ~drain_busy & ~out_busy & ~skid.o.valid & skid.i.ready)
 
         issue = Signal()
         mask_now = Signal(C)
@@ -308,6 +298,22 @@ class SparseTensorCore(wiring.Component):
         err_terms[ERR_CONFIG].append(issue & (beat == k_steps - 1) & (vb != v_steps - 1))
 
         # ---------------------------------------------------------------- PE array
+        # Three register stages so every multiplier sits in a DSP block with
+        # registered inputs and outputs (the FPGA timing contract, docs/synth.md):
+        #   s2  the nibble has picked two of the four activations per PE
+        #   s3  the two int8 x int8 products per PE
+        #   acc (first ? 0 : acc) + p0 + p1; on a block's last beat also -> flush
+        s2_flags = Signal(3); s3_flags = Signal(3)      # first, blast, tlast
+        s2_meta = Signal(32 + C); s3_meta = Signal(32 + C)  # tt, rt, mask
+        s2_idx = [Signal(4, name=f"s2_idx{r}") for r in range(R)]
+        s3_idx = [Signal(4, name=f"s3_idx{r}") for r in range(R)]
+        with m.If(en):
+            m.d.sync += [s2_valid.eq(s1_valid), s3_valid.eq(s2_valid),
+                         s2_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s3_flags.eq(s2_flags),
+                         s2_meta.eq(Cat(s1_tt, s1_rt, s1_mask)), s3_meta.eq(s2_meta)]
+            m.d.sync += [s2_idx[r].eq(s1_lanes[r].idx) for r in range(R)]
+            m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
+        s3_first, s3_blast, s3_tlast = s3_flags[0], s3_flags[1], s3_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
         f_idx = [Signal(4, name=f"f_idx{r}") for r in range(R)]
@@ -315,22 +321,28 @@ class SparseTensorCore(wiring.Component):
             lane = s1_lanes[r]
             nib = Mux(mode == DENSE, Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]), lane.nib)
             lo, hi = nib[:2], nib[2:]
+            v0, v1 = Signal(signed(8), name=f"s2_v0_{r}"), Signal(signed(8), name=f"s2_v1_{r}")
+            with m.If(en):
+                m.d.sync += [v0.eq(lane.v0), v1.eq(lane.v1)]
             for c in range(C):
                 xs = Array(act_rd[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
-                prod = Signal(signed(32), name=f"mac_{r}_{c}")
-                m.d.comb += prod.eq(lane.v0 * xs[lo] + lane.v1 * xs[hi])
+                xa = Signal(signed(8), name=f"s2_xa_{r}_{c}")
+                xb = Signal(signed(8), name=f"s2_xb_{r}_{c}")
+                p0 = Signal(signed(16), name=f"s3_p0_{r}_{c}")
+                p1 = Signal(signed(16), name=f"s3_p1_{r}_{c}")
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
-                m.d.comb += nxt.eq(Mux(s1_first, 0, acc[r][c]) + prod)
-                with m.If(en & s1_valid):
-                    m.d.sync += acc[r][c].eq(nxt)
-                    with m.If(s1_blast):
-                        m.d.sync += flush[r][c].eq(nxt)
+                m.d.comb += nxt.eq(Mux(s3_first, 0, acc[r][c]) + p0 + p1)
+                with m.If(en):
+                    m.d.sync += [xa.eq(xs[lo]), xb.eq(xs[hi]), p0.eq(v0 * xa), p1.eq(v1 * xb)]
+                    with m.If(s3_valid):
+                        m.d.sync += acc[r][c].eq(nxt)
+                        with m.If(s3_blast):
+                            m.d.sync += flush[r][c].eq(nxt)
         with m.If(en):
-            m.d.sync += f_valid.eq(s1_valid & s1_blast)
-            with m.If(s1_valid & s1_blast):
-                m.d.sync += [f_tlast.eq(s1_tlast), f_tt.eq(s1_tt), f_rt.eq(s1_rt),
-                             f_mask.eq(s1_mask)]
-                m.d.sync += [f_idx[r].eq(s1_lanes[r].idx) for r in range(R)]
+            m.d.sync += f_valid.eq(s3_valid & s3_blast)
+            with m.If(s3_valid & s3_blast):
+                m.d.sync += [f_tlast.eq(s3_tlast), Cat(f_tt, f_rt, f_mask).eq(s3_meta)]
+                m.d.sync += [f_idx[r].eq(s3_idx[r]) for r in range(R)]
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
         # crossbar holds only the connections some supported (N, M) can use.
@@ -382,13 +394,44 @@ class SparseTensorCore(wiring.Component):
             m.d.sync += [drain_busy.eq(1), dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_row.eq(0),
                          dr_base.eq(base_row),
                          dr_last.eq(Mux(left < spr, left, spr) - 1)]
-        row_data = [Array(drain[s][c] for s in range(S))[dr_row] for c in range(C)]
-        m.d.comb += [skid.i.valid.eq(drain_busy), skid.i.payload.row.eq(dr_base + dr_row),
-                     skid.i.payload.tile.eq(dr_tt), skid.i.payload.mask.eq(dr_mask)]
-        for c in range(C):
-            m.d.comb += skid.i.payload.data[c].eq(output_stage(m, row_data[c], out_mode, mult,
-                                                               shift))
-        with m.If(drain_busy & skid.i.ready):
+        # Output pipeline, all stages moving together when the skid buffer can
+        # take a row (its ready is a register, so no long ready chain):
+        #   o1 the drain row picked, o2 acc * mult, o3 + rounding, o4 shift + saturate.
+        adv = skid.i.ready
+        ov = Signal(4)  # valid of o1..o4
+        o_meta = [Signal(32 + C, name=f"o{k + 1}_meta") for k in range(4)]
+        o1 = [Signal(signed(32), name=f"o1_{c}") for c in range(C)]
+        o2a = [Signal(signed(32), name=f"o2_acc_{c}") for c in range(C)]
+        o2p = [Signal(signed(49), name=f"o2_prod_{c}") for c in range(C)]
+        o3a = [Signal(signed(32), name=f"o3_acc_{c}") for c in range(C)]
+        o3r = [Signal(signed(50), name=f"o3_rnd_{c}") for c in range(C)]
+        o4 = [Signal(signed(32), name=f"o4_{c}") for c in range(C)]
+        m.d.comb += out_busy.eq(ov != 0)
+        rnd_bit = Signal(31)
+        m.d.comb += rnd_bit.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31])
+        mult_s = Cat(mult, Const(0, 1)).as_signed()
+        with m.If(adv):
+            m.d.sync += ov.eq(Cat(drain_busy, ov[:3]))
+            m.d.sync += [o_meta[0].eq(Cat((dr_base + dr_row)[:16], dr_tt, dr_mask))]
+            m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(3)]
+            for c in range(C):
+                row = Array(drain[s][c] for s in range(S))[dr_row]
+                shifted = o3r[c] >> shift
+                m.d.sync += [
+                    o1[c].eq(row),
+                    o2a[c].eq(o1[c]), o2p[c].eq(o1[c] * mult_s),
+                    o3a[c].eq(o2a[c]), o3r[c].eq(o2p[c] + rnd_bit),
+                    o4[c].eq(Mux(out_mode == 0, o3a[c],
+                                 Mux(out_mode == 1,
+                                     Mux(o3a[c] > 127, 127, Mux(o3a[c] < -128, -128, o3a[c])),
+                                     Mux(shifted > 127, 127,
+                                         Mux(shifted < -128, -128, shifted[:32]))))),
+                ]
+        m.d.comb += [skid.i.valid.eq(ov[3]),
+                     Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask)
+                     .eq(o_meta[3])]
+        m.d.comb += [skid.i.payload.data[c].eq(o4[c]) for c in range(C)]
+        with m.If(drain_busy & adv):
             m.d.sync += dr_row.eq(dr_row + 1)
             with m.If(dr_row == dr_last):
                 m.d.sync += drain_busy.eq(0)
