@@ -76,7 +76,8 @@ class Build:
 
 
 @contextmanager
-def _locked(path: Path):
+def locked(path: Path):
+    """An exclusive file lock: one build of a design at a time across pytest-xdist workers."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -122,7 +123,7 @@ def build(name: str, verilog: str, toplevel: str, *, simulator: str = "verilator
     build_dir = BUILD_ROOT / f"{name}-{simulator}{'-waves' if waves else ''}-{key}"
     result = Build(name, toplevel, simulator, build_dir, waves, wave_format)
     stamp = build_dir / ".built"
-    with _locked(BUILD_ROOT / f".{build_dir.name}.lock"):
+    with locked(BUILD_ROOT / f".{build_dir.name}.lock"):
         if stamp.exists():
             return result
         build_dir.mkdir(parents=True, exist_ok=True)

@@ -45,19 +45,18 @@ any other process - reuses the shared object without rebuilding.
 from __future__ import annotations
 
 import ctypes
-import fcntl
+
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import toolchain
+from . import cocotb_run, toolchain
 from .cocotb_run import VERILATOR_WAIVERS
 
 ROOT = toolchain.ROOT
@@ -109,17 +108,6 @@ def pyverilator_patched():
         vt.verilator_version = saved_probe
         os.environ.clear()
         os.environ.update(saved_env)
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -182,7 +170,7 @@ def build(name: str, verilog: str, toplevel: str, *, args=()) -> FastBuild:
     key = hashlib.sha256("\0".join([verilog, toplevel, CXX_STD, number, pv_version, *vargs])
                          .encode()).hexdigest()[:12]
     b = FastBuild(name, toplevel, BUILD_ROOT / f"{name}-{key}")
-    with _locked(BUILD_ROOT / f".{b.build_dir.name}.lock"):
+    with cocotb_run.locked(BUILD_ROOT / f".{b.build_dir.name}.lock"):
         if b.stamp.exists() and b.so_file.exists():
             return b
         obj = b.build_dir / "obj_dir"
@@ -336,6 +324,9 @@ class Model:
         self.evals += 1
         self.dirty = False
 
+    def settle(self) -> None:
+        """Nothing to wait for: ``get`` evaluates the model when an input changed."""
+
     def tick(self) -> None:
         """The rising clock edge (inputs as set), then clock low again."""
         if self.dirty:
@@ -363,97 +354,3 @@ class Model:
 def load(name: str, verilog: str, toplevel: str, **kw) -> Model:
     """``build`` (or reuse) and load in one call."""
     return Model(build(name, verilog, toplevel, **kw))
-
-
-# --------------------------------------------------------------------------- stream agents
-# The same agents as tb.common (same handshake, same random-stall semantics and
-# the same RNG draws in the same order, so a seed gives the same stall pattern
-# as the cocotb bench), over any ``io`` with set(name, v) / get(name) -> int and
-# tick() (plain, or a coroutine function for Amaranth's simulator).
-
-class StreamDriver:
-    def __init__(self, io, name, rng, p_valid=1.0):
-        self.io, self.rng, self.p_valid = io, rng, p_valid
-        self.v, self.r, self.p = f"{name}__valid", f"{name}__ready", f"{name}__payload"
-        self.queue: deque[int] = deque()
-        self.sent = 0
-        self._up = False
-        io.set(self.v, 0)
-
-    def push(self, items):
-        self.queue.extend(int(x) for x in items)
-
-    def flush(self):
-        """Drop every pending beat (after a job the DUT aborted) and lower valid."""
-        self.queue.clear()
-        self._up = False
-        self.io.set(self.v, 0)
-
-    @property
-    def idle(self) -> bool:
-        return not self.queue and not self._up
-
-    def drive(self):
-        if not self._up and self.queue and self.rng.random() < self.p_valid:
-            self._up = True
-            self.io.set(self.p, self.queue[0])
-        self.io.set(self.v, int(self._up))
-
-    def sample(self):
-        if self._up and self.io.get(self.r):
-            self.queue.popleft()
-            self.sent += 1
-            self._up = False
-
-
-class StreamMonitor:
-    def __init__(self, io, name, rng, p_ready=1.0):
-        self.io, self.rng, self.p_ready = io, rng, p_ready
-        self.v, self.r, self.p = f"{name}__valid", f"{name}__ready", f"{name}__payload"
-        self.received: list[int] = []
-        self._r = 0
-        io.set(self.r, 0)
-
-    def drive(self):
-        self._r = int(self.rng.random() < self.p_ready)
-        self.io.set(self.r, self._r)
-
-    def sample(self):
-        if self._r and self.io.get(self.v):
-            self.received.append(self.io.get(self.p))
-
-
-class Harness:
-    """Agents stepped together every cycle: drive, read settled values, clock edge."""
-
-    def __init__(self, io, agents=()):
-        self.io, self.agents = io, list(agents)
-        self.cycle = 0
-
-    async def step(self, probe=None):
-        for a in self.agents:
-            a.drive()
-        for a in self.agents:
-            a.sample()
-        seen = probe() if probe is not None else None
-        r = self.io.tick()
-        if r is not None:
-            await r
-        self.cycle += 1
-        return seen
-
-    async def run_until(self, done, timeout, what="the job"):
-        start = self.cycle
-        while not await self.step(done):
-            if self.cycle - start > timeout:
-                raise TimeoutError(f"timeout: {what} not finished after {timeout} cycles")
-
-
-def run_sync(coro):
-    """Run a coroutine that never suspends (the fast lane's tick is synchronous)."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    raise RuntimeError("the coroutine suspended: run it under an event loop or simulator")

@@ -33,6 +33,9 @@ import golden
 from hdl.sptc import CONFIGS
 
 from . import cocotb_run, fastlane, sptc, sptc_amaranth, sptc_fast
+from tb.common import run_sync
+from tb.sptc import bench
+
 from .cocotb_run import ROOT
 
 OUT = ROOT / "build" / "bench" / "simspeed.json"
@@ -116,7 +119,7 @@ def measure(quick: bool = False, stalls: bool = True) -> list[dict]:
         model = fastlane.Model(fb)  # loading takes milliseconds: not timed
         model.reset(sptc_fast.RESET_CYCLES)
         t0 = time.perf_counter()
-        res, sb, cyc = fastlane.run_sync(sptc_fast.bench(model, job, seed=SEED, stalls=stalls))
+        res, sb, cyc = run_sync(bench(model, job, seed=SEED, stalls=stalls))
         dt = min(dt, time.perf_counter() - t0)
         sptc_fast.check(sb, "simspeed fast lane")
     rows.append(dict(simulator="pyverilator", cycles=cyc, seconds=dt, cycles_per_s=cyc / dt,

@@ -1,7 +1,7 @@
 """Sparse Tensor Core jobs on Amaranth's Python simulator (no Verilog, no cocotb).
 
 The third way to run the same job: ``amaranth.sim.Simulator`` with an async
-testbench that runs :func:`sim.sptc_fast.bench` - the very code the fast lane
+testbench that runs :func:`tb.sptc.bench` - the very code cocotb and the fast lane
 runs, so stimulus, random stalls (same seed, same draws), scoreboard and
 result keys are identical. Ports are addressed by their Verilog names
 (``w__payload`` -> ``dut.w.payload``, struct payloads as their raw bits).
@@ -17,7 +17,10 @@ from golden import sptc as gs
 
 from .cocotb_run import SimulationError
 from .sptc import JobSpec, encode_jobs
-from .sptc_fast import bench, check
+from tb.common import BenchTimeout
+from tb.sptc import bench
+
+from .sptc_fast import check
 
 CLOCK_PERIOD = 10e-9
 
@@ -47,6 +50,9 @@ class AmaranthIO:
 
     def get(self, name: str) -> int:
         return self.ctx.get(self._sig(name))
+
+    def settle(self):
+        """ctx.get already returns settled values."""
 
     async def tick(self):
         await self.ctx.tick()
@@ -82,7 +88,7 @@ def run_encoded(cfg: gs.SpTCConfig, job: dict, *, seed: int = 1, stalls: bool = 
                 sim.run()
         else:
             sim.run()
-    except TimeoutError as exc:
+    except BenchTimeout as exc:
         raise SimulationError(f"sptc on the Amaranth simulator: {exc}") from None
     check(out["scoreboard"], "sptc on the Amaranth simulator")
     res = dict(out["results"])

@@ -2,8 +2,8 @@
 
 The same job as the cocotb path, cycle for cycle: jobs are encoded by
 :func:`sim.sptc.encode_jobs` (weight beats, activation words, SEL, golden
-output, predicted cycles), and :func:`bench` is a line-by-line port of
-``tb/sptc.py``'s ``sptc_jobs``: LOAD phase then MATMUL phase per job, the same
+output, predicted cycles), and the bench is ``tb.sptc.bench`` itself, the one
+the cocotb test runs: LOAD phase then MATMUL phase per job, the same
 stream agents with the same random valid/ready stalls drawn from the same seed
 in the same order, and the same scoreboard (every output element against the
 golden, each written exactly once, the error status, and - with stalls off -
@@ -11,7 +11,7 @@ the cycle count against ``golden.sptc``'s prediction). So for a given seed the
 fast lane and the cocotb bench see identical stimulus and must report
 identical outputs and cycle counts (``tests/test_fastlane.py`` checks this).
 
-:func:`bench` talks to the design only through ``io.set/get/tick``, so the
+The bench talks to the design only through ``io.set/get/settle/tick``, so the
 Amaranth-simulator driver (``sim.sptc_amaranth``) runs the very same code.
 
     >>> res = sim.sptc_fast.run_batch(cfg, [JobSpec("a", w, x, sel)], seed=3)
@@ -24,12 +24,12 @@ import numpy as np
 import golden
 from golden import sptc as gs
 from golden.errors import FormatError
-from tb.common import Scoreboard
-from tb.sptc import pack_weights, unpack_result
+from tb.common import BenchTimeout, Scoreboard, run_sync
+from tb.sptc import bench
 
 from . import fastlane
 from .cocotb_run import SimulationError
-from .sptc import REG_NAMES, JobSpec, as_weight, encode_jobs
+from .sptc import JobSpec, as_weight, encode_jobs
 
 _builds: dict = {}
 
@@ -43,108 +43,6 @@ def build_design(cfg: gs.SpTCConfig) -> fastlane.FastBuild:
         tag = f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
         _builds[cfg] = fastlane.build(tag, v, sptc.MODULE_NAME)
     return _builds[cfg]
-
-
-def stall_probs(rng, stalls: bool):
-    """tb.common.stall_probs with the switch as an argument instead of MOE_NO_STALLS."""
-    if not stalls:
-        return 1.0, 1.0
-    return float(rng.uniform(0.4, 0.9)), float(rng.uniform(0.4, 0.9))
-
-
-async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=None):
-    """Drive the encoded jobs through the DUT behind ``io``; return (results, scoreboard, cycles).
-
-    ``job`` is :func:`sim.sptc.encode_jobs`' dict. ``io`` must be out of reset.
-    Results use the cocotb bench's keys: ``j<i>_out``, ``j<i>_cycles``, ``j<i>_error``,
-    ``j<i>_start``/``j<i>_end`` (harness cycle around the MATMUL phase).
-    ``progress(done_jobs)`` is called after each good job, as the cocotb bench does.
-    """
-    rng = np.random.default_rng(seed)
-    p_valid, p_ready = stall_probs(rng, stalls)
-    cols = int(job["cols"])
-    w_drv = fastlane.StreamDriver(io, "w", rng, p_valid)
-    a_drv = fastlane.StreamDriver(io, "act", rng, p_valid)
-    s_drv = fastlane.StreamDriver(io, "sel", rng, p_valid)
-    mon = fastlane.StreamMonitor(io, "res", rng, p_ready)
-    h = fastlane.Harness(io, [w_drv, a_drv, s_drv, mon])
-    io.set("start", 0)
-    io.set("clear", 0)
-    sb = Scoreboard("sptc (fast lane)")
-    results = {}
-
-    async def pulse(name):
-        io.set(name, 1)
-        await h.step()
-        io.set(name, 0)
-
-    async def run_phase(regs, timeout):
-        for name, v in zip(REG_NAMES, regs):
-            io.set(name, int(v))
-        await pulse("start")
-        await h.run_until(lambda: io.get("done") == 1, timeout)
-        return io.get("cycles"), io.get("error")
-
-    for i in range(int(job["n_jobs"])):
-        j = lambda k: job[f"j{i}_{k}"]  # noqa: E731 - mirrors tb/sptc.py
-        tag = f"job {i} ({str(j('name'))})"
-        # ---- LOAD the activation buffer
-        words = j("act")
-        a_drv.push(words.tolist())
-        cyc, err = await run_phase(j("load_regs").tolist(), timeout=40 * len(words) + 100)
-        sb.check(tag, err == 0, f"LOAD raised error 0x{err:x}")
-        sb.check(tag, a_drv.idle, "LOAD left activation words unconsumed")
-        if not stalls:
-            sb.check(tag, cyc == int(j("load_cycles")),
-                     f"LOAD took {cyc} cycles, model says {int(j('load_cycles'))}")
-        # ---- MATMUL
-        beats = pack_weights(j("v0"), j("v1"), j("nib"), j("idx"))
-        s_drv.push(j("sel").tolist())
-        w_drv.push(beats)
-        mon.received.clear()
-        timeout = 40 * (len(beats) + len(j("sel")) + int(j("out_rows"))) + 200
-        results[f"j{i}_start"] = h.cycle
-        cyc, err = await run_phase(j("regs").tolist(), timeout)
-        results[f"j{i}_end"] = h.cycle
-        expect_err = int(j("expect_err"))
-        results[f"j{i}_cycles"] = cyc
-        results[f"j{i}_error"] = err
-        if expect_err:
-            sb.check(tag, err & expect_err == expect_err and err & ~expect_err == 0,
-                     f"error status 0x{err:x}, expected 0x{expect_err:x}")
-            w_drv.flush()
-            s_drv.flush()
-            await pulse("clear")
-            after = await h.step(lambda: (io.get("error"), io.get("busy")))
-            sb.check(tag, after == (0, 0), f"after clear: error/busy = {after}, expected (0, 0)")
-            continue
-        sb.check(tag, err == 0, f"unexpected error status 0x{err:x}")
-        sb.check(tag, w_drv.idle and s_drv.idle, "job finished with input beats unconsumed")
-        expected = j("expected")
-        m_rows, n_sel = expected.shape
-        got = np.zeros((m_rows, n_sel), np.int64)
-        seen = np.zeros((m_rows, n_sel), np.int64)
-        for word in mon.received:
-            data, row, tile, mask = unpack_result(word, cols)
-            for c in range(cols):
-                if mask >> c & 1:
-                    col = tile * cols + c
-                    if row < m_rows and col < n_sel:
-                        got[row, col] = data[c]
-                        seen[row, col] += 1
-                    else:
-                        sb.check(tag, False, f"result for row {row} column {col} out of range")
-        sb.check(tag, (seen == 1).all(),
-                 f"{int((seen == 0).sum())} output elements never written, "
-                 f"{int((seen > 1).sum())} written twice")
-        sb.compare(tag, got, expected.astype(np.int64))
-        results[f"j{i}_out"] = got
-        if not stalls:
-            sb.check(tag, cyc == int(j("pred_cycles")),
-                     f"MATMUL took {cyc} cycles, model says {int(j('pred_cycles'))}")
-        if progress is not None:
-            progress(i + 1)
-    return results, sb, h.cycle
 
 
 def check(sb: Scoreboard, what: str) -> None:
@@ -164,9 +62,9 @@ def run_encoded(cfg: gs.SpTCConfig, job: dict, *, seed: int = 1, stalls: bool = 
     model = fastlane.Model(build_design(cfg))
     model.reset(RESET_CYCLES)
     try:
-        res, sb, cycles = fastlane.run_sync(bench(model, job, seed=seed, stalls=stalls,
+        res, sb, cycles = run_sync(bench(model, job, seed=seed, stalls=stalls,
                                                   progress=progress))
-    except TimeoutError as exc:
+    except BenchTimeout as exc:
         raise SimulationError(f"sptc fast lane: {exc}") from None
     check(sb, "sptc fast lane")
     res["harness_cycles"] = cycles

@@ -1,4 +1,4 @@
-"""Reusable cocotb agents: stream driver, stream monitor, clocked harness, scoreboard.
+"""Reusable bench agents: stream driver, stream monitor, clocked harness, scoreboard.
 
 All agents are stepped by one :class:`Harness` loop instead of one coroutine
 each: every cycle it lets each agent drive its inputs (after the rising edge),
@@ -19,22 +19,61 @@ from collections import deque
 import numpy as np
 
 
-def sig(dut, name):
-    return getattr(dut, name)
+class BenchTimeout(AssertionError):
+    """A job did not finish in its cycle budget: the DUT hung (or the budget is wrong)."""
+
+
+class CocotbIO:
+    """Ports by Verilog name over a cocotb DUT: the ``io`` the agents below talk to.
+
+    The same agents and benches also run on the pyverilator fast lane
+    (``sim.fastlane.Model``) and Amaranth's simulator (``sim.sptc_amaranth``),
+    which provide the same four methods.
+    """
+
+    def __init__(self, dut):
+        self.dut = dut
+        self._sigs = {}
+
+    def _sig(self, name):
+        s = self._sigs.get(name)
+        if s is None:
+            s = self._sigs[name] = getattr(self.dut, name)
+        return s
+
+    def set(self, name, value):
+        self._sig(name).value = int(value)
+
+    def get(self, name):
+        return int(self._sig(name).value)
+
+    async def settle(self):
+        from cocotb.triggers import ReadOnly
+        await ReadOnly()
+
+    async def tick(self):
+        from cocotb.triggers import RisingEdge
+        await RisingEdge(self.dut.clk)
+
+
+def as_io(dut_or_io):
+    """Accept a cocotb DUT (wrapped in CocotbIO) or anything with set/get/settle/tick."""
+    if all(hasattr(type(dut_or_io), m) for m in ("set", "get", "settle", "tick")):
+        return dut_or_io
+    return CocotbIO(dut_or_io)
 
 
 class StreamDriver:
     """Drives ``<name>__valid``/``__payload`` from a queue of integer payloads."""
 
     def __init__(self, dut, name, rng, p_valid=1.0):
-        self.valid = sig(dut, f"{name}__valid")
-        self.ready = sig(dut, f"{name}__ready")
-        self.payload = sig(dut, f"{name}__payload")
+        self.io = as_io(dut)
+        self.v, self.r, self.p = f"{name}__valid", f"{name}__ready", f"{name}__payload"
         self.rng, self.p_valid = rng, p_valid
         self.queue: deque[int] = deque()
         self.sent = 0
         self._up = False
-        self.valid.value = 0
+        self.io.set(self.v, 0)
 
     def push(self, items):
         self.queue.extend(int(x) for x in items)
@@ -43,7 +82,7 @@ class StreamDriver:
         """Drop every pending beat (after a job the DUT aborted) and lower valid."""
         self.queue.clear()
         self._up = False
-        self.valid.value = 0
+        self.io.set(self.v, 0)
 
     @property
     def idle(self):
@@ -52,11 +91,11 @@ class StreamDriver:
     def drive(self):
         if not self._up and self.queue and self.rng.random() < self.p_valid:
             self._up = True
-            self.payload.value = self.queue[0]
-        self.valid.value = int(self._up)
+            self.io.set(self.p, self.queue[0])
+        self.io.set(self.v, int(self._up))
 
     def sample(self):
-        if self._up and int(self.ready.value):
+        if self._up and self.io.get(self.r):
             self.queue.popleft()
             self.sent += 1
             self._up = False
@@ -66,31 +105,33 @@ class StreamMonitor:
     """Applies random ``ready`` back-pressure and records every accepted payload."""
 
     def __init__(self, dut, name, rng, p_ready=1.0):
-        self.valid = sig(dut, f"{name}__valid")
-        self.ready = sig(dut, f"{name}__ready")
-        self.payload = sig(dut, f"{name}__payload")
+        self.io = as_io(dut)
+        self.v, self.r, self.p = f"{name}__valid", f"{name}__ready", f"{name}__payload"
         self.rng, self.p_ready = rng, p_ready
         self.received: list[int] = []
         self._r = 0
-        self.ready.value = 0
+        self.io.set(self.r, 0)
 
     def drive(self):
         self._r = int(self.rng.random() < self.p_ready)
-        self.ready.value = self._r
+        self.io.set(self.r, self._r)
 
     def sample(self):
-        if self._r and int(self.valid.value):
-            self.received.append(int(self.payload.value))
+        if self._r and self.io.get(self.v):
+            self.received.append(self.io.get(self.p))
 
 
 class Harness:
     """One clock, a reset, and a list of agents stepped together every cycle."""
 
     def __init__(self, dut, agents=(), period_ns=10):
-        self.dut, self.agents, self.period_ns = dut, list(agents), period_ns
+        self.io = as_io(dut)
+        self.dut = getattr(self.io, "dut", None)
+        self.agents, self.period_ns = list(agents), period_ns
         self.cycle = 0
 
     async def start(self, reset_cycles=2):
+        """cocotb only: start the clock and hold reset (the other simulators reset themselves)."""
         from cocotb.clock import Clock
         from cocotb.triggers import RisingEdge
         Clock(self.dut.clk, self.period_ns, unit="ns").start()
@@ -101,16 +142,19 @@ class Harness:
 
     async def step(self, probe=None):
         """One clock cycle. ``probe()`` (optional) is evaluated on settled values
-        (ReadOnly), i.e. it sees the DUT state of this cycle, before the edge;
-        its result is returned."""
-        from cocotb.triggers import ReadOnly, RisingEdge
+        (after ``io.settle()``), i.e. it sees the DUT state of this cycle, before
+        the edge; its result is returned."""
         for a in self.agents:
             a.drive()
-        await ReadOnly()
+        r = self.io.settle()
+        if r is not None:
+            await r
         for a in self.agents:
             a.sample()
         seen = probe() if probe is not None else None
-        await RisingEdge(self.dut.clk)
+        r = self.io.tick()
+        if r is not None:
+            await r
         self.cycle += 1
         return seen
 
@@ -119,7 +163,17 @@ class Harness:
         start = self.cycle
         while not await self.step(done):
             if self.cycle - start > timeout:
-                raise AssertionError(f"timeout: {what} not finished after {timeout} cycles")
+                raise BenchTimeout(f"timeout: {what} not finished after {timeout} cycles")
+
+
+def run_sync(coro):
+    """Run a bench coroutine whose ``io`` never suspends (the fast lane's is synchronous)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("the coroutine suspended: run it under an event loop or simulator")
 
 
 def seeded_rng(default=1):

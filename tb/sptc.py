@@ -1,4 +1,4 @@
-"""cocotb bench of the Sparse Tensor Core: drivers, monitor, golden scoreboard.
+"""The Sparse Tensor Core bench: drivers, monitor, golden scoreboard (cocotb and the fast lanes).
 
 The host (``sim.sptc``) writes a batch of jobs to the ``.npz`` named by
 ``MOE_JOB``: per job the register values, the weight beats (from
@@ -18,7 +18,7 @@ import os
 import cocotb
 import numpy as np
 
-from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, stall_probs
+from tb.common import CocotbIO, Harness, Scoreboard, StreamDriver, StreamMonitor
 
 REG_NAMES = ("op", "mode", "out_mode", "mult", "shift", "k_words", "v_steps", "m_rows",
              "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m")
@@ -55,48 +55,57 @@ def report_progress(done_jobs: int):
             fh.write(str(done_jobs))
 
 
-async def pulse(h: Harness, name: str):
-    getattr(h.dut, name).value = 1
-    await h.step()
-    getattr(h.dut, name).value = 0
+def stall_probs(rng, stalls: bool):
+    """tb.common.stall_probs with the switch as an argument instead of MOE_NO_STALLS."""
+    if not stalls:
+        return 1.0, 1.0
+    return float(rng.uniform(0.4, 0.9)), float(rng.uniform(0.4, 0.9))
 
 
-def set_regs(dut, regs):
-    for name, v in zip(REG_NAMES, regs):
-        getattr(dut, name).value = int(v)
+async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=None):
+    """Drive the encoded jobs through the DUT behind ``io``; return (results, scoreboard, cycles).
 
+    The one SpTC bench: cocotb (``CocotbIO``), the pyverilator fast lane
+    (``sim.fastlane.Model``) and Amaranth's simulator (``sim.sptc_amaranth``)
+    all run this function, so a seed gives the same stimulus and stalls on all.
 
-async def run_phase(h, dut, regs, timeout):
-    set_regs(dut, regs)
-    await pulse(h, "start")
-    await h.run_until(lambda: int(dut.done.value) == 1, timeout)
-    return int(dut.cycles.value), int(dut.error.value)
-
-
-@cocotb.test()
-async def sptc_jobs(dut):
-    job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
-    rng = seeded_rng()
-    stalls = os.environ.get("MOE_NO_STALLS") != "1"
-    p_valid, p_ready = stall_probs(rng)
+    ``job`` is :func:`sim.sptc.encode_jobs`' dict. ``io`` must be out of reset.
+    Results use the cocotb bench's keys: ``j<i>_out``, ``j<i>_cycles``, ``j<i>_error``,
+    ``j<i>_start``/``j<i>_end`` (harness cycle around the MATMUL phase).
+    ``progress(done_jobs)`` is called after each good job, as the cocotb bench does.
+    """
+    rng = np.random.default_rng(seed)
+    p_valid, p_ready = stall_probs(rng, stalls)
     cols = int(job["cols"])
-    w_drv = StreamDriver(dut, "w", rng, p_valid)
-    a_drv = StreamDriver(dut, "act", rng, p_valid)
-    s_drv = StreamDriver(dut, "sel", rng, p_valid)
-    mon = StreamMonitor(dut, "res", rng, p_ready)
-    h = Harness(dut, [w_drv, a_drv, s_drv, mon])
-    dut.start.value = 0
-    dut.clear.value = 0
-    await h.start()
+    w_drv = StreamDriver(io, "w", rng, p_valid)
+    a_drv = StreamDriver(io, "act", rng, p_valid)
+    s_drv = StreamDriver(io, "sel", rng, p_valid)
+    mon = StreamMonitor(io, "res", rng, p_ready)
+    h = Harness(io, [w_drv, a_drv, s_drv, mon])
+    io.set("start", 0)
+    io.set("clear", 0)
     sb = Scoreboard("sptc")
     results = {}
+
+    async def pulse(name):
+        io.set(name, 1)
+        await h.step()
+        io.set(name, 0)
+
+    async def run_phase(regs, timeout):
+        for name, v in zip(REG_NAMES, regs):
+            io.set(name, int(v))
+        await pulse("start")
+        await h.run_until(lambda: io.get("done") == 1, timeout)
+        return io.get("cycles"), io.get("error")
+
     for i in range(int(job["n_jobs"])):
-        j = lambda k: job[f"j{i}_{k}"]
+        j = lambda k: job[f"j{i}_{k}"]  # noqa: E731
         tag = f"job {i} ({str(j('name'))})"
         # ---- LOAD the activation buffer
         words = j("act")
         a_drv.push(words.tolist())
-        cyc, err = await run_phase(h, dut, j("load_regs"), timeout=40 * len(words) + 100)
+        cyc, err = await run_phase(j("load_regs").tolist(), timeout=40 * len(words) + 100)
         sb.check(tag, err == 0, f"LOAD raised error 0x{err:x}")
         sb.check(tag, a_drv.idle, "LOAD left activation words unconsumed")
         if not stalls:
@@ -109,7 +118,7 @@ async def sptc_jobs(dut):
         mon.received.clear()
         timeout = 40 * (len(beats) + len(j("sel")) + int(j("out_rows"))) + 200
         results[f"j{i}_start"] = h.cycle
-        cyc, err = await run_phase(h, dut, j("regs"), timeout)
+        cyc, err = await run_phase(j("regs").tolist(), timeout)
         results[f"j{i}_end"] = h.cycle
         expect_err = int(j("expect_err"))
         results[f"j{i}_cycles"] = cyc
@@ -117,11 +126,10 @@ async def sptc_jobs(dut):
         if expect_err:
             sb.check(tag, err & expect_err == expect_err and err & ~expect_err == 0,
                      f"error status 0x{err:x}, expected 0x{expect_err:x}")
-            # Recover: clear, drop what the aborted job left, the next job must pass.
             w_drv.flush()
             s_drv.flush()
-            await pulse(h, "clear")
-            after = await h.step(lambda: (int(dut.error.value), int(dut.busy.value)))
+            await pulse("clear")
+            after = await h.step(lambda: (io.get("error"), io.get("busy")))
             sb.check(tag, after == (0, 0), f"after clear: error/busy = {after}, expected (0, 0)")
             continue
         sb.check(tag, err == 0, f"unexpected error status 0x{err:x}")
@@ -148,6 +156,19 @@ async def sptc_jobs(dut):
         if not stalls:
             sb.check(tag, cyc == int(j("pred_cycles")),
                      f"MATMUL took {cyc} cycles, model says {int(j('pred_cycles'))}")
-        report_progress(i + 1)
+        if progress is not None:
+            progress(i + 1)
+    return results, sb, h.cycle
+
+
+
+@cocotb.test()
+async def sptc_jobs(dut):
+    job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
+    h = Harness(dut)
+    await h.start()
+    results, sb, _ = await bench(CocotbIO(dut), job, seed=int(os.environ.get("MOE_SEED", 1)),
+                                 stalls=os.environ.get("MOE_NO_STALLS") != "1",
+                                 progress=report_progress)
     np.savez(os.environ["MOE_RESULT"], **results)
     sb.assert_clean()
