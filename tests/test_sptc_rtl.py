@@ -139,10 +139,13 @@ def test_sptc_bad_inputs_flag_and_recover(seed, tmp_path):
 
 
 @pytest.mark.cocotb
-def test_sptc_icarus(tmp_path, simulator):
-    """The same bench on both simulators (Icarus: a smaller batch, it is slower)."""
-    run_batch(CFG, coverage_jobs(5)[:4] + bad_jobs(5)[:2], simulator=simulator, seed=5,
-              stalls=True, workdir=tmp_path)
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_sptc_both_simulators(tmp_path, simulator, seed):
+    """The same bench on both simulators: every mode (dense, 2:4, Samoyeds (1,2,16) and
+    (4,8,32)), random stalls, a bad-input job and its recovery; Icarus gets this smaller
+    batch per seed because it is slower."""
+    run_batch(CFG, coverage_jobs(seed)[:4] + bad_jobs(seed)[:2], simulator=simulator,
+              seed=seed, stalls=True, workdir=tmp_path)
 
 
 @pytest.mark.cocotb
