@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one MoE trace step through the RTL",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("--engine", choices=ENGINES, default="sptc",
-                   help="which engine to run (sptc: the Sparse Tensor Core)")
+                   help="which engine to run: sptc (Sparse Tensor Core), pim (Logic-PIM, "
+                        "decode-only steps), cim (CIM tile, Monarch expert projection)")
     r.add_argument("--preset", default=None,
                    help="generate a trace for this model preset (see `python -m sim.traces "
                         "gen --help`) instead of the shipped default trace")
@@ -163,7 +164,8 @@ def run_sptc(args) -> int:
             meta.append(dict(expert=e, chunk=c0, tokens=int(len(local)),
                              ideal_cycles=gs.ideal_cycles(cfg, args.mode, ffn, trace.hidden,
                                                           len(local), nmv)))
-    run_dir = args.run_dir or ROOT / "build" / "sim" / f"{args.engine}-{trace.preset}-step{step_i}"
+    run_dir = (args.run_dir
+               or ROOT / "build" / "sim" / f"{args.engine}-{trace.preset}-step{step_i}").resolve()
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
@@ -243,15 +245,127 @@ def _summary(info, meta, verdict, failure, files):
         print(f"    {name:<10} {path}")
 
 
+def _trace_info(trace, step_i=None) -> dict:
+    info = {"preset": trace.preset, "scale": trace.scale, "seed": trace.seed,
+            "skew": trace.skew, "steps": trace.steps, "hidden": trace.hidden, "ffn": trace.ffn}
+    if step_i is not None:
+        st = trace.step(step_i)
+        info.update(step=step_i, tokens=int(st.tokens),
+                    tokens_per_expert=[int(c) for c in st.tokens_per_expert()],
+                    imbalance=round(float(st.imbalance()), 3))
+    return info
+
+
+def _run_dir(args, engine, trace):
+    run_dir = (args.run_dir or ROOT / "build" / "sim" / f"{engine}-{trace.preset}").resolve()
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    (run_dir / "sim").mkdir(parents=True)
+    return run_dir
+
+
+def _find_wave(folder: Path):
+    waves = sorted(folder.glob("*.fst")) + sorted(folder.glob("*.vcd"))
+    return waves[0] if waves else None
+
+
+def run_pim(args) -> int:
+    """Decode-only trace steps on the Logic-PIM unit: experts' weights resident in the
+    banks, their routed tokens in the buffer; bit-exact scoreboard, DRAM timing checker."""
+    from hdl.pim import CONFIGS, MODULE_NAME
+    from tb import pim as tbp
+
+    from . import report
+    trace = _load_trace(args)
+    cfg = CONFIGS["small"]
+    rng = np.random.default_rng(args.seed)
+    progs = tbp.trace_programs(cfg, trace, rng, steps=2, rows=28)
+    jobs = [dict(name="weights" if i == 0 else f"decode step {i}", timed=True, program=p)
+            for i, p in enumerate(progs)]
+    run_dir = _run_dir(args, "pim", trace)
+    print(f"moe-rtl sim: Logic-PIM, {trace.preset} decode-only steps, {len(jobs)} programs, "
+          f"{args.simulator}{' + waves' if args.waves else ''} (first run compiles the RTL)")
+    t0 = time.time()
+    verdict, failure, res = True, None, {}
+    try:
+        res = tbp.run_jobs(cfg, jobs, run_dir / "sim", args.simulator, seed=args.seed,
+                           waves=args.waves)
+    except SimulationError as exc:
+        verdict, failure = False, str(exc)
+    rows = [dict(job=j["name"], cycles=int(res["cycles_rtl"][i]),
+                 model_cycles=int(res["cycles_model"][i]),
+                 instructions=len(j["program"].words))
+            for i, j in enumerate(jobs)] if res else []
+    notes = [f"DRAM timing violations: {int(res['violations'])}" if res else "no result",
+             "every output element is compared with the functional golden (golden.pim) and "
+             "every DRAM command with an independent timing checker (tb/pim.py)"]
+    info = dict(engine="pim", config="small", simulator=args.simulator, seed=args.seed,
+                wall_seconds=round(time.time() - t0, 1))
+    files = report.write_generic(run_dir, "pim", MODULE_NAME, info, _trace_info(trace), rows,
+                                 ["job", "instructions", "cycles", "model_cycles"], verdict,
+                                 failure, _find_wave(run_dir / "sim"), notes)
+    _summary_generic("Logic-PIM", rows, verdict, failure, files)
+    return 0 if verdict else 1
+
+
+def run_cim(args) -> int:
+    """An expert projection in Monarch form on a trace step's tokens, under each mapping."""
+    import dataclasses
+
+    from hdl.cim import MODULE_NAME
+    from tb import cim as tbc
+
+    from . import report
+    trace = _load_trace(args)
+    base = tbc.trace_job(seed=args.seed, trace=trace)
+    jobs = [dataclasses.replace(base, name=f"{s} map", strategy=s)
+            for s in ("linear", "sparse", "dense")]
+    run_dir = _run_dir(args, "cim", trace)
+    print(f"moe-rtl sim: CIM tile, {base.name}, strategies linear / SparseMap / DenseMap, "
+          f"{args.simulator}{' + waves' if args.waves else ''} (first run compiles the RTL)")
+    t0 = time.time()
+    verdict, failure, res = True, None, {}
+    try:
+        res = tbc.run_jobs(jobs, simulator=args.simulator, test_dir=run_dir / "sim",
+                           seed=args.seed, stalls=args.stalls, waves=args.waves)
+    except SimulationError as exc:
+        verdict, failure = False, str(exc)
+    rows = [dict(job=j.name, cycles=int(res["total"][i]), steps=int(res["steps"][i]))
+            for i, j in enumerate(jobs)] if res else []
+    notes = ["outputs compared with the golden program interpreter (golden.cim.execute) and "
+             "with the factored Monarch matmul; without --stalls every instruction's cycle "
+             "cost is compared with the cycle model"]
+    info = dict(engine="cim", config="default", simulator=args.simulator, seed=args.seed,
+                stalls=args.stalls, wall_seconds=round(time.time() - t0, 1))
+    files = report.write_generic(run_dir, "cim", MODULE_NAME, info, _trace_info(trace), rows,
+                                 ["job", "steps", "cycles"], verdict, failure,
+                                 _find_wave(run_dir / "sim"), notes)
+    _summary_generic("CIM tile", rows, verdict, failure, files)
+    return 0 if verdict else 1
+
+
+def _summary_generic(unit, rows, verdict, failure, files):
+    print()
+    print(f"  jobs          {len(rows)}")
+    print(f"  {unit} cycles {sum(r['cycles'] for r in rows)}")
+    print(f"  bit-exact     {'yes' if verdict else 'NO'}")
+    if failure:
+        print("  failure       " + failure.splitlines()[0])
+    print("  files:")
+    for name, path in files.items():
+        print(f"    {name:<10} {path}")
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
-            if args.engine != "sptc":
+            runner = {"sptc": run_sptc, "pim": run_pim, "cim": run_cim}.get(args.engine)
+            if runner is None:
                 raise FormatError(f"engine: {args.engine!r} has no `make sim` flow yet "
-                                  "(available: sptc); see README")
-            return run_sptc(args)
+                                  "(available: sptc, pim, cim); see README")
+            return runner(args)
     except FormatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

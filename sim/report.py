@@ -173,3 +173,82 @@ def _markdown(rep: dict, cfg) -> str:
     out += ["", "Open the waveform with `gtkwave " + rep["files"].get("gtkwave", "<file>.gtkw")
             + "` (signals grouped: control, cycle counter, errors, one group per stream)."]
     return "\n".join(out) + "\n"
+
+
+def gtkw_generic(wave: Path, names: list[str], module: str, out: Path) -> Path:
+    """A GTKWave save file grouping a DUT's ports: control/status, then one group per stream."""
+    # Verilator lists the top-level ports (and only them) under "$rootio"; Icarus does
+    # not, so there fall back to the module's signals without generated "$" names.
+    prefix = f"{module}."
+    leaves = {n.split(".", 1)[1] for n in names if n.startswith("$rootio.")}
+    ports = sorted(prefix + lf for lf in leaves) if leaves else sorted(
+        n for n in names if n.startswith(prefix) and n.count(".") == 1 and "$" not in n)
+    streams: dict[str, list[str]] = {}
+    control = []
+    for n in ports:
+        leaf = n[len(prefix):]
+        if "__" in leaf:
+            streams.setdefault(leaf.split("__")[0], []).append(n)
+        else:
+            control.append(n)
+    lines = [f'[dumpfile] "{wave.resolve()}"', f'[savefile] "{out.resolve()}"',
+             "[timestart] 0", "[size] 1600 900", "[signals_width] 260"]
+    for title, sigs in [("Control and status", control)] + [
+            (f"Stream {k}", sorted(v, key=lambda s: ("valid" not in s, "ready" not in s, s)))
+            for k, v in sorted(streams.items())]:
+        lines += ["@800200", f"-{title}"]
+        for sig in sigs:
+            lines += ["@22" if sig.endswith("payload") else "@28", sig]
+        lines += ["@1000200", f"-{title}"]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def write_generic(run_dir: Path, engine: str, module: str, info: dict, trace_info: dict,
+                  rows: list[dict], columns: list[str], verdict: bool, failure: str | None,
+                  wave: Path | None, notes: list[str]) -> dict:
+    """report.json/md, waveform + save file and a cycles plot for the PIM and CIM runs."""
+    files = {}
+    if wave is not None and Path(wave).exists() and verdict:
+        dest = run_dir / f"{engine}{Path(wave).suffix}"
+        shutil.move(str(wave), dest)
+        files["waveform"] = dest
+        files["gtkwave"] = gtkw_generic(dest, wave_signals(dest), module, run_dir / f"{engine}.gtkw")
+    if rows:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.bar(range(len(rows)), [r["cycles"] for r in rows], label="RTL cycles")
+        if all(r.get("model_cycles") is not None for r in rows):
+            ax.plot(range(len(rows)), [r["model_cycles"] for r in rows], "kx", label="cycle model")
+        ax.set_xticks(range(len(rows)), [str(r["job"])[:18] for r in rows], rotation=30,
+                      ha="right", fontsize=7)
+        ax.set_ylabel("cycles")
+        ax.set_title(f"{engine}: cycles per job")
+        ax.legend()
+        fig.tight_layout()
+        files["plot_cycles"] = run_dir / "cycles.png"
+        fig.savefig(files["plot_cycles"], dpi=110)
+        plt.close(fig)
+    rep = {"config": info, "trace": trace_info, "jobs": rows,
+           "units": {engine: {"cycles": sum(r["cycles"] for r in rows), "jobs": len(rows)}},
+           "bit_exact": verdict, "failure": failure, "notes": notes,
+           "files": {k: str(v) for k, v in files.items()}}
+    files["report_json"] = run_dir / "report.json"
+    files["report_md"] = run_dir / "report.md"
+    rep["files"].update(report_json=str(files["report_json"]), report_md=str(files["report_md"]))
+    files["report_json"].write_text(json.dumps(rep, indent=2, default=float) + "\n")
+    md = [f"# moe-rtl sim report: {engine}", "",
+          f"**Bit-exact:** {'yes' if verdict else 'NO'}", ""]
+    if failure:
+        md += ["```", failure[:4000], "```", ""]
+    md += ["## Configuration", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    md += ["", "## Trace", ""] + [f"- {k}: {v}" for k, v in trace_info.items()]
+    md += ["", "## Jobs", "", "| " + " | ".join(columns) + " |",
+           "|" + "---:|" * len(columns)]
+    md += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    md += [""] + [f"- {n}" for n in notes]
+    md += ["", "## Files", ""] + [f"- {k}: `{v}`" for k, v in rep["files"].items()]
+    files["report_md"].write_text("\n".join(md) + "\n")
+    return files

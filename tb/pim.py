@@ -26,17 +26,18 @@ from golden import pim as gp
 
 # --------------------------------------------------------------------------- building
 
-def build_unit(cfg: gp.PIMConfig, simulator: str = "verilator", name: str = "pim"):
+def build_unit(cfg: gp.PIMConfig, simulator: str = "verilator", name: str = "pim",
+               waves: bool = False):
     """Generate the unit's Verilog and compile it (cached) for ``simulator``."""
     from hdl.pim import MODULE_NAME, build, config_params
     from hdl.verilog import to_verilog
     from sim import cocotb_run
     v = to_verilog(build(cfg), MODULE_NAME, config_params(cfg))
-    return cocotb_run.build(name, v, MODULE_NAME, simulator=simulator)
+    return cocotb_run.build(name, v, MODULE_NAME, simulator=simulator, waves=waves)
 
 
 def run_jobs(cfg: gp.PIMConfig, jobs: list[dict], workdir, simulator: str = "verilator",
-             seed: int = 1) -> dict:
+             seed: int = 1, waves: bool = False) -> dict:
     """Build (cached), run the bench on ``jobs`` and return the result arrays."""
     from pathlib import Path
 
@@ -45,7 +46,7 @@ def run_jobs(cfg: gp.PIMConfig, jobs: list[dict], workdir, simulator: str = "ver
     workdir.mkdir(parents=True, exist_ok=True)
     write_job_file(workdir / "job.npz", cfg, jobs)
     tag = "x".join(str(v) for v in (cfg.bundles, cfg.rows, cfg.cols, cfg.bundle_bits))
-    b = build_unit(cfg, simulator, name=f"pim_{tag}")
+    b = build_unit(cfg, simulator, name=f"pim_{tag}", waves=waves)
     cocotb_run.run(b, "tb.pim", test_dir=workdir,
                    env={"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "res.npz"),
                         "MOE_SEED": str(seed)})
