@@ -1,0 +1,39 @@
+"""Issue 6: the MoE-layer top (SpTC + Logic-PIM + dispatcher + combine), in Amaranth.
+
+The schedule compiler and the golden layer are :mod:`golden.schedule` and
+:mod:`golden.moe`; docs in docs/moe.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from golden.moe import MoEConfig, PIM_SMALL, SPTC_SMALL
+
+from .top import MoETop, trace_layout, y_layout
+
+MODULE_NAME = "moe_layer"
+
+CONFIGS = {
+    # 4x4 SpTC (K <= 64, 32 tokens) + the small Logic-PIM (128-bit bundles, 8 tokens)
+    "default": MoEConfig(),
+    "small": MoEConfig(max_tokens=16, max_hidden=32, tok_depth=16),
+}
+
+
+def build(config: MoEConfig = CONFIGS["default"]) -> MoETop:
+    return MoETop(config)
+
+
+def config_params(config: MoEConfig) -> dict:
+    d = {f"sptc.{k}": v for k, v in asdict(config.sptc).items()}
+    p = asdict(config.pim)
+    p.pop("timing")
+    d.update({f"pim.{k}": v for k, v in p.items()})
+    d.update(max_tokens=config.max_tokens, max_hidden=config.max_hidden,
+             expert_bits=config.expert_bits, job_depth=config.job_depth,
+             tok_depth=config.tok_depth)
+    return d
+
+
+__all__ = ["MODULE_NAME", "CONFIGS", "build", "config_params", "MoETop", "MoEConfig",
+           "PIM_SMALL", "SPTC_SMALL", "y_layout", "trace_layout"]

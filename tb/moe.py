@@ -1,0 +1,359 @@
+"""cocotb bench of the MoE-layer top (hdl.moe): trace-driven steps, golden layer scoreboard.
+
+Host side (:func:`make_run`, :func:`run`): for each *layer* (a preset's scaled
+trace, random int8 expert weights, a capacity policy and a dispatch) the
+schedule compiler (``golden.schedule.Scheduler``) turns each step's routing into
+a program; :func:`encode_layer` writes per step the descriptor words, the token
+entries, the SpTC's activation words and weight beats (``golden.sptc.plan``, in
+the order of the program's SpTC jobs), the Logic-PIM's data words (weights in
+the preamble, gathered token vectors per PIM job), the golden layer output
+(``golden.moe.moe_layer``, with the static policy's drops) and the expected
+executed schedule (unit, expert, slots per job, in program order). Wide words
+travel as little-endian uint64 chunks in the ``.npz`` (no pickles).
+
+cocotb side (:func:`moe_layer`): drives every stream with random valid/ready
+stalls, checks every output element (value, token, row) against the golden
+layer, the trace stream against the compiler's schedule per unit, the sticky
+error status, and finally feeds malformed descriptors / token entries and checks
+the error bits and that a good step still runs afterwards (no hang).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from golden import moe as gm, pim as gp, schedule as S, sptc as gs
+
+CFG_NAMES = ("cfg_hidden", "cfg_experts", "cfg_k_words", "cfg_row_tiles", "cfg_mode", "cfg_mult",
+             "cfg_shift", "cfg_pim_kw", "cfg_comb_mult", "cfg_comb_shift")
+
+
+# --------------------------------------------------------------------------- wide ints <-> npz
+
+def to_chunks(values, bits: int) -> np.ndarray:
+    n = max(1, -(-bits // 64))
+    out = np.zeros((len(values), n), np.uint64)
+    for i, v in enumerate(values):
+        v = int(v)
+        for c in range(n):
+            out[i, c] = (v >> (64 * c)) & 0xFFFFFFFFFFFFFFFF
+    return out
+
+
+def from_chunks(a: np.ndarray) -> list[int]:
+    return [sum(int(x) << (64 * c) for c, x in enumerate(row)) for row in np.asarray(a)]
+
+
+def pack_weights(v0, v1, nib, idx) -> list[int]:
+    lane = ((v0.astype(np.int64) & 0xFF) | ((v1.astype(np.int64) & 0xFF) << 8)
+            | ((nib.astype(np.int64) & 0xF) << 16) | ((idx.astype(np.int64) & 0xF) << 20))
+    out = []
+    for row in lane:
+        w = 0
+        for r, v in enumerate(row.tolist()):
+            w |= v << (24 * r)
+        out.append(w)
+    return out
+
+
+# --------------------------------------------------------------------------- host side
+
+def cfg_values(mcfg: gm.MoEConfig, params: gm.LayerParams) -> list[int]:
+    h = params.hidden
+    kw = -(-h // 4)
+    mult, shift = params.expert_rq
+    cm, cs = params.combine_rq
+    return [h, len(params.weights), kw, -(-h // mcfg.sptc.rows), gs.MODE_CODES[params.mode], mult,
+            shift, -(-h // mcfg.pim.elems), cm, cs]
+
+
+def layer_trace(preset: str, steps: int, seed: int, max_T: int, skew: str = "zipf"):
+    """A scaled trace with hidden 32 and at most max_T tokens per step."""
+    from sim import traces
+    p = traces.PRESETS[preset]
+    es = {"qwen2-moe": 4, "deepseek-moe-16b": 8}.get(preset, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for s in range(seed, seed + 50):
+            tr = traces.generate(preset, steps=steps, seed=s, scale=p.hidden // 32,
+                                 expert_scale=es, skew=skew, decode=4, prefill=0.6,
+                                 prompt_len=(3, 6), gen_len=(2, 6))
+            if max(st.tokens for st in tr) <= max_T:
+                return tr
+    raise RuntimeError(f"no trace of {preset} with <= {max_T} tokens per step")
+
+
+def encode_layer(mcfg: gm.MoEConfig, tr, params: gm.LayerParams, policy: S.Policy,
+                 dispatch: str, rng, name: str) -> dict:
+    """One layer: config, preamble and every step's streams + expected results."""
+    model = S.TimeModel.for_config(mcfg, params.hidden, params.mode)
+    sch = S.Scheduler(num_experts=tr.num_experts, num_shared=tr.num_shared, top_k=tr.top_k,
+                      policy=policy, dispatch=dispatch, model=model)
+    pre_desc, pre_din = S.preamble(mcfg, params)
+    h = params.hidden
+    out_mode = ("requant", *params.expert_rq)
+    steps = []
+    for st in tr:
+        r = sch.step(st)
+        b = r.bound
+        T = st.tokens
+        x = rng.integers(-128, 128, size=(h, T)).astype(np.int8)
+        descs, toks = S.encode_step(mcfg, b, h, params.shared_gate)
+        w_beats, din = [], []
+        for j in b.jobs:
+            if j.unit == S.SPTC:
+                w = params.weights[j.expert]
+                if params.mode == "2:4":
+                    from golden.formats import Sparse24
+                    w = Sparse24.from_dense(w)
+                job = gs.plan(mcfg.sptc, w, (h, T), j.sel, out_mode)
+                w_beats += pack_weights(job.v0, job.v1, job.nib, job.idx)
+            else:
+                din += gp.pack_rows(mcfg.pim, np.ascontiguousarray(x[:, j.sel].T))
+        y = gm.moe_layer(params, x, st.expert_ids, st.gate_q, b.kept)
+        assert np.array_equal(S.combine_jobs(params, x, b), y)
+        steps.append(dict(
+            desc=to_chunks(descs, S.DESC_BITS), tok=np.array(toks, np.int64),
+            act=gs.act_words(x).astype(np.int64), w=to_chunks(w_beats, 24 * mcfg.sptc.rows),
+            din=to_chunks(din, mcfg.pim.bundle_bits), y=y,
+            trace=np.array([(S.UNIT_CODES[j.unit], j.expert, j.slots) for j in b.jobs],
+                           np.int64).reshape(-1, 3),
+            dropped=b.dropped, padded=b.padded, recompiled=r.recompiled,
+            model_sptc=r.cycles_sptc, model_pim=r.cycles_pim))
+    return dict(name=name, cfg=np.array(cfg_values(mcfg, params), np.int64),
+                pre_desc=to_chunks(pre_desc, S.DESC_BITS),
+                pre_din=to_chunks(pre_din, mcfg.pim.bundle_bits), steps=steps,
+                recompiles=sch.recompiles)
+
+
+#: The regression's layers: preset, capacity policy, dispatch, SpTC weight mode.
+LAYERS = (
+    ("mixtral-8x7b", "static", "duplex_coprocess", "dense"),
+    ("mixtral-8x7b", "dynamic", "duplex", "2:4"),
+    ("qwen2-moe", "static", "duplex_coprocess", "dense"),
+    ("qwen2-moe", "dynamic", "duplex_coprocess", "dense"),
+    ("deepseek-moe-16b", "static", "duplex", "dense"),
+    ("deepseek-moe-16b", "dynamic", "duplex_coprocess", "dense"),
+)
+
+
+def make_layers(mcfg: gm.MoEConfig, seed: int, steps: int, specs=LAYERS,
+                alpha: float = 1.0) -> list[dict]:
+    """Encoded layers for :func:`run`: each spec's trace (hidden 32, <= max_tokens per
+    step), random weights, the policy (alpha 1 so the static policy drops and pads)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, (preset, cap, disp, mode) in enumerate(specs):
+        tr = layer_trace(preset, steps, seed + i, mcfg.max_tokens)
+        params = gm.random_params(rng, tr.hidden, tr.num_experts, tr.num_shared, mode=mode,
+                                  shared_gate=int(rng.integers(16, 128)))
+        pol = S.Policy(cap, alpha=alpha, min_gap=1)
+        out.append(encode_layer(mcfg, tr, params, pol, disp, rng,
+                                f"{preset}/{cap}/{disp}/{mode}"))
+    return out
+
+
+def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[dict]:
+    """Malformed inputs: descriptors, token entries, the data the accepted parts consume,
+    and the error bits expected. Bad descriptors are dropped (no data consumed)."""
+    D = S.desc
+    kw = -(-hidden // mcfg.pim.elems)
+    k_steps = (2 if mode == gs.MODE_CODES["dense"] else 1) * -(-hidden // 4)
+    sptc_beats = [0b0100 << 16] * (-(-hidden // mcfg.sptc.rows) * k_steps)
+    act2 = [0] * (2 * -(-hidden // 4))
+    cases = [
+        ("slots 0", [D(S.KIND_EXPERT, 0, 0, 0)], S.ERR_DESC),
+        ("slots > SpTC tile", [D(S.KIND_EXPERT, 0, 0, mcfg.sptc_max_slots + 1)], S.ERR_DESC),
+        ("slots > PIM tile", [D(S.KIND_EXPERT, 1, 0, mcfg.pim_max_slots + 1)], S.ERR_DESC),
+        ("expert >= E", [D(S.KIND_EXPERT, 0, E, 1)], S.ERR_DESC),
+        ("PIM weights out of range", [D(S.KIND_EXPERT, 1, 0, 1, mcfg.pim.words)], S.ERR_DESC),
+        ("RAW to SpTC", [D(S.KIND_RAW, 0, arg=gp.encode("NOP"))], S.ERR_DESC),
+        ("RAW GEMM", [D(S.KIND_RAW, 1, arg=gp.encode("GEMM", addr=0, n=1))], S.ERR_DESC),
+        ("LOAD on PIM", [D(S.KIND_LOAD, 1, slots=2)], S.ERR_DESC),
+        ("LOAD too many tokens", [D(S.KIND_LOAD, 0, slots=mcfg.max_tokens + 1)], S.ERR_DESC),
+        ("END of 0 tokens", [D(S.KIND_END, 0, slots=0)], S.ERR_DESC),
+    ]
+    out = [dict(name=n, desc=d, tok=[], act=[], w=[], din=[], err=e, n_out=0) for n, d, e in cases]
+    step = lambda unit: [D(S.KIND_LOAD, 0, slots=2), D(S.KIND_EXPERT, unit, 0, 1, 0),  # noqa: E731
+                         D(S.KIND_END, 0, slots=2)]
+    # a token beyond T on the PIM: flagged, not combined, the job still runs
+    out.append(dict(name="PIM token >= T", desc=step(1), tok=[S.tok_entry(5, 1, True)], act=act2,
+                    w=[], din=[0] * kw, err=S.ERR_TOKEN, n_out=2 * hidden))
+    # on the SpTC the unit's own SEL check fires too (ERR_SPTC); no hang
+    out.append(dict(name="SpTC token >= T", desc=step(0), tok=[S.tok_entry(7, 1, True)],
+                    act=act2, w=sptc_beats, din=[], err=S.ERR_TOKEN | S.ERR_SPTC, n_out=2 * hidden))
+    out.append(dict(name="gate > 127", desc=step(1), tok=[S.tok_entry(0, 200, True)], act=act2,
+                    w=[], din=[0] * kw, err=S.ERR_TOKEN, n_out=2 * hidden))
+    return out
+
+
+def make_run(mcfg: gm.MoEConfig, layers: list[dict]) -> dict:
+    arrays = {"n_layers": np.int64(len(layers)), "hidden_max": np.int64(mcfg.max_hidden)}
+    for li, L in enumerate(layers):
+        p = f"l{li}_"
+        arrays[p + "name"] = np.array(L["name"])
+        arrays[p + "cfg"] = L["cfg"]
+        arrays[p + "pre_desc"] = L["pre_desc"]
+        arrays[p + "pre_din"] = L["pre_din"]
+        arrays[p + "n_steps"] = np.int64(len(L["steps"]))
+        for si, st in enumerate(L["steps"]):
+            for k in ("desc", "tok", "act", "w", "din", "y", "trace"):
+                arrays[f"{p}s{si}_{k}"] = st[k]
+    last = layers[-1]["cfg"]
+    bad = bad_inputs(mcfg, int(last[1]), int(last[0]), int(last[4]))
+    arrays["n_bad"] = np.int64(len(bad))
+    for i, b in enumerate(bad):
+        arrays[f"b{i}_name"] = np.array(b["name"])
+        arrays[f"b{i}_desc"] = to_chunks(b["desc"], S.DESC_BITS)
+        arrays[f"b{i}_tok"] = np.array(b["tok"], np.int64)
+        arrays[f"b{i}_act"] = np.array(b["act"], np.int64)
+        arrays[f"b{i}_w"] = to_chunks(b["w"], 24 * mcfg.sptc.rows)
+        arrays[f"b{i}_din"] = to_chunks(b["din"], mcfg.pim.bundle_bits)
+        arrays[f"b{i}_err"] = np.int64(b["err"])
+        arrays[f"b{i}_n_out"] = np.int64(b["n_out"])
+    return arrays
+
+
+def build_top(mcfg: gm.MoEConfig, simulator: str = "verilator", name: str = "moe_small"):
+    from hdl.moe import MODULE_NAME, build, config_params
+    from hdl.verilog import to_verilog
+    from sim import cocotb_run
+    v = to_verilog(build(mcfg), MODULE_NAME, config_params(mcfg))
+    return cocotb_run.build(name, v, MODULE_NAME, simulator=simulator)
+
+
+def run(mcfg: gm.MoEConfig, layers: list[dict], workdir, simulator: str = "verilator",
+        seed: int = 1, stalls: bool = True) -> dict:
+    from pathlib import Path
+
+    from sim import cocotb_run
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savez(workdir / "job.npz", **make_run(mcfg, layers))
+    b = build_top(mcfg, simulator)
+    cocotb_run.run(b, "tb.moe", test_dir=workdir,
+                   env={"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "res.npz"),
+                        "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1"})
+    with np.load(workdir / "res.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+# --------------------------------------------------------------------------- the cocotb test
+
+try:
+    import cocotb
+except ImportError:
+    cocotb = None
+
+
+def _s8(v: int) -> int:
+    v &= 0xFF
+    return v - 256 if v & 0x80 else v
+
+
+if cocotb is not None:
+    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, stall_probs
+
+    async def _pulse(h, dut, name):
+        getattr(dut, name).value = 1
+        await h.step()
+        getattr(dut, name).value = 0
+
+    @cocotb.test()
+    async def moe_layer(dut):
+        job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
+        rng = seeded_rng()
+        p_valid, p_ready = stall_probs(rng)
+        drv = {n: StreamDriver(dut, n, rng, p_valid)
+               for n in ("job", "tok", "sptc_w", "sptc_act", "pim_din")}
+        y_mon = StreamMonitor(dut, "y", rng, p_ready)
+        t_mon = StreamMonitor(dut, "trace", rng, p_ready)
+        h = Harness(dut, [*drv.values(), y_mon, t_mon])
+        dut.clear.value = 0
+        for n in CFG_NAMES:
+            getattr(dut, n).value = 0
+        await h.start()
+        sb = Scoreboard("moe")
+        res: dict = {}
+
+        async def run_step(tag, descs, toks, act, w, din, n_out, timeout):
+            for n, items in (("job", descs), ("tok", toks), ("sptc_act", act), ("sptc_w", w),
+                             ("pim_din", din)):
+                drv[n].push(items)
+            y_mon.received.clear()
+            start = h.cycle
+            await h.run_until(lambda: len(y_mon.received) >= n_out and all(
+                d.idle for d in drv.values()) and not int(dut.busy.value), timeout, tag)
+            cyc = h.cycle - start
+            await h.step()      # registered status (err, counters) settles one edge later
+            return cyc
+
+        for li in range(int(job["n_layers"])):
+            p = f"l{li}_"
+            lname = str(job[p + "name"])
+            cfg = job[p + "cfg"]
+            for n, v in zip(CFG_NAMES, cfg):
+                getattr(dut, n).value = int(v)
+            hidden = int(cfg[0])
+            await _pulse(h, dut, "clear")
+            await run_step(f"{lname} preamble", from_chunks(job[p + "pre_desc"]), [], [], [],
+                           from_chunks(job[p + "pre_din"]), 0, 200_000)
+            sb.check(lname, int(dut.err.value) == 0, f"preamble raised err 0x{int(dut.err.value):x}")
+            for si in range(int(job[p + "n_steps"])):
+                q = f"{p}s{si}_"
+                tag = f"{lname} step {si}"
+                y_exp = job[q + "y"]
+                T = y_exp.shape[1]
+                t_mon.received.clear()
+                c0 = [int(getattr(dut, n).value) for n in ("sptc_busy", "pim_busy")]
+                cyc = await run_step(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
+                                     job[q + "act"].tolist(), from_chunks(job[q + "w"]),
+                                     from_chunks(job[q + "din"]), T * hidden, 400_000)
+                got = np.zeros((hidden, T), np.int64)
+                seen = np.zeros((hidden, T), np.int64)
+                for k, word in enumerate(y_mon.received):
+                    v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
+                    want_t, want_r = divmod(k, hidden)
+                    if (t, r) != (want_t, want_r) or t >= T:
+                        sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
+                                             f"({want_t}, {want_r})")
+                        break
+                    got[r, t] = v
+                    seen[r, t] += 1
+                sb.check(tag, len(y_mon.received) == T * hidden and (seen == 1).all(),
+                         f"{len(y_mon.received)} outputs for {T * hidden} elements")
+                sb.compare(tag, got, y_exp.astype(np.int64))
+                # executed schedule: per unit, the order of (expert, slots) equals the program's
+                tr_exp = job[q + "trace"]
+                tr_got = np.array([(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF)
+                                   for w in t_mon.received], np.int64).reshape(-1, 3)
+                for u in (0, 1):
+                    a = tr_got[tr_got[:, 0] == u].tolist()
+                    b = tr_exp[tr_exp[:, 0] == u].tolist()
+                    sb.check(tag, a == b, f"unit {u} executed {a}, the program says {b}")
+                e = int(dut.err.value)
+                sb.check(tag, e == 0, f"err 0x{e:x} (sptc 0x{int(dut.sptc_err.value):x}, "
+                                      f"pim 0x{int(dut.pim_err.value):x})")
+                res[f"{q}cycles"] = cyc
+                res[f"{q}sptc_busy"] = int(dut.sptc_busy.value) - c0[0]
+                res[f"{q}pim_busy"] = int(dut.pim_busy.value) - c0[1]
+            res[f"{p}sptc_jobs"] = int(dut.sptc_jobs.value)
+            res[f"{p}pim_jobs"] = int(dut.pim_jobs.value)
+            res[f"{p}steps"] = int(dut.steps.value)
+        # ---- malformed inputs: sticky error bits, no hang, recovery by clear
+        for i in range(int(job["n_bad"])):
+            tag = f"bad input '{job[f'b{i}_name']}'"
+            await _pulse(h, dut, "clear")
+            t_mon.received.clear()
+            await run_step(tag, from_chunks(job[f"b{i}_desc"]), job[f"b{i}_tok"].tolist(),
+                           job[f"b{i}_act"].tolist(), from_chunks(job[f"b{i}_w"]),
+                           from_chunks(job[f"b{i}_din"]), int(job[f"b{i}_n_out"]), 20_000)
+            e, want = int(dut.err.value), int(job[f"b{i}_err"])
+            sb.check(tag, e == want, f"err 0x{e:x}, expected 0x{want:x}")
+        await _pulse(h, dut, "clear")
+        await h.step()
+        sb.check("clear", int(dut.err.value) == 0, "err not cleared")
+        np.savez(os.environ["MOE_RESULT"], **{k: np.array(v) for k, v in res.items()})
+        sb.assert_clean()

@@ -1,0 +1,311 @@
+"""Golden MoE layer and schedule compiler: capacity policies, recompilation policy,
+unit assignment, program encoding (property tests with hypothesis)."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from golden import moe, schedule as S
+from golden.errors import FormatError
+from sim import traces
+
+MCFG = moe.MoEConfig()
+
+
+def _model(hidden=32):
+    return S.TimeModel.for_config(MCFG, hidden)
+
+
+def _step(ids, gq=None, prefill=None, E=None):
+    """A TraceStep from explicit routing."""
+    ids = np.asarray(ids, np.int16).reshape(len(ids), -1)
+    T, k = ids.shape
+    if gq is None:
+        gq = np.zeros((T, k), np.int8)
+        gq[:, 0] = 127
+    pre = np.zeros(T, bool) if prefill is None else np.asarray(prefill, bool)
+    return traces.TraceStep(0, E or int(ids.max()) + 1, ids, np.zeros((T, k), np.float32),
+                            np.asarray(gq, np.int8), pre, np.arange(T, dtype=np.int32))
+
+
+@st.composite
+def steps(draw, max_E=12, max_T=32):
+    E = draw(st.integers(2, max_E))
+    k = draw(st.integers(1, min(4, E)))
+    T = draw(st.integers(1, max_T))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    skew = rng.dirichlet(np.full(E, draw(st.sampled_from([0.2, 1.0, 10.0]))))
+    ids = np.stack([rng.choice(E, k, replace=False, p=skew) if (skew > 0).sum() >= k
+                    else rng.choice(E, k, replace=False) for _ in range(T)])
+    g = rng.dirichlet(np.ones(k), size=T)
+    gq = np.floor(g * 127).astype(np.int64)
+    gq[:, 0] += 127 - gq.sum(axis=1)
+    return _step(ids, gq.astype(np.int8), rng.random(T) < 0.3, E), E, k
+
+
+SET = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --------------------------------------------------------------------------- capacity policies
+
+@SET
+@given(steps(), st.sampled_from(S.DISPATCHES), st.integers(0, 3))
+def test_dynamic_drops_nothing(sk, dispatch, shared):
+    step, E, k = sk
+    sch = S.Scheduler(num_experts=E, num_shared=shared, top_k=k, policy=S.Policy("dynamic"),
+                      dispatch=dispatch, model=_model())
+    for _ in range(3):
+        r = sch.step(step)
+        b = r.bound
+        assert b.dropped == 0 and b.kept.all()
+        # every routed (token, expert) pair is a valid slot of exactly one job
+        pairs = sorted((int(t), j.expert) for j in b.jobs if j.expert < E
+                       for t, v in zip(j.sel, j.valid) if v)
+        want = sorted((t, int(e)) for t in range(step.tokens) for e in step.expert_ids[t])
+        assert pairs == want
+        assert b.padded == sum(int(b.slots[e]) - int(b.counts[e]) for e in range(E) if b.slots[e])
+
+
+@SET
+@given(steps(), st.floats(0.25, 4.0))
+def test_static_capacity_formula_and_padding(sk, alpha):
+    step, E, k = sk
+    T = step.tokens
+    pol = S.Policy("static", alpha=alpha)
+    b = S.Scheduler(num_experts=E, num_shared=1, top_k=k, policy=pol, dispatch="sptc_only",
+                    model=_model()).step(step).bound
+    C = min(T, math.ceil(alpha * k / E * T - 1e-9))
+    counts = step.tokens_per_expert()
+    assert (b.plan.capacities(T) == C).all()
+    kept_per_e = np.array([int(((step.expert_ids == e) & b.kept).sum()) for e in range(E)])
+    assert (kept_per_e == np.minimum(counts, C)).all()
+    assert b.dropped == int(np.maximum(counts - C, 0).sum())
+    assert b.padded == int(sum(C - kept_per_e[e] for e in range(E) if counts[e] and C))
+    # dropped tokens are the late ones: the first C tokens of each expert are kept
+    for e in range(E):
+        rows, cols = np.nonzero(step.expert_ids == e)
+        assert b.kept[rows[:C], cols[:C]].all() and not b.kept[rows[C:], cols[C:]].any()
+    # shared expert: one job (tiles) over all T tokens
+    sh = [j for j in b.jobs if j.expert == E]
+    assert sum(j.slots for j in sh) == T and all(j.valid.all() for j in sh)
+
+
+@SET
+@given(steps(), st.sampled_from(S.CAPACITY_POLICIES), st.sampled_from(S.DISPATCHES))
+def test_jobs_fit_tiles_and_sel_is_valid(sk, cap, dispatch):
+    step, E, k = sk
+    m = _model()
+    b = S.Scheduler(num_experts=E, num_shared=2, top_k=k, policy=S.Policy(cap),
+                    dispatch=dispatch, model=m).step(step).bound
+    for j in b.jobs:
+        tile = m.sptc_tile if j.unit == "sptc" else m.pim_tile
+        assert 1 <= j.slots <= tile
+        assert (np.diff(j.sel) > 0).all() and j.sel.min() >= 0 and j.sel.max() < step.tokens
+        assert (j.gates[~j.valid] == 0).all()
+    if dispatch == "duplex":
+        want = "pim" if step.is_decode_only else "sptc"
+        assert all(j.unit == want for j in b.jobs)
+    if dispatch == "sptc_only":
+        assert all(j.unit == "sptc" for j in b.jobs)
+
+
+# --------------------------------------------------------------------------- unit assignment
+
+@SET
+@given(steps(), st.sampled_from(S.CAPACITY_POLICIES), st.integers(0, 2))
+def test_coprocess_never_worse_than_one_unit(sk, cap, shared):
+    """On the slot vector a plan is compiled for, its split beats all-SpTC and all-PIM."""
+    step, E, k = sk
+    m = _model()
+    T = step.tokens
+    plan = S.compile_plan(step.tokens_per_expert(), T, num_shared=shared, top_k=k,
+                          policy=S.Policy(cap), dispatch="duplex_coprocess", model=m)
+    slots = list(plan.capacities(T)) + [T] * shared
+    t = {"sptc": 0, "pim": 0}
+    for u, n in zip(plan.units, slots):
+        t[u] += m.unit(u, n)
+    split = max(t.values())
+    assert split <= sum(m.sptc(n) for n in slots)
+    assert split <= sum(m.pim(n) for n in slots)
+    # and the per-step cost of the bound program is never above all-SpTC on the same jobs
+    # when the step fills every expert the plan was compiled for
+    b = S.bind(plan, step, m)
+    if cap == "dynamic":
+        assert (b.slots[:E] == np.where(step.tokens_per_expert() > 0, plan.capacities(T), 0)).all()
+
+
+# --------------------------------------------------------------------------- recompilation policy
+
+def _skewed(E, T, hot):
+    ids = np.array([[hot if t % 4 else (hot + 1 + t) % E] for t in range(T)])
+    return _step(ids, E=E)
+
+
+def _ffn_model():
+    from golden import pim, sptc
+    return S.TimeModel(S.ExpertShape.gated_ffn(64, 224), sptc.SpTCConfig(), pim.CONFIG_DEFAULT,
+                       "2:4")
+
+
+def test_recompile_hysteresis_and_min_gap():
+    """Compiled for a hot expert, then routing turns uniform: the cached plan still
+    holds every token (no forced recompile) but over-allocates the once-hot expert
+    (fit 0.891 on this model). The average fit falls below `off`, the plan loses
+    trust, and the recompile waits for min_gap."""
+    E, T = 8, 32
+    hot, uni = _skewed(E, T, 3), _step(np.arange(T) % E, E=E)
+    pol = S.Policy("dynamic", min_gap=6, off=0.95, on=0.99)
+    sch = S.Scheduler(num_experts=E, num_shared=0, top_k=1, policy=pol,
+                      dispatch="duplex_coprocess", model=_ffn_model())
+    rs = [sch.step(s) for s in [hot] * 3 + [uni] * 10]
+    assert [r.recompiled for r in rs[:3]] == [False] * 3 and all(r.fit == 1 for r in rs[:3])
+    assert not any(r.forced for r in rs)
+    lost = next(r.index for r in rs if not r.trusted)
+    rec = [r.index for r in rs if r.recompiled]
+    assert rs[lost].avg < pol.off and rs[lost - 1].avg >= pol.off
+    assert lost < 6 and rec == [6]                      # trust lost early, recompile at the gap
+    assert all(not r.trusted for r in rs[lost:6])
+    assert rs[6].recompile_cycles == pol.recompile_cycles(E) and rs[6].cycles > \
+        max(rs[6].cycles_sptc, rs[6].cycles_pim)
+    assert all(r.fit == 1.0 and r.trusted for r in rs[7:])   # the new plan fits exactly
+    # with the default band (off 0.85) an 11 % loss is tolerated: no recompile at all
+    sch = S.Scheduler(num_experts=E, num_shared=0, top_k=1, policy=S.Policy("dynamic"),
+                      dispatch="duplex_coprocess", model=_ffn_model())
+    rs = [sch.step(s) for s in [hot] * 3 + [uni] * 30]
+    assert sch.recompiles == 0 and min(r.avg for r in rs) > 0.85
+
+
+def test_hysteresis_band_keeps_trust_state():
+    """An average between off and on keeps the previous state (Schmitt trigger)."""
+    pol = S.Policy("dynamic", min_gap=1000, headroom=10.0)
+    sch = S.Scheduler(num_experts=8, num_shared=0, top_k=1, policy=pol, dispatch="duplex_coprocess",
+                      model=_model())
+    sch.step(_step(np.arange(32) % 8, E=8))
+    sch.avg, sch.trusted = 0.9, True
+    r = sch.step(_step(np.arange(32) % 8, E=8))       # fit 1 -> avg rises but stays < on
+    assert r.trusted and pol.off < r.avg
+    sch.avg, sch.trusted = 0.9, False
+    r = sch.step(_step(np.arange(32) % 8, E=8))      # 0.99**32 * 0.9 + (1 - 0.99**32) = 0.927
+    assert pol.off < r.avg < pol.on and not r.trusted
+    sch.avg, sch.trusted = 0.94, False
+    r = sch.step(_step(np.arange(32) % 8, E=8))
+    assert r.avg > pol.on and r.trusted               # regained above `on`, no recompile needed
+    assert sch.recompiles == 0                        # min_gap blocked any recompile
+
+
+def test_forced_recompile_on_overflow_ignores_min_gap():
+    pol = S.Policy("dynamic", min_gap=1000, headroom=0.0, granule=1)
+    sch = S.Scheduler(num_experts=4, num_shared=0, top_k=1, policy=pol, dispatch="sptc_only",
+                      model=_model())
+    sch.step(_step(np.arange(16) % 4, E=4))
+    r = sch.step(_step(np.zeros(16, int), E=4))       # everything to expert 0: overflow
+    assert r.recompiled and r.forced and sch.forced == 1 and r.bound.dropped == 0
+
+
+def test_static_never_recompiles():
+    tr = traces.generate("mixtral-8x7b", steps=12, seed=3, scale=128, skew="hot")
+    r = S.run_trace(tr, policy=S.Policy("static"), dispatch="duplex_coprocess", model=_model())
+    assert r["recompiles"] == 0 and r["recompile_cycles"] == 0
+
+
+def test_policy_validation():
+    for kw in (dict(capacity="x"), dict(alpha=0), dict(gamma=1.0), dict(on=0.8, off=0.9),
+               dict(min_gap=-1), dict(granule=0), dict(headroom=-1)):
+        with pytest.raises(FormatError):
+            S.Policy(**kw)
+    with pytest.raises(FormatError, match="dispatch"):
+        S.compile_plan([1, 2], 3, num_shared=0, top_k=1, policy=S.Policy(), dispatch="gpu")
+    with pytest.raises(FormatError, match="counts"):
+        S.compile_plan([5, 5], 3, num_shared=0, top_k=1, policy=S.Policy(), dispatch="sptc_only")
+
+
+# --------------------------------------------------------------------------- golden layer
+
+@pytest.mark.parametrize("preset,es", [("mixtral-8x7b", 1), ("qwen2-moe", 4), ("deepseek-moe-16b", 8)])
+@pytest.mark.parametrize("cap", S.CAPACITY_POLICIES)
+def test_layer_jobwise_equals_golden(preset, es, cap):
+    """Combining job by job (what the RTL does, pads included) equals the golden layer."""
+    p = traces.PRESETS[preset]
+    tr = traces.generate(preset, steps=4, seed=2, scale=p.hidden // 32, expert_scale=es,
+                         skew="zipf", decode=6, prefill=0.5, prompt_len=(4, 8))
+    rng = np.random.default_rng(0)
+    params = moe.random_params(rng, tr.hidden, tr.num_experts, tr.num_shared)
+    sch = S.Scheduler(num_experts=tr.num_experts, num_shared=tr.num_shared, top_k=tr.top_k,
+                      policy=S.Policy(cap, alpha=1.0), dispatch="duplex_coprocess",
+                      model=_model(tr.hidden))
+    for step in tr:
+        b = sch.step(step).bound
+        x = rng.integers(-128, 128, size=(tr.hidden, step.tokens)).astype(np.int8)
+        want = moe.moe_layer(params, x, step.expert_ids, step.gate_q, b.kept)
+        assert np.array_equal(S.combine_jobs(params, x, b), want)
+        assert want.dtype == np.int8 and want.shape == (tr.hidden, step.tokens)
+
+
+def test_layer_reference_small():
+    """moe_layer against a hand-written per-token loop."""
+    rng = np.random.default_rng(5)
+    params = moe.random_params(rng, 16, 4, 1)
+    x = rng.integers(-128, 128, size=(16, 5)).astype(np.int8)
+    ids = np.array([[0, 1], [2, 3], [1, 0], [3, 2], [0, 2]])
+    gq = np.array([[100, 27], [64, 63], [127, 0], [90, 37], [1, 126]], np.int8)
+    kept = np.ones_like(ids, bool)
+    kept[4, 1] = False
+    got = moe.moe_layer(params, x, ids, gq, kept)
+    for t in range(5):
+        acc = np.zeros(16, np.int64)
+        for c in range(2):
+            if kept[t, c]:
+                y = moe.expert_out(params, ids[t, c], x, [t])[:, 0]
+                acc += int(gq[t, c]) * y.astype(np.int64)
+        acc += params.shared_gate * moe.expert_out(params, 4, x, [t])[:, 0].astype(np.int64)
+        m, s = params.combine_rq
+        want = np.clip((acc * m + (1 << (s - 1))) >> s, -128, 127)
+        assert np.array_equal(got[:, t], want)
+
+
+def test_layer_bad_inputs():
+    rng = np.random.default_rng(1)
+    params = moe.random_params(rng, 16, 4, 0)
+    x = np.zeros((16, 2), np.int8)
+    with pytest.raises(FormatError, match="expert_ids"):
+        moe.moe_layer(params, x, np.array([[0], [4]]), np.array([[127], [127]], np.int8))
+    with pytest.raises(FormatError, match="gate_q"):
+        moe.moe_layer(params, x, np.array([[0], [1]]), np.array([[-1], [127]], np.int8))
+    with pytest.raises(FormatError, match="x"):
+        moe.moe_layer(params, x.astype(np.int16), np.array([[0], [1]]), np.zeros((2, 1), np.int8))
+    with pytest.raises(FormatError, match="shared_gate"):
+        moe.LayerParams(params.weights, 4, shared_gate=200)
+    with pytest.raises(FormatError, match="max_tokens"):
+        moe.MoEConfig(max_tokens=64)
+
+
+# --------------------------------------------------------------------------- encoding
+
+@SET
+@given(st.integers(0, 3), st.integers(0, 1), st.integers(0, 255), st.integers(0, 255),
+       st.integers(0, 2**64 - 1))
+def test_descriptor_roundtrip(kind, unit, expert, slots, arg):
+    w = S.desc(kind, unit, expert, slots, arg)
+    assert w < 1 << S.DESC_BITS
+    assert S.decode_desc(w) == dict(kind=kind, unit=unit, expert=expert, slots=slots, arg=arg)
+
+
+def test_encode_step_layout():
+    tr = traces.generate("mixtral-8x7b", steps=2, seed=1, scale=128, decode=6, prefill=0.5,
+                         prompt_len=(4, 6))
+    m = _model()
+    sch = S.Scheduler(num_experts=8, num_shared=0, top_k=2, policy=S.Policy("static"),
+                      dispatch="duplex_coprocess", model=m)
+    b = sch.step(tr.step(0)).bound
+    descs, toks = S.encode_step(MCFG, b, 32, shared_gate=64)
+    d = [S.decode_desc(w) for w in descs]
+    assert d[0]["kind"] == S.KIND_LOAD and d[0]["slots"] == b.T
+    assert d[-1]["kind"] == S.KIND_END
+    ex = d[1:-1]
+    assert [(x["unit"], x["expert"], x["slots"]) for x in ex] == \
+        [(S.UNIT_CODES[j.unit], j.expert, j.slots) for j in b.jobs]
+    assert len(toks) == sum(j.slots for j in b.jobs)
+    with pytest.raises(FormatError, match="tok"):
+        S.tok_entry(300, 0, True)
