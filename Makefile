@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 
 # Parallel regression workers (pytest-xdist); 2 matches CI's 2 cores.
 JOBS    ?= 2
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 
 # make sim options (see `python -m sim run --help`).
 ENGINE    ?= sptc
