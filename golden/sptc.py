@@ -33,6 +33,9 @@ from .formats import SamoyedsWeight, Sparse24, check_sel
 from .numerics import OutMode, check_k, parse_out
 
 MODES = ("dense", "2:4", "samoyeds")
+# The control ports of the RTL, in the order Job.regs / load_regs() values are sent.
+REG_NAMES = ("op", "mode", "out_mode", "mult", "shift", "k_words", "v_steps", "m_rows",
+             "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m")
 MODE_CODES = {"dense": 0, "2:4": 1, "samoyeds": 2}
 OP_LOAD, OP_MATMUL = 0, 1
 

@@ -22,8 +22,7 @@ from golden.errors import FormatError
 from . import cocotb_run
 from .cocotb_run import ROOT
 
-REG_NAMES = ("op", "mode", "out_mode", "mult", "shift", "k_words", "v_steps", "m_rows",
-             "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m")
+REG_NAMES = gs.REG_NAMES
 
 
 def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool = False):

@@ -24,6 +24,8 @@ import warnings
 
 import numpy as np
 
+from tb.sptc import pack_weights  # noqa: F401 - the SpTC weight-beat layout
+
 from golden import moe as gm, pim as gp, schedule as S, sptc as gs
 
 CFG_NAMES = ("cfg_hidden", "cfg_experts", "cfg_k_words", "cfg_row_tiles", "cfg_mode", "cfg_mult",
@@ -44,18 +46,6 @@ def to_chunks(values, bits: int) -> np.ndarray:
 
 def from_chunks(a: np.ndarray) -> list[int]:
     return [sum(int(x) << (64 * c) for c, x in enumerate(row)) for row in np.asarray(a)]
-
-
-def pack_weights(v0, v1, nib, idx) -> list[int]:
-    lane = ((v0.astype(np.int64) & 0xFF) | ((v1.astype(np.int64) & 0xFF) << 8)
-            | ((nib.astype(np.int64) & 0xF) << 16) | ((idx.astype(np.int64) & 0xF) << 20))
-    out = []
-    for row in lane:
-        w = 0
-        for r, v in enumerate(row.tolist()):
-            w |= v << (24 * r)
-        out.append(w)
-    return out
 
 
 # --------------------------------------------------------------------------- host side

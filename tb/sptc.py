@@ -18,10 +18,8 @@ import os
 import cocotb
 import numpy as np
 
+from golden.sptc import REG_NAMES
 from tb.common import CocotbIO, Harness, Scoreboard, StreamDriver, StreamMonitor
-
-REG_NAMES = ("op", "mode", "out_mode", "mult", "shift", "k_words", "v_steps", "m_rows",
-             "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m")
 
 
 def pack_weights(v0, v1, nib, idx) -> list[int]:
