@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
     fp.add_argument("--router", choices=("router1", "router2"), default="router2",
                     help="nextpnr router (default: router2)")
+    fp.add_argument("--no-route", action="store_true",
+                    help="place only: Fmax/critical path are nextpnr's post-placement estimates")
     fp.add_argument("--jobs", type=int, default=2, help="designs in parallel (default: 2)")
     fp.add_argument("--synth-only", action="store_true", help="Yosys only, no place and route")
     fp.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
@@ -121,7 +123,7 @@ def cmd_flow(args) -> int:
         for d in _designs(args, config):
             jobs.append(flow.Job(d, target, str(args.out), freq, args.seed,
                                  synth_only=args.synth_only, timeout=args.timeout,
-                                 router=args.router))
+                                 router=args.router, no_route=args.no_route))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)

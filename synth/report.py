@@ -19,6 +19,8 @@ def table(designs: list[dict]) -> str:
         ice = e.get("target") == "ice40"
         fmax = e.get("fmax_mhz")
         fcol = "-" if fmax is None else f"{fmax:.1f} ({e.get('freq_target_mhz', 0):g})"
+        if fmax is not None and e.get("fmax_kind") == "placement estimate":
+            fcol += " placed est."
         status = e.get("status", "?")
         if status == "ok" and fmax is not None:
             status = "meets target" if e.get("meets_target") else "below target"

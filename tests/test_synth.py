@@ -227,6 +227,12 @@ def test_parse_report_and_summary_fields():
     assert res["trellis_comb"] == 1000 and res["trellis_slice"] == 750  # max(1000, 1500) / 2
 
 
+def test_fmax_from_the_log_when_the_report_has_no_timing():
+    log = ("Info: Max frequency for clock 'clk': 17.65 MHz (FAIL at 150.00 MHz)\n"
+           "Info: Max frequency for clock 'clk': 35.47 MHz (FAIL at 150.00 MHz)\n")
+    assert flow.log_fmax(log) == {"clk": {"achieved": 35.47, "constraint": 150.0}}
+
+
 def test_stat_parsing_and_resource_fields():
     stat = {"design": {"num_cells_by_type": {"$scopeinfo": 2, "LUT4": 100, "CCU2C": 10,
                                              "TRELLIS_FF": 50, "MULT18X18D": 4, "DP16KD": 1,
