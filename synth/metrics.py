@@ -24,7 +24,8 @@ NOTES = {
     "trellis_comb": "nextpnr TRELLIS_COMB bels used after P&R (LUT4 sites incl. carry/RAM)",
     "trellis_slice": "nextpnr SLICEs; newer nextpnr reports COMB/FF halves, then "
                      "max(TRELLIS_COMB, TRELLIS_FF)/2 (lower bound)",
-    "fmax_mhz": "nextpnr achieved Fmax of the slowest clock (seed 1, out of context)",
+    "fmax_mhz": "nextpnr achieved Fmax of the slowest clock (seed 1; see mode: pin wrapper "
+                "or out of context)",
     "sptc_gops": "2 x effective MACs/cycle x Fmax; dense 2*rows*cols, 2:4 4*rows*cols "
                  "dense-equivalent MACs/cycle",
 }

@@ -68,8 +68,7 @@ def sptc_table(designs: list[dict]) -> str:
 
 def crit_summary(e: dict) -> str:
     cp = e["critical_path"]
-    nets = cp.get("nets", [])
-    shown = ", ".join(nets[:8]) + (" ..." if len(nets) > 8 else "")
+    shown = " -> ".join(cp.get("signals", [])) or ", ".join(cp.get("nets", [])[:8])
     return (f"[synth] {e['design']} critical path: {cp['delay_ns']} ns "
             f"({cp['logic_levels']} logic levels, logic {cp['logic_ns']} ns, routing "
-            f"{cp['routing_ns']} ns) from {cp['start']} to {cp['end']}; nets: {shown}")
+            f"{cp['routing_ns']} ns) from {cp['start']} to {cp['end']}; through: {shown}")

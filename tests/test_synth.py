@@ -213,16 +213,24 @@ REPORT = {
         {"type": "routing", "net": "n2", "from": {"cell": "lut1", "port": "F"},
          "to": {"cell": "b_reg", "port": "DI0"}, "delay": 1.0},
         {"type": "setup", "from": {"cell": "b_reg", "port": "DI0"},
-         "to": {"cell": "b_reg", "port": "CLK"}, "delay": 0.1}]}],
+         "to": {"cell": "b_reg", "port": "CLK"}, "delay": 0.1}]},
+        {"from": "<async>", "to": "posedge $glbnet$clk", "path": [
+            {"type": "routing", "net": "rst", "from": {"cell": "rst_io", "port": "O"},
+             "to": {"cell": "b_reg", "port": "LSR"}, "delay": 9.0}]}],
 }
 
 
 def test_parse_report_and_summary_fields():
     r = flow.parse_report(REPORT)
     assert r["fmax"]["$glbnet$clk"]["achieved"] == 123.4
-    cp = r["critical_paths"][0]
+    cp = r["critical_paths"][0]  # the register path, not the longer IO (async) path
     assert cp["delay_ns"] == pytest.approx(3.35) and cp["logic_levels"] == 1
     assert cp["start"] == "a_reg.CLK" and cp["end"] == "b_reg.CLK" and cp["nets"] == ["n1", "n2"]
+    assert cp["signals"] == ["a_reg", "n1", "n2", "b_reg"]
+    assert flow.path_signals(["core.sam_n$178_TRELLIS_FF_Q_4", "core.base_row[2]",
+                              "core.base_row_MULT18X18D_P9_B1_CCU2C_S1_COUT$CCU2_FCI_INT",
+                              "core.dr_last_TRELLIS_FF_Q_4_DI_CCU2C_S0", "core.dr_last_TRELLIS_FF_Q_12"]
+                             ) == ["sam_n", "base_row", "dr_last"]
     res = flow.resources_from_pnr("ecp5", r["utilization"])
     assert res["trellis_comb"] == 1000 and res["trellis_slice"] == 750  # max(1000, 1500) / 2
 
