@@ -56,6 +56,12 @@ diagonals (all ``g^2`` slots), so utilization approaches 100%. Rules:
   (one block per step, ``g`` steps per diagonal); partially filled arrays pack
   non-conflicting blocks into one step (greedy colouring).
 
+Utilization (``Mapping.utilization``) is weight cells / cells of the arrays used, over
+everything the mapping holds: L and R of all ``matrices`` matrices. ``util_bound`` is the
+most any placement of the same weights can reach (``ceil(weights / m^2)`` arrays): below
+100 % for one matrix whenever ``2 n b < m^2``. DenseMap hands diagonals out in order, so
+only its last array can be partly filled and it always reaches the bound.
+
 Program format (64-bit words; fields LSB first; reserved bits must be 0)
 ------------------------------------------------------------------------
 ``[3:0]`` opcode:
@@ -142,10 +148,10 @@ class CIMConfig:
         Largest Monarch size ``n = b*b`` the buffers hold (power of two, >= m).
     """
 
-    array_size: int = 32
+    array_size: int = 64
     arrays: int = 64
-    lanes: int = 4
-    n_max: int = 256
+    lanes: int = 8
+    n_max: int = 1024
 
     def __post_init__(self):
         m = _int(self.array_size, "array_size")
@@ -259,8 +265,24 @@ class Mapping:
 
     @property
     def utilization(self) -> float:
-        """Cells holding a Monarch weight / cells of the arrays used."""
+        """Cells holding a Monarch weight / cells of the arrays used.
+
+        Measured over everything the mapping holds: both factors (L and R) of all
+        ``matrices`` Monarch matrices, on all the arrays they occupy.
+        """
         return self.weight_cells / (self.arrays * self.array_size ** 2)
+
+    @property
+    def min_arrays(self) -> int:
+        """Fewest arrays any placement of these weights needs: ceil(weights / m^2)."""
+        return -(-self.weight_cells // self.array_size ** 2)
+
+    @property
+    def util_bound(self) -> float:
+        """Highest utilization any mapping of the same weights on m x m arrays can reach
+        (``weight_cells / (min_arrays * m^2)``): one n = 256 matrix (8192 weights) fills at
+        most 50 % of one 128 x 128 array, whatever the strategy."""
+        return self.weight_cells / (self.min_arrays * self.array_size ** 2)
 
     @property
     def dense_arrays(self) -> int:
@@ -287,8 +309,8 @@ class Mapping:
     def summary(self) -> dict:
         return dict(n=self.n, b=self.b, array_size=self.array_size, strategy=self.strategy,
                     matrices=self.matrices, arrays=self.arrays,
-                    utilization=self.utilization, steps=len(self.steps),
-                    dense_arrays=self.dense_arrays)
+                    utilization=self.utilization, util_bound=self.util_bound,
+                    steps=len(self.steps), dense_arrays=self.dense_arrays)
 
 
 def _check_mapping_args(n, b, array_size, strategy, matrices):

@@ -105,8 +105,9 @@ def job_program(job: Job, config: gc.CIMConfig):
 
 
 @lru_cache(maxsize=4)
-def tile_verilog(config_name: str, simulator: str) -> str:
-    """Verilog of ``hdl.cim.CONFIGS[config_name]`` (elaborated once per process)."""
+def tile_verilog(config_name: str) -> str:
+    """Verilog of ``hdl.cim.CONFIGS[config_name]`` (elaborated once per process, shared
+    by both simulators: the 64 x 64 default takes a few seconds to elaborate)."""
     from hdl.cim import CONFIGS, MODULE_NAME, build, config_params
     from hdl.verilog import to_verilog
     config = CONFIGS[config_name]
@@ -128,7 +129,7 @@ def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = 
     test_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path = test_dir / "cim_job.npz", test_dir / "cim_result.npz"
     save_jobs(job_path, config, jobs)
-    verilog = tile_verilog(config_name, simulator)
+    verilog = tile_verilog(config_name)
     b = cocotb_run.build(f"cim_{config_name}", verilog, MODULE_NAME, simulator=simulator,
                          waves=waves)
     env = {"MOE_JOB": str(job_path), "MOE_RESULT": str(result_path), "MOE_SEED": str(seed),

@@ -6,6 +6,8 @@ from golden import FormatError
 from golden import cim as gc
 from golden import monarch as gm
 from hdl.cim import CONFIGS
+from sim.bench import cim as bench
+from sim.traces import PRESETS
 from tb.cim import job_program, malformed_jobs, rand_monarch
 
 SHAPES = [(4, 8), (4, 16), (8, 16), (8, 32), (8, 64), (16, 16), (16, 32), (16, 64),
@@ -52,38 +54,125 @@ def test_paper_utilization_figures():
             assert gc.map_monarch(n, b, m, "dense", matrices=8).utilization == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("b,m", SHAPES)
-@pytest.mark.parametrize("strategy", gc.STRATEGIES)
-def test_placement_and_schedule_are_consistent(b, m, strategy):
-    mp = gc.map_monarch(b * b, b, m, strategy, matrices=2)
-    g = m // b
-    cells = {}
+def check_mapping(mp: gc.Mapping) -> None:
+    """Mapper invariants: every block placed once, no two blocks on one cell, and a legal
+    schedule that fires every block exactly once per token in its own stage."""
+    b, m, g = mp.b, mp.array_size, mp.g
+    want = sorted((mat, f, k) for mat in range(mp.matrices) for f in "RL" for k in range(b))
+    assert sorted((k.matrix, k.factor, k.block) for k in mp.blocks) == want
+    at = {}
     for blk in mp.blocks:
         assert 0 <= blk.array < mp.arrays
         assert 0 <= blk.row0 <= m - b and 0 <= blk.col0 <= m - b
         assert blk.row0 % b == 0 and blk.col0 % b == 0
-        key = (blk.array, blk.row0, blk.col0)
-        assert key not in cells, "two blocks on the same cells"
-        cells[key] = blk
-    assert len(mp.blocks) == 2 * 2 * b
+        key = (blk.array, blk.row0 // b, blk.col0 // b)
+        assert key not in at, f"two blocks on the cells of {key}"
+        at[key] = blk
+    assert len(at) * b * b == mp.weight_cells
+    assert mp.utilization == pytest.approx(mp.weight_cells / (mp.arrays * m * m))
+    assert mp.min_arrays <= mp.arrays and mp.utilization <= mp.util_bound + 1e-12
     occ = mp.occupied()
+    if mp.strategy != "linear":          # no empty array (linear stores zero tiles)
+        assert sorted(occ) == list(range(mp.arrays))
+    per_col = {}
+    for (a, _, c) in at:
+        per_col[a, c] = per_col.get((a, c), 0) + 1
+    fired = []
     for step in mp.steps:
-        rows = [s for s in range(g) if step.row_mask >> s & 1]
+        rows = [r for r in range(g) if step.row_mask >> r & 1]
         cols = [c for c in range(g) if step.col_mask >> c & 1]
-        assert rows and cols
-        if strategy == "linear":
+        assert rows and cols and step.row_mask >> g == 0 and step.col_mask >> g == 0
+        assert 0 <= step.array < mp.arrays
+        if mp.strategy == "linear":
             continue   # one whole tile per step: each column sums all its rows by design
         for c in cols:   # each read column slot sees exactly one active block
-            assert sum((r, c) in occ[step.array] for r in rows) == 1
-    if strategy != "linear":   # every block fires exactly once per token
-        fired = sorted((s.matrix, s.stage, s.array, r, c) for s in mp.steps
-                       for r in range(g) if s.row_mask >> r & 1
-                       for c in range(g) if s.col_mask >> c & 1
-                       and (r, c) in occ[s.array]
-                       and sum((rr, c) in occ[s.array] for rr in range(g) if s.row_mask >> rr & 1) == 1)
-        want = sorted((k.matrix, 0 if k.factor == "R" else 1, k.array, k.row0 // b, k.col0 // b)
-                      for k in mp.blocks)
-        assert fired == want
+            active = [r for r in rows if (step.array, r, c) in at]
+            assert len(active) == 1, (step, c, active)
+            blk = at[step.array, active[0], c]
+            assert blk.matrix == step.matrix and "RL"[step.stage] == blk.factor
+            fired.append((blk.matrix, blk.factor, blk.block))
+        if mp.strategy == "dense":
+            shared = any(per_col.get((step.array, c), 0) > 1 for c in range(g))
+            # DenseMap never fires a whole array whose columns hold several blocks ...
+            assert not (shared and len(rows) == g and len(cols) == g), step
+            # ... and a full array one block at a time
+            if len(occ[step.array]) == g * g:
+                assert len(rows) == 1 and len(cols) == 1, step
+    if mp.strategy != "linear":   # every block fires exactly once per token
+        assert sorted(fired) == want
+
+
+@pytest.mark.parametrize("b,m", SHAPES)
+@pytest.mark.parametrize("strategy", gc.STRATEGIES)
+@pytest.mark.parametrize("K", [1, 3])
+def test_placement_and_schedule_are_consistent(b, m, strategy, K):
+    check_mapping(gc.map_monarch(b * b, b, m, strategy, matrices=K))
+
+
+def test_check_mapping_catches_broken_mappings():
+    """The invariant checker is not vacuous: each kind of breakage is caught."""
+    import dataclasses
+    mp = gc.map_monarch(256, 16, 64, "dense")             # two full arrays (g = 4)
+    check_mapping(mp)
+    g, full = mp.g, (1 << mp.g) - 1
+    whole = [dataclasses.replace(s, row_mask=full, col_mask=full) for s in mp.steps]
+    moved = list(mp.blocks)
+    moved[1] = dataclasses.replace(moved[1], row0=moved[0].row0, col0=moved[0].col0,
+                                   array=moved[0].array)
+    dropped = [s for s in mp.steps if s is not mp.steps[0]]
+    wrong_stage = [dataclasses.replace(mp.steps[0], stage=1 - mp.steps[0].stage),
+                   *mp.steps[1:]]
+    for bad in (dict(steps=tuple(whole)), dict(blocks=tuple(moved)),
+                dict(steps=tuple(dropped)), dict(steps=tuple(wrong_stage)),
+                dict(blocks=mp.blocks[:-1])):
+        with pytest.raises(AssertionError):
+            check_mapping(dataclasses.replace(mp, **bad))
+    assert g == 4
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 24])
+def test_densemap_sweep_is_legal_and_reaches_the_bound(K):
+    """Over the benchmark sweep DenseMap uses the fewest arrays any placement could, for one
+    matrix and for several sharing arrays (24: one Mixtral-shaped MoE layer)."""
+    for n in bench.SWEEP_N:
+        b = int(round(n ** 0.5))
+        for m in bench.SWEEP_M:
+            mp = gc.map_monarch(n, b, m, "dense", matrices=K)
+            check_mapping(mp)
+            assert mp.arrays == mp.min_arrays == -(-K * 2 * n * b // (m * m))
+            assert mp.utilization == pytest.approx(mp.util_bound)
+
+
+def test_bench_rows_definitions_and_headline():
+    rows, maps = bench.model_rows()
+    layer_k = bench.layer_matrices(bench.LAYER_PRESET)
+    p = PRESETS[bench.LAYER_PRESET]
+    assert layer_k == (p.num_experts + p.num_shared) * 3
+    assert len(rows) == len(bench.SWEEP_N) * len(bench.SWEEP_M) * 2 * len(gc.STRATEGIES)
+    for r, mp in zip(rows, maps):
+        for key in ("n", "b", "array_size", "strategy", "utilization", "arrays", "cycles",
+                    "cycles_source", "workload", "matrices", "util_bound"):
+            assert key in r, key
+        assert r["b"] ** 2 == r["n"] and r["cycles_source"] == "model"
+        assert r["matrices"] == {"matrix": 1, "layer": layer_k}[r["workload"]]
+        assert r["utilization"] == mp.utilization and r["arrays"] == mp.arrays
+        assert r["cycles"] == gc.token_cycles(mp, gc.model_config(mp.array_size, mp.n))
+    s = bench.summarize(rows)
+    dense1 = [r for r in rows if r["workload"] == "matrix" and r["strategy"] == "dense"]
+    assert s["matrix"]["dense_mean_util"] == pytest.approx(np.mean([r["utilization"]
+                                                                    for r in dense1]))
+    # one matrix: DenseMap is at the bound, and the bound is below the 90 % target
+    assert s["matrix"]["dense_mean_util"] == pytest.approx(s["matrix"]["dense_mean_bound"])
+    assert s["matrix"]["dense_mean_bound"] < bench.TARGET_DENSE_MEAN
+    assert s["layer"]["dense_mean_util"] >= bench.TARGET_DENSE_MEAN
+    assert s["sparse_util_n1024_m256"] == pytest.approx(bench.PAPER["sparse_util_n1024_m256"])
+    # the RTL-measured rows are exactly the sweep points the simulated tile holds
+    cfg = CONFIGS["default"]
+    fits = [r for r, mp in zip(rows, maps) if bench.rtl_fits(mp, cfg)]
+    assert fits and all(r["array_size"] == cfg.m and r["n"] <= cfg.n_max
+                        and r["arrays"] <= cfg.arrays for r in fits)
+    assert len(fits) == sum(r["array_size"] == cfg.m and r["n"] <= cfg.n_max
+                            and r["arrays"] <= cfg.arrays for r in rows)
 
 
 def test_densemap_rotation_rule():
@@ -177,7 +266,7 @@ def test_cycle_model_matches_interpreter():
     assert len(d.steps) == 64 and len(s.steps) == 8                   # more, narrower steps
 
 
-@pytest.mark.parametrize("name", ["default", "small"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_malformed_programs_give_their_error(name):
     cfg = CONFIGS[name]
     jobs = malformed_jobs(cfg, seed=3)

@@ -1,17 +1,23 @@
 """CIM tile RTL regression (cocotb): bit-exact vs the golden factored matmul, cycles, errors.
 
-One Verilator build of the "default" configuration (32 x 32 arrays, 4 columns per cycle,
-n up to 256) serves every test; each test is one simulator launch running a batch of
-jobs (see tb/cim.py):
+One Verilator build of the "default" configuration (64 x 64 arrays, 8 columns per cycle,
+64 arrays, n up to 1024) serves every test; each test is one simulator launch running a
+batch of jobs (see tb/cim.py):
 
-* every strategy (linear, SparseMap, DenseMap) at n = 64 and SparseMap/DenseMap at
-  n = 256, two Monarch matrices sharing DenseMap arrays, and an expert projection in
-  Monarch form fed with the tokens a MoE trace routes to its hottest expert;
-* random valid/ready stalls on all three streams (data checked), and a run without
-  stalls where every instruction's cycle cost must equal the golden cycle model;
+* every strategy (linear, SparseMap, DenseMap) at n = 64 (b = 8: one line, a partly filled
+  DenseMap array that fires several blocks per step) and n = 256 (b = 16), SparseMap and
+  DenseMap at n = 1024 (b = 32, 16 and 32 full arrays: one block per step), several
+  Monarch matrices sharing DenseMap arrays (one expert's gate/up/down at n = 256, two
+  matrices at n = 64), an expert projection in Monarch form fed with the tokens a MoE
+  trace routes to its hottest expert, and extreme operands;
+* random valid/ready stalls on all three streams (data checked element by element against
+  the program interpreter and ``Monarch.matmul``), and a run without stalls where every
+  instruction's cycle cost must equal the golden cycle model;
 * one malformed program per error class: the sticky error code must match the golden
   interpreter's, the rest of the stream is discarded, and after ``clear`` the next job
   must run bit-exact.
+
+Icarus (the second simulator) runs a smaller batch on the same Verilog.
 """
 import numpy as np
 import pytest
@@ -27,30 +33,52 @@ def tokens(rng, b, t):
     return rng.integers(-128, 128, size=(t, b * b)).astype(np.int8)
 
 
-def good_jobs(seed, small=False):
+def heavy_jobs(rng):
+    """The jobs whose weight load dominates (16-32 arrays of 512 program words each)."""
+    return [Job(f"{s} n=1024", strategy=s, monarchs=[rand_monarch(32, rng)],
+                xs=tokens(rng, 32, 1)) for s in ("dense", "sparse")] + [
+        Job("linear n=256", strategy="linear", monarchs=[rand_monarch(16, rng)],
+            xs=tokens(rng, 16, 2))]
+
+
+def good_jobs(seed, small=False, heavy=None):
+    """Jobs of every kind. ``heavy``: which of :func:`heavy_jobs` to include (all if None)."""
     rng = np.random.default_rng(seed)
     jobs = [Job(f"{s} n=64", strategy=s, monarchs=[rand_monarch(8, rng)], xs=tokens(rng, 8, 3))
             for s in ("dense", "sparse", "linear")]
     if small:
-        return jobs[:2]
+        return jobs[:2] + [Job("dense n=256", strategy="dense",
+                               monarchs=[rand_monarch(16, rng)], xs=tokens(rng, 16, 1))]
     jobs += [Job(f"{s} n=256", strategy=s, monarchs=[rand_monarch(16, rng)],
                  xs=tokens(rng, 16, 2)) for s in ("dense", "sparse")]
+    hv = heavy_jobs(rng)
+    jobs += [hv[i] for i in (range(len(hv)) if heavy is None else heavy)]
+    jobs.append(Job("dense n=256, one expert's gate/up/down sharing arrays", strategy="dense",
+                    monarchs=[rand_monarch(16, rng) for _ in range(3)], xs=tokens(rng, 16, 1)))
     jobs.append(Job("dense n=64, two matrices", strategy="dense",
                     monarchs=[rand_monarch(8, rng, "int32"), rand_monarch(8, rng, "int8_sat")],
                     xs=tokens(rng, 8, 2)))
     jobs.append(trace_job(seed))
-    # extremes: all -128 (largest sums, saturating requant)
+    # extremes: all -128 (largest sums; saturating requant, saturating mid)
     full = np.full((8, 8, 8), -128, np.int8)
-    jobs.append(Job("extremes", strategy="sparse",
+    jobs.append(Job("extremes n=64", strategy="sparse",
                     monarchs=[gm.Monarch(full, full, ("requant", 65535, 31), "int32")],
                     xs=np.full((1, 64), -128, np.int8)))
+    full = np.full((16, 16, 16), -128, np.int8)
+    jobs.append(Job("extremes n=256", strategy="dense",
+                    monarchs=[gm.Monarch(full, full, "int8_sat", "int32")],
+                    xs=np.full((1, 256), -128, np.int8)))
     return jobs
+
+
+# under stalls each seed runs a share of the heavy jobs; the cycle test runs them all
+HEAVY_SHARE = {1: (0, 2), 2: (1,)}
 
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cim_regression_with_stalls(simulator, seed, tmp_path):
-    jobs = good_jobs(seed, small=simulator == "icarus")
+    jobs = good_jobs(seed, small=simulator == "icarus", heavy=HEAVY_SHARE[seed])
     if simulator == "icarus":
         jobs += malformed_jobs(CFG, seed)[:2] + good_jobs(seed + 10, small=True)[:1]
     r = run_jobs(jobs, simulator=simulator, test_dir=tmp_path, seed=seed, stalls=True)

@@ -16,8 +16,15 @@ from .tile import CIMTile
 MODULE_NAME = "moe_cim"
 
 CONFIGS = {
-    # Simulation default: 32 x 32 arrays, 4 columns read per cycle, n up to 256.
-    "default": CIMConfig(array_size=32, arrays=64, lanes=4, n_max=256),
+    # Simulation default: 64 x 64 arrays (the default and the smallest array size
+    # of the benchmark sweep), 8 columns read per cycle (8 columns per ADC, as the
+    # benchmark's cycle model), n up to 1024 (b = 8, 16, 32), 64 arrays (256 KiB of
+    # weights: n=1024 SparseMap needs 32, an 8-expert n=256 layer under DenseMap 48).
+    "default": CIMConfig(array_size=64, arrays=64, lanes=8, n_max=1024),
+    # The previous simulation default, sized for the ECP5-85k flow (128 multipliers,
+    # 512 kbit of weights; the 64 x 64 default needs 512 multipliers and 2 Mbit):
+    # `python -m synth flow --engine cim --config fpga`.
+    "fpga": CIMConfig(array_size=32, arrays=64, lanes=4, n_max=256),
     # Smallest sensible tile (CI synthesis smoke, fast tests): 16 x 16 arrays.
     "small": CIMConfig(array_size=16, arrays=16, lanes=2, n_max=64),
 }

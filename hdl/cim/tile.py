@@ -52,17 +52,24 @@ def sat8(v):
                Mux(v < -128, Const(-128, signed(8)), v[:8].as_signed()))
 
 
-def out_stage(acc, kind, mult, shift):
+def out_stage(mod, acc, kind, mult, shift, name="os"):
     """``golden.numerics.apply_out`` in hardware: 0 int32, 1 int8_sat, 2 requant.
 
-    ``acc`` signed(32); returns signed(32) (int8 results sign-extended).
+    ``acc`` signed(32); returns a signed(32) Signal (int8 results sign-extended). Every
+    intermediate that is used more than once is a Signal of ``mod``: Amaranth lowers an
+    expression once per *use*, so an inline ``rq`` used by ``sat8`` would instantiate
+    the 32 x 16 multiplier three times.
     """
-    prod = acc * mult                                   # signed(49), exact
+    a = Signal(signed(32), name=f"{name}_acc")
+    rq = Signal(signed(50), name=f"{name}_rq")
+    y = Signal(signed(32), name=f"{name}_y")
     rnd = (Const(1, unsigned(32)) << shift) >> 1       # 1 << (shift - 1), shift >= 1
-    rq = (prod + rnd) >> shift                          # arithmetic (prod is signed)
-    s_sat = sat8(acc).as_signed()
-    s_rq = sat8(rq).as_signed()
-    return Mux(kind == 0, acc, Mux(kind == 1, s_sat, s_rq))
+    mod.d.comb += [
+        a.eq(acc),
+        rq.eq((a * mult + rnd) >> shift),               # exact: |a * mult| < 2**47
+        y.eq(Mux(kind == 0, a, Mux(kind == 1, sat8(a), sat8(rq)))),
+    ]
+    return y
 
 
 class CIMTile(wiring.Component):
@@ -280,7 +287,11 @@ class CIMTile(wiring.Component):
             dot = Signal(signed(32), name=f"dot{j}")
             d.comb += dot.eq(tree_sum(prods))
             dots.append(dot)
-        old = c_rd.data.word_select(gcur, 32 * p)
+        # one Signal per wide select: the accumulator line is m*32 bits wide and Amaranth
+        # lowers an expression once per use (a variable part-select per use, each as wide
+        # as the whole line)
+        old = Signal(32 * p)
+        d.comb += old.eq(c_rd.data.word_select(gcur, 32 * p))
         newv = []
         for j in range(p):
             nv = Signal(signed(32), name=f"acc_new{j}")
@@ -298,8 +309,8 @@ class CIMTile(wiring.Component):
             idx = Signal(range(m), name=f"mid_lane{s}")
             d.comb += idx.eq((Const(s, 8) << log2b) | me)
             v = Signal(signed(8), name=f"mid_val{s}")
-            d.comb += v.eq(out_stage(c_rd.data.word_select(idx, 32).as_signed(),
-                                     mid_kind, mid_mult, mid_shift)[:8])
+            d.comb += v.eq(out_stage(mod, c_rd.data.word_select(idx, 32).as_signed(),
+                                     mid_kind, mid_mult, mid_shift, f"mid{s}")[:8])
             mvals.append(v)
         h_index = Signal(range(2 * cfg.n_max))
         d.comb += h_index.eq((me << log2b) + (mline << log2g))
@@ -314,8 +325,9 @@ class CIMTile(wiring.Component):
                     d.comb += mid_wen.eq(Const((1 << g) - 1, m) << off)
 
         # ------------------------------------------------------------ OUTPUT datapath
-        out_lanes = c_rd.data.word_select(pend_chunk, 32 * p)
-        res_vals = [out_stage(out_lanes[32 * j:32 * j + 32].as_signed(), out_kind, out_mult,
+        out_lanes = Signal(32 * p)
+        d.comb += out_lanes.eq(c_rd.data.word_select(pend_chunk, 32 * p))
+        res_vals = [out_stage(mod, out_lanes[32 * j:32 * j + 32].as_signed(), out_kind, out_mult,
                               out_shift)[:32] for j in range(p)]
         d.comb += self.res.payload.eq(Cat(*res_vals))
 
