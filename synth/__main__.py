@@ -124,6 +124,10 @@ def cmd_flow(args) -> int:
         config = args.config if target == "ecp5" else args.ice40_config
         freq = args.freq or flow.TARGETS[target]["freq"]
         for d in _designs(args, config):
+            if target == "ecp5" and config == "default" and "fpga" in d.module().CONFIGS:
+                # an engine whose simulation default is bigger than the FPGA names the
+                # build that fits (CIM: the 64 x 64 simulated tile needs 512 multipliers)
+                d = Design(d.engine, "fpga", d.params)
             jobs.append(flow.Job(d, target, str(args.out), freq, args.seed,
                                  synth_only=args.synth_only, timeout=args.timeout,
                                  router=args.router, no_route=args.no_route,
