@@ -41,8 +41,11 @@ def _pow2(v: int) -> bool:
 PIM_SMALL = PIMConfig(bank_groups=4, banks_per_group=2, banks_per_bundle=4, rows=64, cols=16,
                       bundle_bits=128, max_tokens=8, max_k_words=16, instr_depth=8,
                       wfifo_depth=16, out_depth=16)
+# The layer top feeds SEL from its token FIFO one entry per cycle and its
+# combine path takes one result row per beat, so its SpTC is built with one SEL
+# lane and one drain row (the standalone SpTC default uses cols and 2).
 SPTC_SMALL = SpTCConfig(rows=4, cols=4, max_k=64, max_tokens=32, max_sel=32,
-                        samoyeds_nm=((1, 2),))
+                        samoyeds_nm=((1, 2),), sel_lanes=1, drain_rows=1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class MoEConfig:
     def __post_init__(self):
         if not isinstance(self.sptc, SpTCConfig) or not isinstance(self.pim, PIMConfig):
             raise FormatError("sptc/pim: expected SpTCConfig and PIMConfig")
+        if self.sptc.sel_lanes != 1 or self.sptc.drain_rows != 1:
+            raise FormatError(f"sptc: the layer top needs sel_lanes=1 and drain_rows=1, got "
+                              f"{self.sptc.sel_lanes} and {self.sptc.drain_rows}")
         for name in ("max_tokens", "max_hidden"):
             if not _pow2(getattr(self, name)):
                 raise FormatError(f"{name}: {getattr(self, name)} must be a power of two")

@@ -69,6 +69,15 @@ class SpTCConfig:
         The (N, M) pairs the accumulator-store crossbar is built for. The store
         has ``rows * max(M/N)`` rows; each store row muxes only the PE rows that
         can reach it under one of these pairs, so the list sets the area.
+    sel_lanes
+        SEL indices per beat of the ``sel`` stream (a power of two dividing
+        ``cols``; default ``cols``: one token tile per beat, so loading SEL costs
+        ceil(n_sel / sel_lanes) cycles instead of n_sel).
+    drain_rows
+        Output rows per beat of the ``res`` stream (1, 2 or 4). The last tile of
+        a job drains after its last beat, so this is a per-job overhead: 2 halves
+        it. Each lane has its own requantizer (one DSP + a small LUT multiplier,
+        see hdl/sptc/core.py).
     """
 
     rows: int = 8
@@ -77,8 +86,12 @@ class SpTCConfig:
     max_tokens: int = 64
     max_sel: int = 64
     samoyeds_nm: tuple = ((1, 2), (2, 4), (4, 8))
+    sel_lanes: int | None = None
+    drain_rows: int = 2
 
     def __post_init__(self):
+        if self.sel_lanes is None:
+            object.__setattr__(self, "sel_lanes", self.cols)
         for name in ("rows", "cols", "max_tokens"):
             if not _pow2(getattr(self, name)):
                 raise FormatError(f"{name}: {getattr(self, name)} must be a power of two")
@@ -87,6 +100,12 @@ class SpTCConfig:
         check_k(self.max_k, "max_k")
         if self.max_sel < self.cols or self.max_sel % self.cols:
             raise FormatError(f"max_sel: {self.max_sel} must be a positive multiple of cols={self.cols}")
+        if not (isinstance(self.sel_lanes, int) and _pow2(self.sel_lanes)
+                and self.sel_lanes <= self.cols):
+            raise FormatError(f"sel_lanes: {self.sel_lanes} must be a power of two <= "
+                              f"cols={self.cols}")
+        if self.drain_rows not in (1, 2, 4):
+            raise FormatError(f"drain_rows: {self.drain_rows} must be 1, 2 or 4")
         object.__setattr__(self, "samoyeds_nm", tuple(tuple(p) for p in self.samoyeds_nm))
         for n, m in self.samoyeds_nm:
             if not (_pow2(n) and _pow2(m) and n < m and m <= 16 and self.rows % n == 0):
@@ -108,6 +127,13 @@ class SpTCConfig:
     @property
     def peak_macs(self) -> int:
         return 2 * self.rows * self.cols
+
+    @property
+    def acc_bits(self) -> int:
+        """Signed width that holds every accumulator and store value: each output
+        element sums at most ``max_k`` int8 x int8 products (|p| <= 2**14), in
+        every mode (Samoyeds' store adds contributions of distinct K positions)."""
+        return (self.max_k * (1 << 14)).bit_length() + 1
 
 
 @dataclass
@@ -258,7 +284,8 @@ def load_regs(x_shape) -> dict:
 
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
 PE_STAGES = 3         # s1 (beat + activation read), s2 (select), s3 (products); then acc
-OUT_STAGES = 4        # row select, x mult, + rounding, shift + saturate
+OUT_STAGES = 5        # row select, x mult (DSP lo / LUT hi partials), + rounding / hi sum,
+                      # + hi << 17, shift + saturate
 
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:
@@ -277,7 +304,8 @@ def predict_job_cycles(cfg: SpTCConfig, job: Job) -> int:
     v_steps = r["v_steps"] if job.mode == "samoyeds" else k_steps
     spr = store_rows_per_tile(cfg, job.mode, r["sam_n"], r["sam_m"])
     drains = [min(spr, r["m_rows"] - rt * spr) for rt in range(r["n_row_tiles"])]
-    return step_model(k_steps, v_steps, r["n_row_tiles"], r["n_sel"], cfg.cols, drains)
+    return step_model(k_steps, v_steps, r["n_row_tiles"], r["n_sel"], cfg.cols, drains,
+                      cfg.sel_lanes, cfg.drain_rows)
 
 
 def predict_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
@@ -297,7 +325,8 @@ def predict_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
     n_rt = -(-data_rows // cfg.rows)
     spr = store_rows_per_tile(cfg, mode, n, mm)
     drains = [min(spr, m - rt * spr) for rt in range(n_rt)]
-    return step_model(k_steps, v_steps, n_rt, tokens, cfg.cols, drains)
+    return step_model(k_steps, v_steps, n_rt, tokens, cfg.cols, drains,
+                      cfg.sel_lanes, cfg.drain_rows)
 
 
 def ideal_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
@@ -314,22 +343,25 @@ def ideal_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
 
 
 def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
-               drains: list[int]) -> int:
+               drains: list[int], sel_lanes: int = 1, drain_rows: int = 1) -> int:
     """Cycle-level model of the RTL's control and pipeline with no stream stalls.
 
-    It steps the same stages as the hardware (docs/sptc.md): SEL load, a
-    1-cycle SEL fetch per token tile, one weight beat per cycle, PE -> flush
-    register -> accumulator store, copy into the drain bank once the previous
-    tile has drained, one output row per cycle out of the drain bank, and the
-    one stall the array has (a flush that finds the store still holding a
-    finished tile the drain bank cannot take). It counts what the RTL's
-    ``cycles`` register counts: every cycle from start until done.
+    It steps the same stages as the hardware (docs/sptc.md): SEL load
+    (``sel_lanes`` indices per cycle), one weight beat per cycle (the next
+    token tile's SEL entries are read while the last beat of a tile issues, so
+    tiles follow back to back), PE -> flush register -> accumulator store, copy
+    into the drain bank once the previous tile has drained, ``drain_rows``
+    output rows per cycle out of the drain bank, and the one stall the array
+    has (a flush that finds the store still holding a finished tile the drain
+    bank cannot take). It counts what the RTL's ``cycles`` register counts:
+    every cycle from start until done.
     """
     if k_steps < 1 or v_steps < 1 or k_steps % v_steps or n_rt < 1 or len(drains) != n_rt \
             or min(drains) < 1:
         raise FormatError(f"cycle model: inconsistent job (k_steps={k_steps}, v_steps={v_steps}, "
                           f"n_rt={n_rt}, drains={drains})")
     n_tt = -(-n_sel // cols)
+    sel_beats = -(-n_sel // sel_lanes)
     state = "SEL" if n_sel else "WAIT"
     cnt = beat = vb = rt = tt = 0
     pe = [None] * PE_STAGES     # (blast, tlast, rt) per PE pipeline stage
@@ -352,7 +384,7 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
             drain_left -= 1
         new_full = store_full and not copy
         if copy:
-            drain_left = drains[store_rt]
+            drain_left = -(-drains[store_rt] // drain_rows)
         if en:
             if f is not None and f[1]:
                 new_full, store_rt = True, f[2]
@@ -362,16 +394,14 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         store_full = new_full
         if state == "SEL":
             cnt += 1
-            if cnt == n_sel:
-                state = "FETCH"
-        elif state == "FETCH":
-            state = "RUN"
+            if cnt == sel_beats:
+                state = "RUN"
         elif issue:
             if beat == k_steps - 1:
                 beat = vb = 0
                 if rt == n_rt - 1:
                     rt, tt = 0, tt + 1
-                    state = "WAIT" if tt == n_tt else "FETCH"
+                    state = "WAIT" if tt == n_tt else "RUN"
                 else:
                     rt += 1
             else:

@@ -29,7 +29,8 @@ def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool =
     from hdl import sptc
     from hdl.verilog import to_verilog
     v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg))
-    tag = f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
+    tag = (f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
+           f"l{cfg.sel_lanes}d{cfg.drain_rows}")
     return cocotb_run.build(tag, v, sptc.MODULE_NAME, simulator=simulator, waves=waves)
 
 
@@ -69,7 +70,8 @@ class JobSpec:
 
 
 def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
-    arrays = {"n_jobs": np.int64(len(specs)), "cols": np.int64(cfg.cols)}
+    arrays = {"n_jobs": np.int64(len(specs)), "cols": np.int64(cfg.cols),
+              "sel_lanes": np.int64(cfg.sel_lanes), "drain_rows": np.int64(cfg.drain_rows)}
     for i, s in enumerate(specs):
         job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
         if s.expect_err:  # a bad-input job: no output, no cycle prediction

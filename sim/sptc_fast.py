@@ -40,7 +40,7 @@ def build_design(cfg: gs.SpTCConfig) -> fastlane.FastBuild:
         from hdl import sptc
         from hdl.verilog import to_verilog
         v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg))
-        tag = f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
+        tag = f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}l{cfg.sel_lanes}d{cfg.drain_rows}"
         _builds[cfg] = fastlane.build(tag, v, sptc.MODULE_NAME)
     return _builds[cfg]
 

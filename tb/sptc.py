@@ -35,14 +35,38 @@ def pack_weights(v0, v1, nib, idx) -> list[int]:
     return out
 
 
-def unpack_result(word: int, cols: int):
+def pack_sel(sel, lanes: int) -> list[int]:
+    """SEL indices -> beats of ``lanes`` 16-bit entries (lane 0 in the low bits).
+
+    The hardware ignores the last beat's lanes past n_sel; they are filled with
+    0xFFFF (out of range and out of order) so a design that checked or stored
+    them would fail the bench."""
+    sel = [int(v) for v in sel]
+    out = []
+    for b in range(0, len(sel), lanes):
+        chunk = sel[b:b + lanes]
+        chunk += [0xFFFF] * (lanes - len(chunk))
+        word = 0
+        for l, v in enumerate(chunk):
+            word |= (v & 0xFFFF) << (16 * l)
+        out.append(word)
+    return out
+
+
+def unpack_result(word: int, cols: int, rows: int = 1):
+    """A result beat -> (data[p][c], row, tile, mask, rmask), the fields of
+    ``hdl.sptc.result_layout`` with ``drain_rows = rows``."""
     data = []
-    for c in range(cols):
-        v = (word >> (32 * c)) & 0xFFFFFFFF
-        data.append(v - (1 << 32) if v >> 31 else v)
-    base = 32 * cols
+    for p in range(rows):
+        lane = []
+        for c in range(cols):
+            v = (word >> (32 * (p * cols + c))) & 0xFFFFFFFF
+            lane.append(v - (1 << 32) if v >> 31 else v)
+        data.append(lane)
+    base = 32 * cols * rows
     return (data, (word >> base) & 0xFFFF, (word >> (base + 16)) & 0xFFFF,
-            (word >> (base + 32)) & ((1 << cols) - 1))
+            (word >> (base + 32)) & ((1 << cols) - 1),
+            (word >> (base + 32 + cols)) & ((1 << rows) - 1))
 
 
 def report_progress(done_jobs: int):
@@ -75,6 +99,7 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
     rng = np.random.default_rng(seed)
     p_valid, p_ready = stall_probs(rng, stalls)
     cols = int(job["cols"])
+    lanes, drain_rows = int(job["sel_lanes"]), int(job["drain_rows"])
     w_drv = StreamDriver(io, "w", rng, p_valid)
     a_drv = StreamDriver(io, "act", rng, p_valid)
     s_drv = StreamDriver(io, "sel", rng, p_valid)
@@ -111,7 +136,7 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
                      f"LOAD took {cyc} cycles, model says {int(j('load_cycles'))}")
         # ---- MATMUL
         beats = pack_weights(j("v0"), j("v1"), j("nib"), j("idx"))
-        s_drv.push(j("sel").tolist())
+        s_drv.push(pack_sel(j("sel"), lanes))
         w_drv.push(beats)
         mon.received.clear()
         timeout = 40 * (len(beats) + len(j("sel")) + int(j("out_rows"))) + 200
@@ -137,15 +162,21 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
         got = np.zeros((m_rows, n_sel), np.int64)
         seen = np.zeros((m_rows, n_sel), np.int64)
         for word in mon.received:
-            data, row, tile, mask = unpack_result(word, cols)
-            for c in range(cols):
-                if mask >> c & 1:
-                    col = tile * cols + c
-                    if row < m_rows and col < n_sel:
-                        got[row, col] = data[c]
-                        seen[row, col] += 1
-                    else:
-                        sb.check(tag, False, f"result for row {row} column {col} out of range")
+            data, row0, tile, mask, rmask = unpack_result(word, cols, drain_rows)
+            sb.check(tag, rmask & 1, f"result beat for row {row0} with row lane 0 empty")
+            for p in range(drain_rows):
+                if not rmask >> p & 1:
+                    continue
+                row = row0 + p
+                for c in range(cols):
+                    if mask >> c & 1:
+                        col = tile * cols + c
+                        if row < m_rows and col < n_sel:
+                            got[row, col] = data[p][c]
+                            seen[row, col] += 1
+                        else:
+                            sb.check(tag, False,
+                                     f"result for row {row} column {col} out of range")
         sb.check(tag, (seen == 1).all(),
                  f"{int((seen == 0).sum())} output elements never written, "
                  f"{int((seen > 1).sum())} written twice")

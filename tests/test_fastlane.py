@@ -155,7 +155,8 @@ def test_model_api_and_wide_ports():
     """set/get by Verilog name (96- and 164-bit ports as one int), reset, step, errors."""
     m = fastlane.Model(sptc_fast.build_design(CFG))
     assert m.widths["w__payload"] == 24 * CFG.rows
-    assert m.widths["res__payload"] == 32 * CFG.cols + 32 + CFG.cols
+    assert m.widths["res__payload"] == (32 * CFG.cols * CFG.drain_rows + 32 + CFG.cols
+                                        + CFG.drain_rows)
     value = (1 << 95) | (0xDEADBEEF << 40) | 0x12345
     m.set("w__payload", value)
     assert m.get("w__payload") == value

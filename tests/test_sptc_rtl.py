@@ -68,6 +68,12 @@ def coverage_jobs(seed):
                          rand(rng, (32, 6)), None, ("requant", 1000, 15)))
     full = np.full((4, 64), -128, np.int8)
     specs.append(JobSpec("extremes", full, np.full((64, 4), -128, np.int8), None, "int32"))
+    # The largest accumulator magnitudes a max_k build can see, through requant's
+    # split multiplier (DSP low part + LUT high part): +2**20 and -64*128*127.
+    specs.append(JobSpec("extremes requant +", full, np.full((64, 5), -128, np.int8), None,
+                         ("requant", 100, 31)))
+    specs.append(JobSpec("extremes requant -", full, np.full((64, 3), 127, np.int8), None,
+                         ("requant", 65535, 31)))
     return specs
 
 
@@ -89,7 +95,11 @@ def bad_jobs(seed):
         return lambda job: job.regs.update(kw)
 
     def sel_to(values):
-        def f(job):
+        def f(job):  # the weight stream is repeated per token tile: re-tile it too
+            n_old, n_new = (max(1, -(-n // CFG.cols)) for n in (len(job.sel), len(values)))
+            one = len(job.v0) // n_old
+            for a in ("v0", "v1", "nib", "idx"):
+                setattr(job, a, np.tile(getattr(job, a)[:one], (n_new, 1)))
             job.sel = np.array(values, np.int64)
             job.regs["n_sel"] = len(values)
         return f
@@ -104,6 +114,9 @@ def bad_jobs(seed):
         ("sel out of range", w24, sel_to([0, 6]), gs.ERR_SEL),
         ("sel duplicate", w24, sel_to([2, 2, 3]), gs.ERR_SEL),
         ("sel unsorted", w24, sel_to([3, 1]), gs.ERR_SEL),
+        # across a SEL beat boundary for 1, 2 and 4 lanes per beat
+        ("sel duplicate across beats", w24, sel_to([0, 1, 2, 4, 4]), gs.ERR_SEL),
+        ("sel out of range, last lane", w24, sel_to([0, 1, 2, 3, 4, 9]), gs.ERR_SEL),
         ("samoyeds index >= M", wsam, idx_to(0, 4), gs.ERR_INDEX),
         ("samoyeds index not increasing", wsam, idx_to(1, 0), gs.ERR_INDEX),
         ("k_words = 0", w24, set_reg(k_words=0), gs.ERR_CONFIG),
@@ -163,6 +176,24 @@ def test_run_entry_point(tmp_path):
         run(rand(rng, (4, 8)) | 1, rand(rng, (8, 2)), mode="2:4", config=CFG)
     with pytest.raises(golden.FormatError, match="x"):
         run(w, x.astype(np.int16), config=CFG)
+
+
+VARIANTS = {"1 SEL lane, 1 drain row": dict(sel_lanes=1, drain_rows=1),
+            "2 SEL lanes, 4 drain rows": dict(sel_lanes=2, drain_rows=4)}
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sptc_stream_width_variants(variant, tmp_path):
+    """Other SEL-beat and result-beat widths than the default: bit-exact under stalls,
+    bad SEL flagged, and the cycle model still exact with stalls off."""
+    from dataclasses import replace
+    cfg = replace(CFG, **VARIANTS[variant])
+    seed = 8 + len(variant)
+    specs = coverage_jobs(seed)
+    run_batch(cfg, specs + [s for s in bad_jobs(seed) if "sel" in s.name], seed=seed,
+              stalls=True, workdir=tmp_path / "stalls")
+    run_batch(cfg, specs, seed=seed, stalls=False, workdir=tmp_path / "cycles")
 
 
 @pytest.mark.cocotb

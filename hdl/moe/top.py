@@ -402,11 +402,11 @@ class MoETop(wiring.Component):
             if b == 0:
                 m.d.comb += [ent.eq(Mux(g_p, ent_p, ent_s)),
                              y.eq(Mux(g_p, pim.out.payload.value[:8].as_signed(),
-                                      res.data[b][:8].as_signed())),
+                                      res.data[0][b][:8].as_signed())),
                              row.eq(Mux(g_p, p_i, res.row)),
                              en.eq((g_p | (g_s & res.mask[b])) & _f(ent, F_VALID))]
             else:
-                m.d.comb += [ent.eq(ent_s), y.eq(res.data[b][:8].as_signed()), row.eq(res.row),
+                m.d.comb += [ent.eq(ent_s), y.eq(res.data[0][b][:8].as_signed()), row.eq(res.row),
                              en.eq(g_s & res.mask[b] & _f(ent, F_VALID))]
             a_addr = Signal(hb + tb, name=f"a_addr{b}")
             m.d.comb += a_addr.eq(Cat(row[:hb], _f(ent, F_TOK)[:tb]))

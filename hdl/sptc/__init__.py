@@ -1,7 +1,7 @@
 """Engine 1: the Sparse Tensor Core with dual-side structured sparsity (Samoyeds)."""
 from golden.sptc import SpTCConfig
 
-from .core import SparseTensorCore, lane_layout, result_layout, weight_layout
+from .core import SparseTensorCore, lane_layout, result_layout, sel_layout, weight_layout
 
 MODULE_NAME = "moe_sptc"
 CONFIGS = {
@@ -20,8 +20,9 @@ def build(config: SpTCConfig = CONFIGS["default"]) -> SparseTensorCore:
 def config_params(config: SpTCConfig) -> dict:
     return {"rows": config.rows, "cols": config.cols, "max_k": config.max_k,
             "max_tokens": config.max_tokens, "max_sel": config.max_sel,
-            "samoyeds_nm": config.samoyeds_nm}
+            "samoyeds_nm": config.samoyeds_nm, "sel_lanes": config.sel_lanes,
+            "drain_rows": config.drain_rows}
 
 
 __all__ = ["SparseTensorCore", "SpTCConfig", "MODULE_NAME", "CONFIGS", "build", "config_params",
-           "lane_layout", "weight_layout", "result_layout"]
+           "lane_layout", "weight_layout", "result_layout", "sel_layout"]

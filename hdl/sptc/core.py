@@ -12,8 +12,9 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
   store   flush registers are added into the accumulator store, each PE row
           landing on its store row (identity, or Samoyeds' indices)
   copy    a finished tile moves from the store to the drain bank
-  drain   one output row per cycle through a 4-stage output pipeline (row
-          select, x mult, + rounding, shift + saturate) into a skid buffer
+  drain   ``drain_rows`` output rows per cycle through a 5-stage output
+          pipeline (row select, x mult, + rounding, + high part, shift +
+          saturate) into a skid buffer
 
 The only stall inside the array is "a flush wants to enter a store that still
 holds a finished tile the drain bank cannot take yet": then everything up to
@@ -38,6 +39,17 @@ def _bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def _tree(terms):
+    """Sum as a balanced adder tree (log depth), not the chain ``sum()`` builds."""
+    terms = list(terms)
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 def lane_layout():
     return data.StructLayout({"v0": signed(8), "v1": signed(8), "nib": unsigned(4),
                               "idx": unsigned(4)})
@@ -47,12 +59,20 @@ def weight_layout(cfg: SpTCConfig):
     return data.ArrayLayout(lane_layout(), cfg.rows)
 
 
+def sel_layout(cfg: SpTCConfig):
+    """``sel_lanes`` SEL indices per beat; lanes past ``n_sel`` in the last beat are ignored."""
+    return data.ArrayLayout(unsigned(16), cfg.sel_lanes)
+
+
 def result_layout(cfg: SpTCConfig):
+    P = cfg.drain_rows
     return data.StructLayout({
-        "data": data.ArrayLayout(signed(32), cfg.cols),  # int8 modes: sign-extended
-        "row": unsigned(16),                             # output row of W @ X
+        # data[p][c]: output row `row + p`, column `tile * cols + c`; int8 modes sign-extended
+        "data": data.ArrayLayout(data.ArrayLayout(signed(32), cfg.cols), P),
+        "row": unsigned(16),                             # output row of data[0]
         "tile": unsigned(16),                            # token tile: columns tile*cols + c
         "mask": unsigned(cfg.cols),                      # which columns are selected tokens
+        "rmask": unsigned(P),                            # which of the P rows are output rows
     })
 
 
@@ -70,7 +90,7 @@ class SparseTensorCore(wiring.Component):
         super().__init__({
             "w": In(stream.Signature(weight_layout(cfg))),
             "act": In(stream.Signature(32)),
-            "sel": In(stream.Signature(16)),
+            "sel": In(stream.Signature(sel_layout(cfg))),
             "res": Out(stream.Signature(result_layout(cfg))),
             "start": In(1), "clear": In(1),
             "op": In(1), "mode": In(2), "out_mode": In(2), "mult": In(16), "shift": In(5),
@@ -83,6 +103,7 @@ class SparseTensorCore(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         R, C, S = cfg.rows, cfg.cols, cfg.store_rows
+        L, P = cfg.sel_lanes, cfg.drain_rows
         m = Module()
 
         # ---------------------------------------------------------------- job registers
@@ -91,6 +112,14 @@ class SparseTensorCore(wiring.Component):
         v_steps = Signal.like(k_steps); m_rows = Signal(16); n_rt = Signal(16)
         n_sel = Signal(16); n_tok = Signal(16); sam_n = Signal(5); sam_m = Signal(5)
         n_tt = Signal(16)
+        # store rows per tile: rows, or rows * M / N in Samoyeds mode (a job constant)
+        spr = Signal(_bits(cfg.store_rows + 1) + 1)
+        spr_in = Mux(self.mode == SAMOYEDS, (cfg.rows * self.sam_m) >> Mux(
+            self.sam_n == 1, 0, Mux(self.sam_n == 2, 1, Mux(self.sam_n == 4, 2, Mux(
+                self.sam_n == 8, 3, 4)))), cfg.rows)
+        rt_base = Signal(16)          # first output row of the current row tile
+        job_sam = Signal()            # Samoyeds mode (job constant)
+        job_nm = Signal(len(cfg.samoyeds_nm))  # one-hot: which (N, M) the job uses
         error = Signal(4)
         m.d.comb += self.error.eq(error)
         # Sticky error sources, OR-ed into `error` once per cycle (several can
@@ -136,26 +165,33 @@ class SparseTensorCore(wiring.Component):
                          wp.en.eq(act_wr_en), rp.addr.eq(act_rd_addr[c]), rp.en.eq(en)]
             act_rd.append(rp.data)
         # SEL banks: entry j lives in bank j % cols at address j // cols, so one
-        # read at the token-tile index yields the tile's `cols` tokens.
+        # read at the token-tile index yields the tile's `cols` tokens. A SEL beat
+        # (L entries, L dividing C) writes L consecutive banks at one address.
+        # The read port is transparent and addressed with the *next* token tile,
+        # so the tile's tokens are there the cycle after the SEL load ends and
+        # the cycle after the previous tile's last beat (no fetch bubble).
         sel_depth = cfg.max_sel // C
         sel_wr_en = Signal(C)
         sel_wr_addr = Signal(_bits(sel_depth))
         tt = Signal(16)
+        tt_rd = Signal(16)
+        tile_done = Signal()          # the last beat of a token tile issues this cycle
         tok = []
         for c in range(C):
             mem = Memory(shape=16, depth=sel_depth, init=[])
             m.submodules[f"sel_buf{c}"] = mem
             wp = mem.write_port()
-            rp = mem.read_port(transparent_for=())
-            m.d.comb += [wp.addr.eq(sel_wr_addr), wp.data.eq(self.sel.payload),
-                         wp.en.eq(sel_wr_en[c]), rp.addr.eq(tt)]
+            rp = mem.read_port(transparent_for=(wp,))
+            m.d.comb += [wp.addr.eq(sel_wr_addr), wp.data.eq(self.sel.payload[c % L]),
+                         wp.en.eq(sel_wr_en[c]), rp.addr.eq(tt_rd)]
             tok.append(rp.data)
 
         # ---------------------------------------------------------------- counters / FSM
         beat = Signal.like(k_steps)   # beat within the tile
         vb = Signal.like(k_steps)     # beat within the flush block
         rt = Signal(16)               # row tile
-        cnt = Signal(32)              # LOAD / SEL beat counter
+        cnt = Signal(16)              # SEL beat counter
+        sel_beats = Signal(16)
         prev_sel = Signal(16)
         cycles = Signal(32)
         m.d.comb += self.cycles.eq(cycles)
@@ -164,9 +200,9 @@ class SparseTensorCore(wiring.Component):
         s1_valid = Signal(); s1_first = Signal(); s1_blast = Signal(); s1_tlast = Signal()
         s1_lanes = Signal(weight_layout(cfg))
         s1_half = Signal()            # dense: which half of the activation word
-        s1_tt = Signal(16); s1_rt = Signal(16); s1_mask = Signal(C)
+        s1_tt = Signal(16); s1_base = Signal(16); s1_mask = Signal(C)
         f_valid = Signal(); f_tlast = Signal()
-        f_tt = Signal(16); f_rt = Signal(16); f_mask = Signal(C)
+        f_tt = Signal(16); f_base = Signal(16); f_mask = Signal(C)
         store_full = Signal()
         drain_busy = Signal()
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
@@ -201,7 +237,11 @@ class SparseTensorCore(wiring.Component):
                         n_sel.eq(self.n_sel), n_tok.eq(self.n_tokens),
                         sam_n.eq(self.sam_n), sam_m.eq(self.sam_m),
                         n_tt.eq((self.n_sel + C - 1) >> _bits(C) if C > 1 else self.n_sel),
+                        sel_beats.eq((self.n_sel + L - 1) >> _bits(L) if L > 1 else self.n_sel),
                         cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), cycles.eq(0),
+                        spr.eq(spr_in), rt_base.eq(0), job_sam.eq(self.mode == SAMOYEDS),
+                        job_nm.eq(Cat((self.mode == SAMOYEDS) & (self.sam_n == nn)
+                                      & (self.sam_m == mm) for nn, mm in cfg.samoyeds_nm)),
                         self.done.eq(0), k_words_r.eq(self.k_words),
                     ]
                     err_terms[ERR_CONFIG].append(self.start & ~self.clear & cfg_bad)
@@ -215,36 +255,38 @@ class SparseTensorCore(wiring.Component):
                         m.next = "SEL"
             with m.State("LOAD"):
                 m.d.sync += cycles.eq(cycles + 1)
-                total = Signal(32)
-                m.d.comb += total.eq(n_tok * k_words_r)
-                m.d.comb += [self.act.ready.eq(cnt != total),
+                # tt counts whole tokens loaded (no n_tok * k_words multiplier)
+                m.d.comb += [self.act.ready.eq(tt != n_tok),
                              act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits])),
                              act_wr_en.eq(self.act.valid & self.act.ready)]
                 with m.If(self.act.valid & self.act.ready):
-                    m.d.sync += cnt.eq(cnt + 1)
                     with m.If(beat == k_words_r - 1):
                         m.d.sync += [beat.eq(0), tt.eq(tt + 1)]
                     with m.Else():
                         m.d.sync += beat.eq(beat + 1)
-                with m.If(cnt == total):
+                with m.If(tt == n_tok):
                     m.d.sync += [self.done.eq(1), tt.eq(0)]
                     m.next = "IDLE"
             with m.State("SEL"):
                 m.d.sync += cycles.eq(cycles + 1)
-                m.d.comb += [self.sel.ready.eq(1),
-                             sel_wr_addr.eq(cnt >> _bits(C) if C > 1 else cnt)]
+                first = Signal(32)   # SEL entry index of lane 0
+                m.d.comb += [self.sel.ready.eq(1), first.eq(cnt * L),
+                             sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
+                lane_ok = Signal(L)  # lanes carrying an entry (< n_sel)
+                m.d.comb += [lane_ok[l].eq(first + l < n_sel) for l in range(L)]
                 with m.If(self.sel.valid):
+                    grp = (cnt % (C // L)) if C > L else 0
                     for c in range(C):
-                        m.d.comb += sel_wr_en[c].eq((cnt % C) == c)
-                    m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload)]
-                    err_terms[ERR_SEL].append(
-                        self.sel.valid & ((self.sel.payload >= n_tok)
-                                          | ((cnt != 0) & (self.sel.payload <= prev_sel))))
-                    with m.If(cnt == n_sel - 1):
-                        m.next = "FETCH"
-            with m.State("FETCH"):  # one cycle for the SEL banks' synchronous read
-                m.d.sync += cycles.eq(cycles + 1)
-                m.next = "RUN"
+                        m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
+                    m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1])]
+                    for l in range(L):
+                        v = self.sel.payload[l]
+                        prev = self.sel.payload[l - 1] if l else prev_sel
+                        order = (v <= prev) if l else ((cnt != 0) & (v <= prev))
+                        err_terms[ERR_SEL].append(self.sel.valid & lane_ok[l]
+                                                  & ((v >= n_tok) | order))
+                    with m.If(cnt == sel_beats - 1):
+                        m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
                 m.d.comb += [self.w.ready.eq(en), issue.eq(self.w.valid & en)]
@@ -253,13 +295,12 @@ class SparseTensorCore(wiring.Component):
                     with m.If(last_beat):
                         m.d.sync += [beat.eq(0), vb.eq(0)]
                         with m.If(rt == n_rt - 1):
-                            m.d.sync += [rt.eq(0), tt.eq(tt + 1)]
+                            m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0)]
+                            m.d.comb += tile_done.eq(1)
                             with m.If(tt == n_tt - 1):
                                 m.next = "WAIT"
-                            with m.Else():
-                                m.next = "FETCH"
                         with m.Else():
-                            m.d.sync += rt.eq(rt + 1)
+                            m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr)]
                     with m.Else():
                         m.d.sync += [beat.eq(beat + 1),
                                      vb.eq(Mux(vb == v_steps - 1, 0, vb + 1))]
@@ -269,6 +310,7 @@ class SparseTensorCore(wiring.Component):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        m.d.comb += tt_rd.eq(Mux(tile_done, tt + 1, tt))
         in_sel = fsm.ongoing("SEL")
         err_terms[ERR_SEL] = [t & in_sel for t in err_terms[ERR_SEL]]
         in_idle = fsm.ongoing("IDLE")
@@ -284,7 +326,7 @@ class SparseTensorCore(wiring.Component):
                 m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
                              s1_blast.eq((vb == v_steps - 1) | (beat == k_steps - 1)),
                              s1_tlast.eq(beat == k_steps - 1), s1_half.eq(beat[0]),
-                             s1_tt.eq(tt), s1_rt.eq(rt), s1_mask.eq(mask_now)]
+                             s1_tt.eq(tt), s1_base.eq(rt_base), s1_mask.eq(mask_now)]
                 # Bad-input checks on every beat taken (sticky; the job runs on).
         lanes = self.w.payload
         for r in range(R):
@@ -310,13 +352,12 @@ class SparseTensorCore(wiring.Component):
         with m.If(en):
             m.d.sync += [s2_valid.eq(s1_valid), s3_valid.eq(s2_valid),
                          s2_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s3_flags.eq(s2_flags),
-                         s2_meta.eq(Cat(s1_tt, s1_rt, s1_mask)), s3_meta.eq(s2_meta)]
+                         s2_meta.eq(Cat(s1_tt, s1_base, s1_mask)), s3_meta.eq(s2_meta)]
             m.d.sync += [s2_idx[r].eq(s1_lanes[r].idx) for r in range(R)]
             m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
         s3_first, s3_blast, s3_tlast = s3_flags[0], s3_flags[1], s3_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
-        f_idx = [Signal(4, name=f"f_idx{r}") for r in range(R)]
         for r in range(R):
             lane = s1_lanes[r]
             nib = Mux(mode == DENSE, Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]), lane.nib)
@@ -341,31 +382,38 @@ class SparseTensorCore(wiring.Component):
         with m.If(en):
             m.d.sync += f_valid.eq(s3_valid & s3_blast)
             with m.If(s3_valid & s3_blast):
-                m.d.sync += [f_tlast.eq(s3_tlast), Cat(f_tt, f_rt, f_mask).eq(s3_meta)]
-                m.d.sync += [f_idx[r].eq(s3_idx[r]) for r in range(R)]
+                m.d.sync += [f_tlast.eq(s3_tlast), Cat(f_tt, f_base, f_mask).eq(s3_meta)]
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
-        # crossbar holds only the connections some supported (N, M) can use.
+        # crossbar holds only the connections some supported (N, M) can use. The
+        # selects are decoded from the indices when the flush registers load, so the
+        # store's add sees registered one-hot selects (the decode is not on its path).
         route = {}
         for s in range(S):
             terms = []
             if s < R:
-                terms.append((s, mode != SAMOYEDS))
-            for (nn, mm) in cfg.samoyeds_nm:
+                terms.append((s, ~job_sam))
+            for k, (nn, mm) in enumerate(cfg.samoyeds_nm):
                 b, i = divmod(s, mm)
                 if b * nn >= R:
                     continue
                 for r in range(b * nn, b * nn + nn):
-                    terms.append((r, (mode == SAMOYEDS) & (sam_n == nn) & (sam_m == mm)
-                                  & (f_idx[r] == i)))
-            route[s] = terms
+                    terms.append((r, job_nm[k] & (s3_idx[r] == i)))
+            sels = Signal(len(terms), name=f"f_route{s}")
+            with m.If(en & s3_valid & s3_blast):
+                m.d.sync += sels.eq(Cat(cond for _, cond in terms))
+            route[s] = [(r, sels[j]) for j, (r, _) in enumerate(terms)]
+
+        # Output rows of a finished tile: the last row tile may be short. Computed
+        # when the tile's last flush enters the store, from registers only.
+        f_left = Signal(17)
+        m.d.comb += f_left.eq(m_rows - f_base)
 
         # ---------------------------------------------------------------- accumulator store
         store = [[Signal(signed(32), name=f"store_{s}_{c}") for c in range(C)] for s in range(S)]
         drain = [[Signal(signed(32), name=f"drain_{s}_{c}") for c in range(C)] for s in range(S)]
-        st_tt = Signal(16); st_rt = Signal(16); st_mask = Signal(C)
-        dr_tt = Signal(16); dr_mask = Signal(C); dr_row = Signal(16); dr_base = Signal(16)
-        dr_last = Signal(16)
+        st_tt = Signal(16); st_base = Signal(16); st_mask = Signal(C); st_n = Signal(_bits(S + 1) + 1)
+        dr_tt = Signal(16); dr_mask = Signal(C); dr_base = Signal(16)
         add = en & f_valid
         for s in range(S):
             for c in range(C):
@@ -378,62 +426,95 @@ class SparseTensorCore(wiring.Component):
                 with m.Elif(copy):
                     m.d.sync += store[s][c].eq(0)
         with m.If(add & f_tlast):
-            m.d.sync += [st_tt.eq(f_tt), st_rt.eq(f_rt), st_mask.eq(f_mask)]
+            m.d.sync += [st_tt.eq(f_tt), st_base.eq(f_base), st_mask.eq(f_mask),
+                         st_n.eq(Mux(f_left < spr, f_left, spr))]
         m.d.sync += store_full.eq((add & f_tlast) | (store_full & ~copy))
 
         # ---------------------------------------------------------------- drain
-        spr = Signal(_bits(S + 1) + 1)  # store rows per tile: rows, or rows * M / N in Samoyeds mode
-        m.d.comb += spr.eq(Mux(mode == SAMOYEDS, (R * sam_m) >> Mux(sam_n == 1, 0, Mux(
-            sam_n == 2, 1, Mux(sam_n == 4, 2, Mux(sam_n == 8, 3, 4)))), R))
-        base_row = Signal(32)
-        m.d.comb += base_row.eq(st_rt * spr)
-        left = Signal(32)
-        m.d.comb += left.eq(m_rows - base_row)
+        # The drain bank is read P rows at a time: beat q carries rows q*P .. q*P+P-1.
+        pb = _bits(P) if P > 1 else 0
+        dr_q = Signal(16); dr_lastq = Signal(16); dr_n = Signal.like(st_n)
         with m.If(copy):
             m.d.sync += [drain[s][c].eq(store[s][c]) for s in range(S) for c in range(C)]
-            m.d.sync += [drain_busy.eq(1), dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_row.eq(0),
-                         dr_base.eq(base_row),
-                         dr_last.eq(Mux(left < spr, left, spr) - 1)]
+            m.d.sync += [drain_busy.eq(1), dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
+                         dr_base.eq(st_base), dr_n.eq(st_n),
+                         dr_lastq.eq((st_n - 1) >> pb)]
         # Output pipeline, all stages moving together when the skid buffer can
-        # take a row (its ready is a register, so no long ready chain):
-        #   o1 the drain row picked, o2 acc * mult, o3 + rounding, o4 shift + saturate.
+        # take a beat (its ready is a register, so no long ready chain):
+        #   o1 the drain rows picked
+        #   o2 lo * mult in a DSP, hi * mult as two LUT partial sums
+        #   o3 lo product + rounding bit; hi partials summed
+        #   o4 + (hi product << 17): acc * mult + rounding, exact
+        #   o5 shift + saturate (or the int32 / int8_sat value)
+        # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
+        # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
+        # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
+        # product is a handful of shifted adds in LUTs. A full 32 x 17 product would
+        # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
+        # next to the PE array's 128.
+        NST = 5
         adv = skid.i.ready
-        ov = Signal(4)  # valid of o1..o4
-        o_meta = [Signal(32 + C, name=f"o{k + 1}_meta") for k in range(4)]
-        o1 = [Signal(signed(32), name=f"o1_{c}") for c in range(C)]
-        o2a = [Signal(signed(32), name=f"o2_acc_{c}") for c in range(C)]
-        o2p = [Signal(signed(49), name=f"o2_prod_{c}") for c in range(C)]
-        o3a = [Signal(signed(32), name=f"o3_acc_{c}") for c in range(C)]
-        o3r = [Signal(signed(50), name=f"o3_rnd_{c}") for c in range(C)]
-        o4 = [Signal(signed(32), name=f"o4_{c}") for c in range(C)]
+        ov = Signal(NST)  # valid of o1..o5
+        o_meta = [Signal(32 + C + P, name=f"o{k + 1}_meta") for k in range(NST)]
         m.d.comb += out_busy.eq(ov != 0)
         rnd_bit = Signal(31)
         m.d.comb += rnd_bit.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31])
-        mult_s = Cat(mult, Const(0, 1)).as_signed()
+        # Saturation bounds of requant, fixed for the job: (t >> shift) > 127 iff
+        # t >= 128 << shift, and < -128 iff t < -128 << shift. Comparing t with them
+        # runs beside the barrel shifter (which then only makes 8 bits) instead of after it.
+        sat_hi = Signal(signed(40)); sat_lo = Signal(signed(40))
+        m.d.sync += [sat_hi.eq(Const(128, signed(40)) << shift),
+                     sat_lo.eq(Const(-128, signed(40)) << shift)]
+        AB = cfg.acc_bits
+        hb = AB - 17                      # >= 1 for every legal max_k
+        rmask = Signal(P)
+        m.d.comb += [rmask[p].eq(((dr_q << pb) | p) < dr_n) for p in range(P)]
         with m.If(adv):
-            m.d.sync += ov.eq(Cat(drain_busy, ov[:3]))
-            m.d.sync += [o_meta[0].eq(Cat((dr_base + dr_row)[:16], dr_tt, dr_mask))]
-            m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(3)]
+            m.d.sync += ov.eq(Cat(drain_busy, ov[:NST - 1]))
+            m.d.sync += [o_meta[0].eq(Cat((dr_base + (dr_q << pb))[:16], dr_tt, dr_mask, rmask))]
+            m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(NST - 1)]
+        out_vals = []
+        for p in range(P):
+            row_vals = []
             for c in range(C):
-                row = Array(drain[s][c] for s in range(S))[dr_row]
-                shifted = o3r[c] >> shift
-                m.d.sync += [
-                    o1[c].eq(row),
-                    o2a[c].eq(o1[c]), o2p[c].eq(o1[c] * mult_s),
-                    o3a[c].eq(o2a[c]), o3r[c].eq(o2p[c] + rnd_bit),
-                    o4[c].eq(Mux(out_mode == 0, o3a[c],
-                                 Mux(out_mode == 1,
-                                     Mux(o3a[c] > 127, 127, Mux(o3a[c] < -128, -128, o3a[c])),
-                                     Mux(shifted > 127, 127,
-                                         Mux(shifted < -128, -128, shifted[:32]))))),
-                ]
-        m.d.comb += [skid.i.valid.eq(ov[3]),
-                     Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask)
-                     .eq(o_meta[3])]
-        m.d.comb += [skid.i.payload.data[c].eq(o4[c]) for c in range(C)]
+                n = f"{p}_{c}"
+                o1 = Signal(signed(32), name=f"o1_{n}")
+                o2a, o3a, o4a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (2, 3, 4))
+                lo_p = Signal(unsigned(33), name=f"o2_lo_{n}")
+                ha = Signal(signed(hb + 18), name=f"o2_ha_{n}")
+                hbp = Signal(signed(hb + 18), name=f"o2_hb_{n}")
+                s_lo = Signal(unsigned(34), name=f"o3_lo_{n}")
+                s_hi = Signal(signed(hb + 19), name=f"o3_hi_{n}")
+                t = Signal(signed(hb + 37), name=f"o4_t_{n}")
+                o5 = Signal(signed(32), name=f"o5_{n}")
+                row = Array(drain[q * P + p][c] for q in range(S // P))[dr_q[:_bits(S // P)]]
+                hi = o1[17:AB].as_signed()
+                terms = [Mux(hi[i], mult << i, 0) for i in range(hb - 1)]
+                terms.append(Mux(hi[hb - 1], -(Cat(mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
+                half = (hb + 1) // 2
+                low8 = (t >> shift)[:8].as_signed()
+                with m.If(adv):
+                    m.d.sync += [
+                        o1.eq(row),
+                        o2a.eq(o1), lo_p.eq(o1[:17] * mult),
+                        ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
+                        o3a.eq(o2a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
+                        o4a.eq(o3a), t.eq(s_lo + (s_hi << 17)),
+                        o5.eq(Mux(out_mode == 0, o4a,
+                                  Mux(out_mode == 1,
+                                      Mux(o4a > 127, 127, Mux(o4a < -128, -128, o4a)),
+                                      Mux(t >= sat_hi, 127, Mux(t < sat_lo, -128, low8))))),
+                    ]
+                row_vals.append(o5)
+            out_vals.append(row_vals)
+        m.d.comb += [skid.i.valid.eq(ov[NST - 1]),
+                     Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
+                         skid.i.payload.rmask).eq(o_meta[NST - 1])]
+        m.d.comb += [skid.i.payload.data[p][c].eq(out_vals[p][c])
+                     for p in range(P) for c in range(C)]
         with m.If(drain_busy & adv):
-            m.d.sync += dr_row.eq(dr_row + 1)
-            with m.If(dr_row == dr_last):
+            m.d.sync += dr_q.eq(dr_q + 1)
+            with m.If(dr_q == dr_lastq):
                 m.d.sync += drain_busy.eq(0)
 
         err_set = Signal(4)
