@@ -14,10 +14,12 @@ export PATH := $(BIN):$(PATH)
 JOBS    ?= 2
 PYTEST_ARGS ?= --durations=15
 
-# make sim options (see `python -m sim run --help`).
-ENGINE    ?= sptc
+# make sim options (see `python -m sim run --help`). The default engine is the
+# whole MoE layer (hdl/moe: SpTC + Logic-PIM); sptc, pim and cim run one engine.
+ENGINE    ?= moe
 PRESET    ?=
 TRACE     ?=
+STEP      ?=
 SIMULATOR ?= verilator
 SEED      ?= 1
 WAVES     ?= 1
@@ -28,7 +30,7 @@ SIM_ARGS  ?=
 all: test
 
 help:
-	@echo "make sim      run the default MoE trace through the RTL (waveform + report in build/sim/)"
+	@echo "make sim      run a MoE trace step through the MoE-layer RTL (waveform + report in build/sim/)"
 	@echo "make test     set up and run the whole regression"
 	@echo "make bench    cycle/efficiency benchmarks -> build/bench/*.json"
 	@echo "make verilog  generate Verilog for every engine -> build/verilog/"
@@ -55,7 +57,7 @@ test: venv
 
 sim: venv
 	$(PY) -m sim run --engine $(ENGINE) --simulator $(SIMULATOR) --seed $(SEED) \
-	  $(if $(PRESET),--preset $(PRESET)) $(if $(TRACE),--trace $(TRACE)) \
+	  $(if $(PRESET),--preset $(PRESET)) $(if $(TRACE),--trace $(TRACE)) $(if $(STEP),--step $(STEP)) \
 	  $(if $(filter 0 no false,$(WAVES)),--no-waves,--waves) $(SIM_ARGS)
 
 bench: venv

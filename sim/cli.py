@@ -1,25 +1,42 @@
 """``python -m sim run``: one MoE trace step through the RTL, with waveform and report.
 
-What it does (``make sim`` calls it with the defaults):
+What it does (``make sim`` calls it with the defaults, ``--engine moe``):
 
 1. loads a routing trace (``--trace FILE``, or a preset generated on the fly with
-   ``--preset``, or the shipped default trace) and picks one step;
-2. builds one job per routed expert: the expert's gate projection
-   (FFN x hidden, pruned to ``--mode``) times the step's activations, with SEL =
-   the tokens routed to that expert (dual-side sparsity); a batch larger than the
-   activation buffer is split into chunks;
-3. runs the jobs on the RTL (Verilator by default, waves on), every output
-   compared with ``golden.ssmm`` and every cycle count with the cycle model;
-4. writes ``build/sim/<run>/``: the waveform, a GTKWave save file, report.md,
-   report.json and two plots.
+   ``--preset``, or the shipped default trace: Mixtral-8x7B routing scaled 64x,
+   hot-expert skew) and picks one step (``--step``; default: the busiest step
+   that mixes prefill and decode and fits the engine);
+2. runs it on the RTL (Verilator by default, FST waveform on) with every output
+   checked bit-exactly against the golden model inside the cocotb bench:
 
-Exit status: 0 when everything is bit-exact and on the predicted cycle count,
-1 on a mismatch or simulation failure, 2 on bad options or a bad trace file.
+   moe   the whole MoE layer (``hdl.moe``: SpTC + Logic-PIM behind a job
+         dispatcher and a gate-weighted combine). The schedule compiler
+         (``golden.schedule``: ``--capacity``, ``--dispatch``) turns the step into
+         a program (a step larger than the top's token buffer runs as several);
+         outputs are compared with ``golden.moe.moe_layer``, the executed schedule
+         with the program, SpTC job cycles with ``golden.sptc`` (exactly when the
+         Logic-PIM is idle, as a lower bound otherwise) and Logic-PIM job cycles
+         with ``golden.pim`` (lower bound: the model assumes an idle DRAM);
+   sptc  one job per routed expert on the Sparse Tensor Core: the expert's gate
+         projection (FFN x hidden, pruned to ``--mode``) times the step's
+         activations with SEL = its tokens; compared with ``golden.ssmm`` and
+         the cycle model;
+   pim   decode-only steps on the Logic-PIM unit (DRAM timing checker);
+   cim   an expert projection in Monarch form on the CIM tile, three mappings;
+
+3. writes ``build/sim/<run>/``: the waveform (``<engine>.fst``), a GTKWave save
+   file (``<engine>.gtkw``, signals grouped), ``report.md``, ``report.json`` and
+   PNG plots (moe, sptc: ``tokens_vs_cycles.png`` and ``timeline.png``).
+
+The first run of an engine compiles its RTL with Verilator (a minute or more on
+2 cores); later runs reuse the build from ``build/sim_build/``.
+
+Exit status: 0 when everything is bit-exact and the cycle checks pass, 1 on a
+mismatch or simulation failure, 2 on bad options or a bad trace file.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -31,8 +48,17 @@ from golden.errors import FormatError
 
 from .cocotb_run import ROOT, SIMULATORS, SimulationError
 
-ENGINES = ("sptc", "pim", "cim", "moe")
+ENGINES = ("moe", "sptc", "pim", "cim")
 MODES = ("dense", "2:4", "samoyeds")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as is; defaults shown where an option has a fixed one."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,35 +66,56 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run one MoE trace step through the RTL",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--engine", choices=ENGINES, default="sptc",
-                   help="which engine to run: sptc (Sparse Tensor Core), pim (Logic-PIM, "
-                        "decode-only steps), cim (CIM tile, Monarch expert projection)")
+                       description=__doc__, formatter_class=_Help)
+    r.add_argument("--engine", choices=ENGINES, default="moe",
+                   help="which RTL to run: moe (the whole MoE layer: SpTC + Logic-PIM, "
+                        "dispatcher, combine), sptc (Sparse Tensor Core alone), pim "
+                        "(Logic-PIM, decode-only steps), cim (CIM tile, Monarch expert "
+                        "projection)")
     r.add_argument("--preset", default=None,
                    help="generate a trace for this model preset (see `python -m sim.traces "
-                        "gen --help`) instead of the shipped default trace")
+                        "gen --help`) instead of the shipped default trace; for moe it is "
+                        "sized to fit the top (hidden, expert count)")
     r.add_argument("--trace", type=Path, default=None, help="a trace .npz to load")
     r.add_argument("--step", type=int, default=None,
                    help="trace step to run (default: the busiest step that mixes prefill "
-                        "and decode)")
-    r.add_argument("--mode", choices=MODES, default="samoyeds", help="SpTC weight mode")
-    r.add_argument("--nmv", default="1,2,32",
-                   help="Samoyeds (N,M,V) for --mode samoyeds")
-    r.add_argument("--out", default="int8_sat",
-                   help="output mode: int32, int8_sat or requant:MULT:SHIFT")
+                        "and decode; for moe, the busiest that fits the top's token buffer)")
+    r.add_argument("--mode", choices=MODES, default=None,
+                   help="SpTC weight mode (default: samoyeds for sptc, dense for moe; the "
+                        "MoE top runs dense or 2:4)")
+    r.add_argument("--nmv", default=None,
+                   help="sptc: Samoyeds (N,M,V) for --mode samoyeds (default 1,2,32)")
+    r.add_argument("--out", default=None,
+                   help="sptc: output mode int32, int8_sat or requant:MULT:SHIFT (default "
+                        "int8_sat; the MoE layer always requantizes)")
     r.add_argument("--config", choices=("default", "small"), default="default",
-                   help="SpTC build: default (8 x 8 PEs) or small (4 x 4, faster to compile)")
-    r.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+                   help="build: for moe, default (hidden <= 64, 32 tokens per program) or "
+                        "small (hidden <= 32, 16 tokens); for sptc, default (8 x 8 PEs) or "
+                        "small (4 x 4)")
+    r.add_argument("--capacity", choices=("static", "dynamic"), default=None,
+                   help="moe: expert capacity policy (default dynamic: DynaMoE-style, "
+                        "nothing dropped; static: C = ceil(alpha k / E T), drops and pads)")
+    r.add_argument("--alpha", type=float, default=None,
+                   help="moe: capacity factor of --capacity static (default 2)")
+    r.add_argument("--dispatch", choices=("sptc_only", "duplex", "duplex_coprocess"),
+                   default=None,
+                   help="moe: which unit runs each expert (default duplex_coprocess: Duplex "
+                        "expert co-processing splits the experts between SpTC and Logic-PIM; "
+                        "duplex: decode-only steps on Logic-PIM; sptc_only)")
+    r.add_argument("--simulator", choices=SIMULATORS, default="verilator",
+                   help="HDL simulator (Icarus Verilog is slower; both write FST)")
     r.add_argument("--waves", action=argparse.BooleanOptionalAction, default=True,
                    help="write a waveform (FST)")
     r.add_argument("--stalls", action=argparse.BooleanOptionalAction, default=False,
                    help="random valid/ready stalls on every stream (cycle counts then "
-                        "exceed the no-stall model and are not compared)")
+                        "exceed the no-stall models: moe checks them as lower bounds only, "
+                        "sptc does not compare them)")
     r.add_argument("--seed", type=int, default=1, help="seed of weights, activations, stalls")
     r.add_argument("--max-experts", type=int, default=None,
-                   help="run only the N busiest experts of the step")
+                   help="sptc: run only the N busiest experts of the step")
     r.add_argument("--run-dir", type=Path, default=None,
-                   help="output folder (default build/sim/<engine>-<preset>-step<N>)")
+                   help="output folder (default build/sim/<engine>-<preset>[-step<N>]; "
+                        "replaced if it exists)")
     return p
 
 
@@ -120,6 +167,222 @@ def _pick_step(trace, requested):
     return best
 
 
+def _only_for(args, engine, *names):
+    """Options that belong to another engine are an error, not silently ignored."""
+    for n in names:
+        if getattr(args, n) is not None:
+            raise FormatError(f"{n.replace('_', '-')}: --{n.replace('_', '-')} applies to "
+                              f"--engine {engine}, not {args.engine}")
+
+
+def _moe_trace(args, mcfg):
+    from . import moe, traces
+    if args.trace is not None and args.preset is not None:
+        raise FormatError("trace/preset: give --trace or --preset, not both")
+    if args.trace is not None:
+        return traces.load(args.trace)
+    if args.preset is not None:
+        return moe.preset_trace(args.preset, mcfg, args.seed)
+    tr = traces.load_default()
+    if tr.hidden > mcfg.max_hidden:   # --config small: the same model, sized for the top
+        return moe.preset_trace(tr.preset, mcfg, args.seed)
+    return tr
+
+
+def run_moe(args) -> int:
+    """One trace step through the MoE-layer top: bit-exact layer output, executed
+    schedule, per-job cycles against the unit cycle models, per-unit utilization."""
+    from dataclasses import asdict
+
+    from hdl.moe import CONFIGS, MODULE_NAME
+
+    from . import moe, report
+    _only_for(args, "sptc", "out", "nmv", "max_experts")
+    if args.alpha is not None and args.capacity != "static":
+        raise FormatError("alpha: --alpha applies to --capacity static")
+    mode = args.mode or "dense"
+    if mode not in moe.MOE_MODES:
+        raise FormatError(f"mode: the MoE top's SpTC runs {' or '.join(moe.MOE_MODES)}, "
+                          f"not {mode!r}")
+    capacity = args.capacity or "dynamic"
+    dispatch = args.dispatch or "duplex_coprocess"
+    alpha = 2.0 if args.alpha is None else args.alpha
+    mcfg = CONFIGS[args.config]
+    trace = _moe_trace(args, mcfg)
+    moe.check_trace(trace, mcfg)
+    step_i = moe.pick_step(trace, mcfg, args.step)
+    step = trace.step(step_i)
+    prep = moe.prepare(mcfg, trace, step_i, seed=args.seed, capacity=capacity,
+                       dispatch=dispatch, mode=mode, alpha=alpha)
+    progs, jobs = prep["programs"], prep["jobs"]
+    run_dir = (args.run_dir
+               or ROOT / "build" / "sim" / f"moe-{trace.preset}-step{step_i}").resolve()
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    n_s = sum(j["unit"] == "sptc" for j in jobs)
+    print(f"moe-rtl sim: MoE layer ({args.config} top: SpTC {mcfg.sptc.rows}x{mcfg.sptc.cols} "
+          f"+ Logic-PIM), {trace.preset} (scale {trace.scale}) step {step_i}: {step.tokens} "
+          f"tokens ({int(step.is_prefill.sum())} prefill), {trace.num_experts} experts top-"
+          f"{trace.top_k}" + (f" + {trace.num_shared} shared" if trace.num_shared else "")
+          + f", hidden {trace.hidden}")
+    print(f"  schedule: {capacity} capacity, {dispatch}: {len(progs)} program(s), {len(jobs)} "
+          f"expert jobs ({n_s} SpTC, {len(jobs) - n_s} Logic-PIM); {mode} weights; "
+          f"{args.simulator}{' + waves' if args.waves else ''}"
+          f"{' + random stalls' if args.stalls else ''}")
+    print("building the RTL (the first build takes a minute or more on 2 cores; later runs "
+          "reuse it) ...", flush=True)
+    t0 = time.time()
+    try:
+        b = moe.build(mcfg, args.config, args.simulator, args.waves)
+    except SimulationError as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    t_build = time.time() - t0
+    stamp = b.build_dir / ".built"
+    fresh = stamp.exists() and stamp.stat().st_mtime >= t0
+    print(f"  {f'built in {t_build:.0f} s' if fresh else 'reused the cached build'}: "
+          f"{b.build_dir}", flush=True)
+    bar = _progress(len(jobs))
+    t0 = time.time()
+    verdict, failure, res = True, None, {}
+    try:
+        res = moe.run(mcfg, args.config, prep, run_dir / "sim", simulator=args.simulator,
+                      seed=args.seed, stalls=args.stalls, waves=args.waves,
+                      progress=bar.update_to)
+    except SimulationError as exc:
+        verdict, failure = False, str(exc)
+    bar.close()
+    t_sim = time.time() - t0
+    if not res and (run_dir / "sim" / "result.npz").exists():   # a scoreboard failure
+        with np.load(run_dir / "sim" / "result.npz", allow_pickle=False) as f:
+            res = {k: f[k] for k in f.files}
+        wave = _find_wave(run_dir / "sim")
+        res["wave"] = wave
+    if res:
+        an = moe.analyse(prep, res, args.stalls)
+        busy = {"sptc": res["busy_sptc"], "pim": res["busy_pim"]}
+        for i, p in enumerate(progs):
+            if i < len(res["start"]):
+                p.update(start=int(res["start"][i]), end=int(res["end"][i]),
+                         first_y=int(res["first_y"][i]), last_y=int(res["last_y"][i]),
+                         cycles=int(res["end"][i] - res["start"][i]))
+    else:
+        an = dict(jobs=jobs, units={}, span=0, problems=["no simulation result"],
+                  cycles_ok=False, compared_equal=0, bounded=0)
+        busy = {"sptc": np.zeros(0), "pim": np.zeros(0)}
+    params = prep["params"]
+    sched = dict(dropped=sum(p["dropped"] for p in progs),
+                 padded=sum(p["padded"] for p in progs), recompiles=prep["recompiles"])
+    cy = dict(span=an["span"],
+              drain=sum(p.get("last_y", 0) - p.get("first_y", 0) + 1 for p in progs
+                        if "first_y" in p),
+              model_sptc=sum(p["model_sptc"] for p in progs),
+              model_pim=sum(p["model_pim"] for p in progs),
+              model_makespan=sum(max(p["model_sptc"], p["model_pim"]) for p in progs),
+              preamble=int(res["pre_cycles"]) if res else None)
+    note = (f"Job cycles = from the job's trace beat to its job-counter update. A SpTC job "
+            f"that runs while the Logic-PIM is idle must take exactly `golden.sptc` + "
+            f"{moe.SPTC_JOB_OVERHEAD} (announce, START, counter register): "
+            f"{an['compared_equal']} such job(s) here. Every job must take at least its "
+            f"unit's model + the top's overhead (Logic-PIM: `golden.pim` + slots + 2 for the "
+            f"announce, the slot list and the counter); more is expected when the two units "
+            f"share the combine path, and for the Logic-PIM when a DRAM refresh (every tREFI "
+            f"= {mcfg.pim.timing.tREFI} cycles, tRFC = {mcfg.pim.timing.tRFC}) falls in the "
+            f"job: its model assumes an idle DRAM and no refresh.")
+    if args.stalls:
+        note = ("Random stalls: every job is checked against its unit's model as a lower "
+                "bound only. " + note)
+    cyc_ok = verdict and an["cycles_ok"]
+    rep = {
+        "config": dict(engine="moe", build=args.config, simulator=args.simulator,
+                       seed=args.seed, stalls=args.stalls, capacity=capacity,
+                       alpha=alpha if capacity == "static" else None, dispatch=dispatch,
+                       mode=mode, hidden=params.hidden, experts=params.num_experts,
+                       shared=params.num_shared, expert_rq=list(params.expert_rq),
+                       combine_rq=list(params.combine_rq), shared_gate=int(params.shared_gate),
+                       max_tokens=mcfg.max_tokens, max_hidden=mcfg.max_hidden,
+                       sptc=gs_config_dict(mcfg.sptc),
+                       pim=dict(bundle_bits=mcfg.pim.bundle_bits, words=mcfg.pim.words,
+                                max_tokens=mcfg.pim.max_tokens,
+                                timing=asdict(mcfg.pim.timing)),
+                       build_seconds=round(t_build, 2), sim_seconds=round(t_sim, 2)),
+        "trace": dict(_trace_info(trace, step_i), experts=trace.num_experts,
+                      shared=trace.num_shared, top_k=trace.top_k,
+                      prefill_tokens=int(step.is_prefill.sum()),
+                      decode_tokens=int((~step.is_prefill).sum())),
+        "schedule": sched,
+        "programs": progs,
+        "jobs": an["jobs"],
+        "units": an["units"],
+        "cycles": cy,
+        "bit_exact": verdict,
+        "checked_elements": int(res["checked"]) if res else 0,
+        "cycles_match_model": cyc_ok,
+        "cycle_checks": dict(equal=an["compared_equal"], checked=an["bounded"],
+                             exact=sum(j.get("check") in ("equal", "= model")
+                                       for j in an["jobs"]),
+                             sptc_overhead=moe.SPTC_JOB_OVERHEAD,
+                             pim_overhead="slots + 2"),
+        "cycle_check_note": note,
+        "cycle_problems": an["problems"],
+        "failure": failure,
+    }
+    start_ps = float(res["origin_ps"]) if res else 0.0
+    files = report.write_moe(run_dir, rep, res.get("wave") if res else None, busy, MODULE_NAME,
+                             start_ps)
+    _summary_moe(rep, files)
+    return 0 if verdict and cyc_ok else 1
+
+
+def _failure_reason(text: str) -> str | None:
+    """The exception line of a cocotb failure (scoreboard mismatch, timeout, ...)."""
+    import re
+    hits = [ln.strip() for ln in text.splitlines()
+            if re.match(r"\s*[\w.]*(Error|Timeout|Exception)\b:", ln)]
+    return hits[-1][:300] if hits else None
+
+
+def _summary_moe(rep, files):
+    jobs = [j for j in rep["jobs"] if "cycles" in j]
+    u, cy = rep["units"], rep["cycles"]
+    print()
+    print(f"  jobs          {len(jobs)} of {len(rep['jobs'])} "
+          f"({sum(j['unit'] == 'sptc' for j in jobs)} SpTC, "
+          f"{sum(j['unit'] == 'pim' for j in jobs)} Logic-PIM) in {len(rep['programs'])} "
+          f"program(s)")
+    if cy["span"]:
+        print(f"  step cycles   {cy['span']}  (incl. {cy['drain']} output drain; unit models: "
+              f"SpTC {cy['model_sptc']}, Logic-PIM {cy['model_pim']})")
+    for k, name in (("sptc", "SpTC"), ("pim", "Logic-PIM")):
+        v = u.get(k)
+        if v and v["jobs"]:
+            print(f"  {name:<13} busy {v['busy_cycles']} ({v['utilization']:.0%} of the step), "
+                  f"ideal {v['ideal_cycles']:.0f}, efficiency {v['efficiency']:.1%}")
+    s = rep["schedule"]
+    print(f"  capacity      {s['dropped']} dropped, {s['padded']} padding slots")
+    cc = rep["cycle_checks"]
+    print(f"  cycle checks  {'pass' if rep['cycles_match_model'] else 'FAIL'}: "
+          f"{cc['checked']} jobs >= unit model + top overhead, {cc['exact']} exactly on it; "
+          f"SpTC jobs with the Logic-PIM idle (must be exact): {cc['equal']}")
+    for p in rep["cycle_problems"][:5]:
+        print("    " + p)
+    print(f"  bit-exact     " + (f"yes: all {rep['checked_elements']} output elements equal "
+                                 "golden.moe.moe_layer" if rep["bit_exact"] else "NO"))
+    if rep["failure"]:
+        print("  failure       " + rep["failure"].splitlines()[0])
+        why = _failure_reason(rep["failure"])
+        if why:
+            print("                " + why)
+    c = rep["config"]
+    print(f"  wall time     build {c['build_seconds']} s, simulation {c['sim_seconds']} s")
+    print("  files:")
+    for name, path in files.items():
+        print(f"    {name:<12} {path}")
+    if "gtkwave" in files:
+        print(f"  open the waveform: gtkwave {files['gtkwave']}")
+
+
 def run_sptc(args) -> int:
     import golden
     from golden import sptc as gs
@@ -128,9 +391,11 @@ def run_sptc(args) -> int:
     from . import report
     from .sptc import JobSpec, run_batch
 
-    out = _parse_out(args.out)
+    _only_for(args, "moe", "capacity", "alpha", "dispatch")
+    args.mode = args.mode or "samoyeds"
+    out = _parse_out(args.out or "int8_sat")
     golden.parse_out(out)
-    nmv = _parse_nmv(args.nmv)
+    nmv = _parse_nmv(args.nmv or "1,2,32")
     trace = _load_trace(args)
     step_i = _pick_step(trace, args.step)
     step = trace.step(step_i)
@@ -276,6 +541,7 @@ def run_pim(args) -> int:
     from tb import pim as tbp
 
     from . import report
+    _only_for(args, "moe", "capacity", "alpha", "dispatch")
     trace = _load_trace(args)
     cfg = CONFIGS["small"]
     rng = np.random.default_rng(args.seed)
@@ -316,6 +582,7 @@ def run_cim(args) -> int:
     from tb import cim as tbc
 
     from . import report
+    _only_for(args, "moe", "capacity", "alpha", "dispatch")
     trace = _load_trace(args)
     base = tbc.trace_job(seed=args.seed, trace=trace)
     jobs = [dataclasses.replace(base, name=f"{s} map", strategy=s)
@@ -361,10 +628,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
-            runner = {"sptc": run_sptc, "pim": run_pim, "cim": run_cim}.get(args.engine)
-            if runner is None:
-                raise FormatError(f"engine: {args.engine!r} has no `make sim` flow yet "
-                                  "(available: sptc, pim, cim); see README")
+            runner = {"moe": run_moe, "sptc": run_sptc, "pim": run_pim,
+                      "cim": run_cim}[args.engine]
             return runner(args)
     except FormatError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,16 +1,17 @@
-"""`python -m sim run` end to end on a small case: files exist and parse."""
+"""`python -m sim run` end to end on small cases: files exist and parse, checks can fail."""
 import json
 
+import numpy as np
 import pytest
 
-from sim import cli, report, traces
+from sim import cli, moe, report, traces
 
 
 @pytest.mark.cocotb
 def test_sim_run_writes_report_and_waveform(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    rc = cli.main(["run", "--config", "small", "--max-experts", "2", "--step", "3",
-                   "--run-dir", str(run_dir), "--seed", "2"])
+    rc = cli.main(["run", "--engine", "sptc", "--config", "small", "--max-experts", "2",
+                   "--step", "3", "--run-dir", str(run_dir), "--seed", "2"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "bit-exact     yes" in out
@@ -31,18 +32,151 @@ def test_sim_run_writes_report_and_waveform(tmp_path, capsys):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def _small_trace(tmp_path, seed=5):
+    """A Mixtral-8x7B trace sized for the small MoE top (hidden 32), saved to a file."""
+    from hdl.moe import CONFIGS
+    tr = moe.preset_trace("mixtral-8x7b", CONFIGS["small"], seed, steps=4)
+    path = tmp_path / "trace.npz"
+    traces.save(tr, path)
+    return tr, path
+
+
+@pytest.mark.cocotb
+def test_sim_run_moe_layer(tmp_path, capsys):
+    """The default engine (the whole MoE layer) on the small top: a step with prefill and
+    decode, Duplex co-processing, FST waves."""
+    tr, path = _small_trace(tmp_path)
+    from hdl.moe import CONFIGS
+    mcfg = CONFIGS["small"]
+    step = moe.pick_step(tr, mcfg, None)
+    st = tr.step(step)
+    assert st.is_prefill.any() and (~st.is_prefill).any() and st.tokens <= mcfg.max_tokens
+    run_dir = tmp_path / "moe"
+    rc = cli.main(["run", "--config", "small", "--trace", str(path), "--run-dir", str(run_dir),
+                   "--seed", "4"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "bit-exact     yes" in out and "cycle checks  pass" in out
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert rep["config"]["engine"] == "moe" and rep["config"]["build"] == "small"
+    assert rep["config"]["dispatch"] == "duplex_coprocess"
+    assert rep["bit_exact"] is True and rep["cycles_match_model"] is True
+    assert rep["checked_elements"] == st.tokens * tr.hidden
+    t = rep["trace"]
+    assert t["step"] == step and t["tokens_per_expert"] == st.tokens_per_expert().tolist()
+    assert t["imbalance"] == pytest.approx(st.imbalance(), abs=1e-3)
+    jobs = rep["jobs"]
+    assert {j["unit"] for j in jobs} == {"sptc", "pim"}          # both units ran
+    # every routed token that was kept is in exactly one valid slot of its expert's jobs
+    assert sum(j["tokens"] for j in jobs) == int(st.tokens_per_expert().sum()) \
+        - rep["schedule"]["dropped"]
+    for j in jobs:
+        assert j["cycles"] >= j["model_span"] > 0 and j["end"] > j["start"] >= 0
+        assert j["check"] in ("equal", "= model") or j["check"].startswith("model +")
+    for u in ("sptc", "pim"):
+        mine = [j for j in jobs if j["unit"] == u]
+        un = rep["units"][u]
+        assert un["jobs"] == len(mine) and un["job_cycles"] == sum(j["cycles"] for j in mine)
+        assert 0 < un["busy_cycles"] <= rep["cycles"]["span"]
+        # jobs on one unit run one after another, inside the unit's busy cycles
+        starts = [j["start"] for j in mine]
+        assert starts == sorted(starts)
+        assert all(a["end"] <= b["start"] + 1 for a, b in zip(mine, mine[1:]))
+        assert 0 < un["efficiency"] <= 1
+    assert rep["cycles"]["drain"] == st.tokens * tr.hidden      # one output per cycle
+    fst = run_dir / "moe.fst"
+    names = report.wave_signals(fst)          # the FST opens with a reader
+    for port in ("y__valid", "sptc_busy", "pim_busy", "trace__payload"):
+        assert f"moe_layer.{port}" in names
+    gtkw = (run_dir / "moe.gtkw").read_text()
+    assert str(fst) in gtkw
+    for group in ("-Control", "-Errors", "-Cycle counters", "-Per-unit busy", "-Stream job",
+                  "-Stream y", "-Stream trace"):
+        assert group in gtkw, group
+    assert "moe_layer.sptc_busy" in gtkw and "moe_layer.err" in gtkw
+    md = (run_dir / "report.md").read_text()
+    assert "Bit-exact:** yes" in md and "## Jobs" in md
+    for png in ("tokens_vs_cycles.png", "timeline.png"):
+        assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.cocotb
+def test_sim_run_moe_checks_can_fail(tmp_path, capsys, monkeypatch):
+    """SpTC-only dispatch: every SpTC job runs with the Logic-PIM idle, so every job's
+    cycles are asserted equal to the model; a shifted job record and a corrupted golden
+    output are caught."""
+    tr, path = _small_trace(tmp_path)
+    run_dir = tmp_path / "exact"
+    args = ["run", "--config", "small", "--trace", str(path), "--no-waves", "--dispatch",
+            "sptc_only", "--capacity", "static", "--alpha", "1", "--step", "0"]
+    rc = cli.main(args + ["--run-dir", str(run_dir)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rep = json.loads((run_dir / "report.json").read_text())
+    jobs = rep["jobs"]
+    assert jobs and all(j["unit"] == "sptc" and j["check"] == "equal" for j in jobs)
+    assert rep["cycle_checks"]["equal"] == len(jobs) and rep["units"]["pim"]["busy_cycles"] == 0
+    assert not list(run_dir.glob("*.fst")) and "waveform" not in rep["files"]
+
+    # the cycle check fails on a job one cycle longer than recorded
+    from hdl.moe import CONFIGS
+    prep = moe.prepare(CONFIGS["small"], tr, 0, seed=1, capacity="static",
+                       dispatch="sptc_only", mode="dense", alpha=1.0)
+    with np.load(run_dir / "sim" / "result.npz") as f:
+        res = {k: f[k] for k in f.files}
+    assert moe.analyse(prep, res, stalls=False)["cycles_ok"]
+    res["done"] = res["done"].copy()
+    res["done"][0, 0] += 1
+    an = moe.analyse(prep, res, stalls=False)
+    assert not an["cycles_ok"] and "Logic-PIM idle" in an["problems"][0]
+
+    # a golden output off by one in one element: the bench's scoreboard fails the run
+    real = moe.prepare
+
+    def corrupt(*a, **k):
+        p = real(*a, **k)
+        p["layer"]["steps"][0]["y"][3, 1] ^= 1
+        return p
+    monkeypatch.setattr(moe, "prepare", corrupt)
+    bad_dir = tmp_path / "bad"
+    assert cli.main(args + ["--run-dir", str(bad_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "bit-exact     NO" in out
+    rep = json.loads((bad_dir / "report.json").read_text())
+    assert rep["bit_exact"] is False and "differ" in rep["failure"]
+
+
 def test_sim_cli_bad_options(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     assert cli.main(["run", "--trace", str(bad)]) == 2
     assert "error:" in capsys.readouterr().err
+    assert cli.main(["run", "--engine", "sptc", "--trace", str(bad)]) == 2
     assert cli.main(["run", "--step", "9999"]) == 2
     assert "step" in capsys.readouterr().err
-    assert cli.main(["run", "--out", "int4"]) == 2
+    assert cli.main(["run", "--engine", "sptc", "--out", "int4"]) == 2
     assert cli.main(["run", "--preset", "gpt-5"]) == 2
-    assert cli.main(["run", "--engine", "moe"]) == 2  # not wired yet: a clear error
+    # options of another engine are refused, not ignored
+    for argv in (["--mode", "samoyeds"], ["--out", "int32"], ["--max-experts", "2"],
+                 ["--alpha", "1.5"], ["--capacity", "static", "--alpha", "0"],
+                 ["--engine", "sptc", "--dispatch", "duplex"],
+                 ["--engine", "pim", "--capacity", "static"]):
+        assert cli.main(["run", *argv]) == 2, argv
+        assert "error:" in capsys.readouterr().err
+    # a trace the top cannot hold: hidden above max_hidden, too many experts for the PIM
+    big = traces.generate("mixtral-8x7b", steps=2, seed=1, scale=32)       # hidden 128
+    traces.save(big, tmp_path / "big.npz")
+    assert cli.main(["run", "--trace", str(tmp_path / "big.npz")]) == 2
+    assert "max_hidden" in capsys.readouterr().err
+    many = traces.generate("qwen2-moe", steps=2, seed=1, scale=32)         # 64 experts
+    traces.save(many, tmp_path / "many.npz")
+    assert cli.main(["run", "--trace", str(tmp_path / "many.npz")]) == 2
+    assert "Logic-PIM" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "--mode", "3:8"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--dispatch", "gpu"])
     assert e.value.code == 2
 
 

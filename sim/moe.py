@@ -1,0 +1,526 @@
+"""``python -m sim run --engine moe``: one trace step through the MoE-layer top (hdl.moe).
+
+Host side (:func:`prepare`, :func:`run`, :func:`analyse`):
+
+* the trace step is split into *micro-batches* of at most the top's
+  ``max_tokens`` tokens (one program each: LOAD, the EXPERT jobs, END; a step
+  that fits runs as one program); the schedule compiler
+  (``golden.schedule.Scheduler``: capacity policy, Duplex dispatch /
+  co-processing) binds each micro-batch, and ``tb.moe.encode_layer`` encodes the
+  layer preamble (every expert's weights into the Logic-PIM) and every program's
+  streams together with the golden output (``golden.moe.moe_layer``);
+* one cocotb simulation (:func:`moe_sim` below) runs the preamble and the
+  programs, checks every output element and the executed schedule, and records
+  per cycle which unit is busy (from the top's ``sptc_busy`` / ``pim_busy``
+  counters: a counter that advanced between two cycles means that unit was busy)
+  and per job its start (the ``trace`` stream beat the unit's controller sends as
+  it starts the job) and its end (the cycle the top's ``sptc_jobs`` /
+  ``pim_jobs`` counter advances); everything is read from the top's ports, so
+  the records are exact and do not depend on internal signal names.
+
+Cycle checks (see :func:`analyse`): a SpTC job whose span contains no Logic-PIM
+activity cannot be slowed by the shared combine path, so its span must equal
+``golden.sptc.predict_cycles`` plus the top's fixed controller overhead
+(:data:`SPTC_JOB_OVERHEAD`). Every job must take at least its unit's model plus
+the top's overhead (Logic-PIM: ``golden.pim.predict_cycles``, which assumes an
+idle DRAM and no refresh, + :func:`pim_job_overhead`): sharing the combine path
+with the other unit, a DRAM refresh or stream stalls can only add cycles.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from golden.errors import FormatError
+
+CAPACITIES = ("static", "dynamic")
+DISPATCHES = ("sptc_only", "duplex", "duplex_coprocess")
+MOE_MODES = ("dense", "2:4")
+
+#: Cycles the top adds to a SpTC job beyond the SpTC's own job time
+#: (``golden.sptc.predict_job_cycles``), counted from the cycle its trace beat
+#: is taken to the cycle the ``sptc_jobs`` counter shows the job done:
+#: the announce cycle itself and the START state (one cycle each, hdl/moe/top.py
+#: ``sctl`` FSM), plus the counter register.
+SPTC_JOB_OVERHEAD = 3
+
+
+def pim_job_overhead(slots: int) -> int:
+    """Cycles the top adds to a Logic-PIM job beyond the unit's own time
+    (``golden.pim.predict_cycles`` of LOAD_TOKENS + GEMM, which counts from the
+    first instruction accepted): the announce cycle, one cycle per token entry
+    copied into the job's slot list (LIST state), and the counter register."""
+    return 1 + slots + 1
+
+
+# --------------------------------------------------------------------------- traces
+
+def _fit_experts(preset, mcfg, hidden: int):
+    """(expert_scale, routed experts): the smallest expert_scale whose experts (routed +
+    shared) fit the top's Logic-PIM DRAM and descriptor field at ``hidden``, or None."""
+    from sim import traces
+    p = traces.PRESETS[preset]
+    per = hidden * -(-hidden // mcfg.pim.elems)
+    cap = min(mcfg.pim.words // per, (1 << mcfg.expert_bits) - 1)
+    for es in range(1, p.num_experts + 1):
+        e = max(p.top_k, p.num_experts // es)
+        if e + p.num_shared <= cap:
+            return es, e
+        if e == p.top_k:
+            break
+    return None
+
+
+def preset_trace(preset: str, mcfg, seed: int, steps: int = 8):
+    """A trace of ``preset`` sized for the top: the largest hidden (<= max_hidden, at
+    least 16) at which at least min(E, 3 top_k) routed experts (plus the shared ones)
+    fit the Logic-PIM's DRAM, the routed count divided as little as possible;
+    hot-expert skew, continuous batching with a few short prompts."""
+    from sim import traces
+    if preset not in traces.PRESETS:
+        raise FormatError(f"preset: unknown preset {preset!r} "
+                          f"(known: {', '.join(sorted(traces.PRESETS))})")
+    p = traces.PRESETS[preset]
+    want = min(p.num_experts, 3 * p.top_k)
+    h, pick = mcfg.max_hidden, None
+    while h >= 16:
+        fit = _fit_experts(preset, mcfg, h)
+        if fit is not None and (fit[1] >= want or pick is None):
+            pick = (h, fit[0])
+            if fit[1] >= want:
+                break
+        h //= 2
+    if pick is None:
+        raise FormatError(f"preset: {preset} does not fit the MoE top's Logic-PIM at any "
+                          f"hidden size >= 16")
+    h, es = pick
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return traces.generate(preset, steps=steps, seed=seed, scale=max(1, p.hidden // h),
+                               expert_scale=es, skew="hot", decode=4, prefill=0.7,
+                               prompt_len=(4, 12), gen_len=(2, 8))
+
+
+def check_trace(trace, mcfg) -> None:
+    """The trace's shapes against the top (clear errors instead of failed simulations)."""
+    if trace.hidden > mcfg.max_hidden:
+        raise FormatError(f"trace: hidden = {trace.hidden} exceeds the MoE top's max_hidden = "
+                          f"{mcfg.max_hidden}; generate the trace with a larger --scale "
+                          f"(or use --preset, which sizes it for the top)")
+    if trace.hidden % 4:
+        raise FormatError(f"trace: hidden = {trace.hidden} is not a multiple of 4")
+    n = trace.num_experts + trace.num_shared
+    if n >= 1 << mcfg.expert_bits:
+        raise FormatError(f"trace: {n} experts (routed + shared) exceed the top's "
+                          f"{mcfg.expert_bits}-bit expert field")
+    need = n * trace.hidden * -(-trace.hidden // mcfg.pim.elems)
+    if need > mcfg.pim.words:
+        raise FormatError(f"trace: {n} experts of hidden {trace.hidden} need {need} Logic-PIM "
+                          f"words, the top's unit holds {mcfg.pim.words}; use a trace with "
+                          f"fewer experts (--expert-scale) or a smaller hidden size")
+
+
+def pick_step(trace, mcfg, requested):
+    """The requested step, or the busiest step that mixes prefill and decode and
+    fits the top's token buffer in one program (else the busiest that fits)."""
+    if requested is not None:
+        if not 0 <= requested < trace.steps:
+            raise FormatError(f"step: {requested} out of range 0..{trace.steps - 1}")
+        return requested
+    best = None
+    for i in range(trace.steps):
+        st = trace.step(i)
+        if not 1 <= st.tokens <= mcfg.max_tokens:
+            continue
+        mixed = bool(st.is_prefill.any() and (~st.is_prefill).any())
+        key = (mixed, st.tokens)
+        if best is None or key > best[0]:
+            best = (key, i)
+    if best is None:
+        return max(range(trace.steps), key=lambda i: trace.step(i).tokens)
+    return best[1]
+
+
+def micro_batches(step, max_tokens: int) -> list:
+    """The step's tokens in consecutive chunks of at most ``max_tokens`` tokens."""
+    from sim.traces import TraceStep
+    out = []
+    for a in range(0, step.tokens, max_tokens):
+        s = slice(a, a + max_tokens)
+        out.append(TraceStep(step.index, step.num_experts, step.expert_ids[s], step.gate[s],
+                             step.gate_q[s], step.is_prefill[s], step.request_id[s]))
+    return out
+
+
+@dataclass
+class _Batches:
+    """What ``tb.moe.encode_layer`` iterates: the micro-batches as a layer's steps."""
+    num_experts: int
+    num_shared: int
+    top_k: int
+    steps: list = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.steps)
+
+
+# --------------------------------------------------------------------------- host side
+
+def prepare(mcfg, trace, step_i: int, *, seed: int, capacity: str, dispatch: str, mode: str,
+            alpha: float) -> dict:
+    """Encode the step for the top; per job: unit, expert, slots, routed tokens, model
+    cycles (unit cycle models), ideal cycles."""
+    from golden import moe as gm, schedule as S, sptc as gs
+    from tb import moe as tbm
+
+    if mode not in MOE_MODES:
+        raise FormatError(f"mode: the MoE top's SpTC runs {' or '.join(MOE_MODES)}, not {mode!r}")
+    check_trace(trace, mcfg)
+    step = trace.step(step_i)
+    if step.tokens == 0:
+        raise FormatError(f"step: step {step_i} has no tokens")
+    mbs = micro_batches(step, mcfg.max_tokens)
+    rng = np.random.default_rng(seed)
+    params = gm.random_params(rng, trace.hidden, trace.num_experts, trace.num_shared, mode=mode)
+    policy = S.Policy(capacity, alpha=alpha)
+    layer = tbm.encode_layer(mcfg, _Batches(trace.num_experts, trace.num_shared, trace.top_k,
+                                            mbs), params, policy, dispatch, rng,
+                             f"{trace.preset}/{capacity}/{dispatch}/{mode}")
+    # The same compiler run again for the per-job detail (routed tokens per job).
+    model = S.TimeModel.for_config(mcfg, params.hidden, mode)
+    sch = S.Scheduler(num_experts=trace.num_experts, num_shared=trace.num_shared,
+                      top_k=trace.top_k, policy=policy, dispatch=dispatch, model=model)
+    jobs, programs = [], []
+    h, E = params.hidden, trace.num_experts
+    for mi, (mb, enc) in enumerate(zip(mbs, layer["steps"])):
+        r = sch.step(mb)
+        got = [(S.UNIT_CODES[j.unit], j.expert, j.slots) for j in r.bound.jobs]
+        if got != [tuple(t) for t in enc["trace"].tolist()]:
+            raise RuntimeError("the schedule compiler gave two different programs for one step")
+        for j in r.bound.jobs:
+            sptc = j.unit == S.SPTC
+            model_c = model.sptc(j.slots) if sptc else model.pim(j.slots)
+            if sptc:
+                ideal = gs.ideal_cycles(mcfg.sptc, mode, h, h, j.real)
+            else:   # weight-streaming bound: every weight byte once at the bundle rate
+                ideal = h * h / mcfg.pim.peak_bytes_per_cycle if j.real else 0.0
+            jobs.append(dict(batch=mi, unit=j.unit, expert=int(j.expert),
+                             shared=bool(j.expert >= E), slots=int(j.slots), tokens=int(j.real),
+                             model_cycles=int(model_c), ideal_cycles=round(float(ideal), 1)))
+        programs.append(dict(batch=mi, tokens=int(mb.tokens), jobs=len(r.bound.jobs),
+                             decode_only=bool(r.bound.decode_only), dropped=int(enc["dropped"]),
+                             padded=int(enc["padded"]), recompiled=bool(enc["recompiled"]),
+                             model_sptc=int(enc["model_sptc"]), model_pim=int(enc["model_pim"]),
+                             model_load=int(model.load(mb.tokens))))
+    return dict(layer=layer, params=params, jobs=jobs, programs=programs, hidden=h,
+                policy=policy, recompiles=int(layer["recompiles"]))
+
+
+def job_arrays(mcfg, prep: dict) -> dict:
+    """The bench's input file (flat arrays, no pickles)."""
+    L = prep["layer"]
+    a = {"cfg": L["cfg"], "pre_desc": L["pre_desc"], "pre_din": L["pre_din"],
+         "n_mb": np.int64(len(L["steps"])), "n_jobs": np.int64(len(prep["jobs"]))}
+    for i, st in enumerate(L["steps"]):
+        for k in ("desc", "tok", "act", "w", "din", "y", "trace"):
+            a[f"mb{i}_{k}"] = st[k]
+        p = prep["programs"][i]
+        a[f"mb{i}_budget"] = np.int64(50 * (p["model_sptc"] + p["model_pim"])
+                                      + 4 * st["y"].size + 20_000)
+    return a
+
+
+def build(mcfg, config_name: str, simulator: str = "verilator", waves: bool = False):
+    """The top's build (cached by ``sim.cocotb_run``: same Verilog, same directory)."""
+    from hdl.moe import MODULE_NAME, build as build_top, config_params
+    from hdl.verilog import to_verilog
+
+    from . import cocotb_run
+    v = to_verilog(build_top(mcfg), MODULE_NAME, config_params(mcfg))
+    return cocotb_run.build(f"moe_{config_name}", v, MODULE_NAME, simulator=simulator,
+                            waves=waves)
+
+
+def run(mcfg, config_name: str, prep: dict, workdir: Path, *, simulator: str = "verilator",
+        seed: int = 1, stalls: bool = False, waves: bool = True, progress=None) -> dict:
+    """Simulate the prepared step; returns the bench's records (raises SimulationError)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import cocotb_run
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savez(workdir / "job.npz", **job_arrays(mcfg, prep))
+    b = build(mcfg, config_name, simulator, waves)
+    prog = workdir / "progress.txt"
+    prog.unlink(missing_ok=True)
+    env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
+           "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1",
+           "MOE_PROGRESS": str(prog)}
+    t_start = time.time()
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(cocotb_run.run, b, "sim.moe", test_dir=workdir, env=env)
+        last = -1
+        while not fut.done():
+            time.sleep(0.2)
+            if progress is None:
+                continue
+            try:
+                done = int(prog.read_text() or 0)
+            except (OSError, ValueError):
+                continue
+            if done != last:
+                progress(done)
+                last = done
+        wave = fut.result()
+    if waves and (wave is None or not Path(wave).exists()):
+        # cocotb's Icarus dump module writes <toplevel>.fst into the build directory
+        alt = Path(b.build_dir) / f"{b.toplevel}.fst"
+        if alt.exists() and alt.stat().st_mtime >= t_start:
+            wave = workdir / alt.name
+            alt.replace(wave)
+    with np.load(workdir / "result.npz", allow_pickle=False) as f:
+        res = {k: f[k] for k in f.files}
+    res["wave"] = wave
+    if progress is not None:
+        progress(len(prep["jobs"]))
+    return res
+
+
+def busy_runs(bits: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of 1s."""
+    b = np.concatenate([[0], np.asarray(bits, np.int8), [0]])
+    d = np.diff(b)
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return [(int(s), int(e - s)) for s, e in zip(starts, ends)]
+
+
+def analyse(prep: dict, res: dict, stalls: bool) -> dict:
+    """Per-job spans from the bench's records, the cycle checks, per-unit totals."""
+    jobs = [dict(j) for j in prep["jobs"]]
+    ann, done = res["ann"], res["done"]          # (cycle, unit, expert, slots), (cycle, unit)
+    busy = {"sptc": res["busy_sptc"].astype(bool), "pim": res["busy_pim"].astype(bool)}
+    problems = []
+    for u, code in (("sptc", 0), ("pim", 1)):
+        mine = [j for j in jobs if j["unit"] == u]
+        a = ann[ann[:, 1] == code]
+        d = done[done[:, 1] == code]
+        if len(a) != len(mine) or len(d) != len(mine):
+            problems.append(f"{u}: {len(mine)} jobs in the program, {len(a)} started and "
+                            f"{len(d)} completed in the RTL")
+            continue
+        for j, (c0, _, e, s), (c1, _) in zip(mine, a.tolist(), d.tolist()):
+            if (e, s) != (j["expert"], j["slots"]):
+                problems.append(f"{u}: started expert {e} ({s} slots), program says expert "
+                                f"{j['expert']} ({j['slots']} slots)")
+            j.update(start=int(c0), end=int(c1), cycles=int(c1 - c0))
+    other = {"sptc": busy["pim"], "pim": busy["sptc"]}
+    for j in jobs:
+        if "cycles" not in j:
+            continue
+        j["efficiency"] = round(j["ideal_cycles"] / j["cycles"], 4) if j["cycles"] else 0.0
+        alone = not other[j["unit"]][j["start"]:j["end"]].any()
+        j["other_unit_idle"] = bool(alone)
+        sptc = j["unit"] == "sptc"
+        want = j["model_cycles"] + (SPTC_JOB_OVERHEAD if sptc else pim_job_overhead(j["slots"]))
+        j["model_span"] = want
+        name = f"{'SpTC' if sptc else 'Logic-PIM'} job expert {j['expert']} ({j['slots']} slots)"
+        if j["cycles"] < want:
+            j["check"] = "BELOW MODEL"
+            problems.append(f"{name}: {j['cycles']} cycles, below the model's {want}")
+        elif sptc and alone and not stalls:
+            j["check"] = "equal" if j["cycles"] == want else "DIFFERS"
+            if j["cycles"] != want:
+                problems.append(f"{name}: {j['cycles']} cycles with the Logic-PIM idle, model "
+                                f"{j['model_cycles']} + {SPTC_JOB_OVERHEAD} = {want}")
+        else:
+            j["check"] = "= model" if j["cycles"] == want else f"model +{j['cycles'] - want}"
+    span = int(res["end"][-1]) if len(res["end"]) else 0
+    units = {}
+    for u in ("sptc", "pim"):
+        mine = [j for j in jobs if j["unit"] == u and "cycles" in j]
+        b = int(busy[u].sum())
+        ideal = sum(j["ideal_cycles"] for j in mine)
+        units[u] = dict(jobs=len(mine), busy_cycles=b, job_cycles=sum(j["cycles"] for j in mine),
+                        model_cycles=sum(j["model_cycles"] for j in mine),
+                        ideal_cycles=round(ideal, 1),
+                        efficiency=round(ideal / b, 4) if b else None,
+                        utilization=round(b / span, 4) if span else None,
+                        busy_intervals=len(busy_runs(busy[u])),
+                        slots=sum(j["slots"] for j in mine),
+                        tokens=sum(j["tokens"] for j in mine))
+    return dict(jobs=jobs, units=units, span=span, problems=problems, cycles_ok=not problems,
+                compared_equal=sum(j.get("check") == "equal" for j in jobs),
+                bounded=sum("check" in j for j in jobs))
+
+
+# --------------------------------------------------------------------------- the cocotb bench
+
+try:
+    import cocotb
+except ImportError:
+    cocotb = None
+
+
+if cocotb is not None:
+    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, stall_probs
+
+    class _TimedMonitor(StreamMonitor):
+        """A stream monitor that also records the cycle of every beat."""
+
+        def __init__(self, dut, name, rng, p_ready, clock):
+            super().__init__(dut, name, rng, p_ready)
+            self.clock, self.cycles = clock, []
+
+        def sample(self):
+            n = len(self.received)
+            super().sample()
+            if len(self.received) > n:
+                self.cycles.append(self.clock())
+
+    class _Recorder:
+        """Reads the top's busy and job counters every cycle (settled values)."""
+
+        NAMES = ("sptc_busy", "pim_busy", "sptc_jobs", "pim_jobs")
+
+        def __init__(self, io, clock, progress_path):
+            self.io, self.clock = io, clock
+            self.on = False
+            self.rows: list[tuple] = []
+            self.jobs_seen = 0
+            self.progress_path = progress_path
+
+        def drive(self):
+            pass
+
+        def sample(self):
+            if not self.on:
+                return
+            row = tuple(self.io.get(n) for n in self.NAMES)
+            self.rows.append(row)
+            n = row[2] + row[3]
+            if n != self.jobs_seen and self.progress_path:
+                self.jobs_seen = n
+                Path(self.progress_path).write_text(str(n))
+
+    def _decode_trace(words):
+        return [(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF) for w in words]
+
+    @cocotb.test()
+    async def moe_sim(dut):
+        from cocotb.utils import get_sim_time
+
+        from tb.moe import CFG_NAMES, _s8, from_chunks
+
+        job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
+        rng = seeded_rng()
+        p_valid, p_ready = stall_probs(rng)
+        clock = lambda: h.cycle  # noqa: E731 - h is bound below
+        drv = {n: StreamDriver(dut, n, rng, p_valid)
+               for n in ("job", "tok", "sptc_w", "sptc_act", "pim_din")}
+        y_mon = _TimedMonitor(dut, "y", rng, p_ready, clock)
+        t_mon = _TimedMonitor(dut, "trace", rng, p_ready, clock)
+        h = Harness(dut, [*drv.values(), y_mon, t_mon])
+        rec = _Recorder(h.io, clock, os.environ.get("MOE_PROGRESS"))
+        h.agents.append(rec)
+
+        dut.clear.value = 0
+        cfg = job["cfg"]
+        for n, v in zip(CFG_NAMES, cfg):
+            getattr(dut, n).value = int(v)
+        hidden = int(cfg[0])
+        await h.start()
+        dut.clear.value = 1
+        await h.step()
+        dut.clear.value = 0
+        sb = Scoreboard("moe sim")
+
+        async def run_program(tag, descs, toks, act, w, din, n_out, budget):
+            for n, items in (("job", descs), ("tok", toks), ("sptc_act", act), ("sptc_w", w),
+                             ("pim_din", din)):
+                drv[n].push(items)
+            await h.run_until(lambda: len(y_mon.received) >= n_out and all(
+                d.idle for d in drv.values()) and not int(dut.busy.value), budget, tag)
+            end = h.cycle
+            await h.step()      # registered status settles one edge later
+            return end
+
+        t0 = h.cycle
+        await run_program("preamble", from_chunks(job["pre_desc"]), [], [], [],
+                          from_chunks(job["pre_din"]), 0, 400_000)
+        pre_cycles = h.cycle - t0
+        sb.check("preamble", int(dut.err.value) == 0, f"err 0x{int(dut.err.value):x}")
+        origin = h.cycle
+        origin_ps = get_sim_time(unit="ps")
+        rec.on = True
+        res = {"starts": [], "ends": [], "first_y": [], "last_y": [], "checked": 0}
+        y_mon.cycles.clear()
+        t_mon.cycles.clear()
+        t_mon.received.clear()
+        for mi in range(int(job["n_mb"])):
+            q = f"mb{mi}_"
+            tag = f"micro-batch {mi}"
+            y_exp = job[q + "y"]
+            T = y_exp.shape[1]
+            y_mon.received.clear()
+            y_cyc0 = len(y_mon.cycles)
+            t_before = len(t_mon.received)
+            res["starts"].append(h.cycle - origin)
+            end = await run_program(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
+                                    job[q + "act"].tolist(), from_chunks(job[q + "w"]),
+                                    from_chunks(job[q + "din"]), T * hidden,
+                                    int(job[q + "budget"]))
+            res["ends"].append(end - origin)
+            ys = y_mon.cycles[y_cyc0:]
+            res["first_y"].append((ys[0] if ys else end) - origin)
+            res["last_y"].append((ys[-1] if ys else end) - origin)
+            got = np.zeros((hidden, T), np.int64)
+            seen = np.zeros((hidden, T), np.int64)
+            for k, word in enumerate(y_mon.received):
+                v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
+                want_t, want_r = divmod(k, hidden)
+                if (t, r) != (want_t, want_r) or t >= T:
+                    sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
+                                         f"({want_t}, {want_r})")
+                    break
+                got[r, t] = v
+                seen[r, t] += 1
+            sb.check(tag, len(y_mon.received) == T * hidden and (seen == 1).all(),
+                     f"{len(y_mon.received)} outputs for {T * hidden} elements")
+            sb.compare(tag, got, y_exp.astype(np.int64))
+            res["checked"] += int(y_exp.size)
+            tr_exp = job[q + "trace"]
+            tr_got = np.array(_decode_trace(t_mon.received[t_before:]), np.int64).reshape(-1, 3)
+            for u in (0, 1):
+                a = tr_got[tr_got[:, 0] == u].tolist()
+                b = tr_exp[tr_exp[:, 0] == u].tolist()
+                sb.check(tag, a == b, f"unit {u} executed {a}, the program says {b}")
+            e = int(dut.err.value)
+            sb.check(tag, e == 0, f"err 0x{e:x} (sptc 0x{int(dut.sptc_err.value):x}, "
+                                  f"pim 0x{int(dut.pim_err.value):x})")
+        rec.on = False
+        rows = np.array(rec.rows, np.int64).reshape(-1, 4)
+        # rows[i] was read in cycle origin + i; a counter that advanced from row i to
+        # row i + 1 counted cycle origin + i.
+        d = np.diff(rows, axis=0)
+        ann = [(c - origin, u, e, s) for c, (u, e, s) in
+               zip(t_mon.cycles, _decode_trace(t_mon.received))]
+        done = [(i + 1, u) for u in (0, 1) for i in np.flatnonzero(d[:, 2 + u])
+                for _ in range(int(d[i, 2 + u]))]
+        done.sort()
+        out = dict(pre_cycles=pre_cycles, origin=origin, origin_ps=origin_ps,
+                   busy_sptc=(d[:, 0] > 0).astype(np.uint8), busy_pim=(d[:, 1] > 0).astype(np.uint8),
+                   ann=np.array(ann, np.int64).reshape(-1, 4),
+                   done=np.array(done, np.int64).reshape(-1, 2),
+                   start=np.array(res["starts"], np.int64), end=np.array(res["ends"], np.int64),
+                   first_y=np.array(res["first_y"], np.int64),
+                   last_y=np.array(res["last_y"], np.int64), checked=res["checked"],
+                   sptc_jobs=int(dut.sptc_jobs.value), pim_jobs=int(dut.pim_jobs.value),
+                   steps=int(dut.steps.value), cycles=int(dut.cycles.value),
+                   errors=np.array("\n".join(sb.errors)))
+        np.savez(os.environ["MOE_RESULT"], **{k: np.asarray(v) for k, v in out.items()})
+        sb.assert_clean()
