@@ -283,9 +283,10 @@ def load_regs(x_shape) -> dict:
 # --------------------------------------------------------------------------- cycle model
 
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
-PE_STAGES = 3         # s1 (beat + activation read), s2 (select), s3 (products); then acc
-OUT_STAGES = 5        # row select, x mult (DSP lo / LUT hi partials), + rounding / hi sum,
-                      # + hi << 17, shift + saturate
+PE_STAGES = 5         # s1 (beat, activation banks addressed), s1b (activations registered),
+                      # s2 (select), s3 (products), s4 (their sum); then acc
+OUT_STAGES = 4        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
+                      # shift + saturate
 
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:
@@ -368,30 +369,38 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     f = None                    # the flush register
     out = [False] * OUT_STAGES  # output pipeline valid bits
     store_full, store_rt, drain_left, skid_o = False, 0, 0, False
+    pend = 0                    # tiles started and not yet drained
     cyc = 0
     while True:
         cyc += 1
-        copy = store_full and drain_left == 0
-        en = not (f is not None and store_full and not copy)
-        issue = state == "RUN" and en
+        drain_busy = drain_left > 0
+        copy = store_full and not drain_busy
         if state == "WAIT" and not any(pe) and f is None and not store_full \
-                and drain_left == 0 and not any(out) and not skid_o:
+                and not drain_busy and not any(out) and not skid_o:
             return cyc
-        # drain: one row per cycle into the output pipeline (the sink never stalls here)
+        # the issue gate: a tile starts only when at most one older tile is in the unit
+        issue = state == "RUN" and (beat != 0 or pend <= 1)
+        if f is not None and store_full and not copy:  # the gate makes this impossible
+            raise AssertionError("cycle model: a flush met a full store")
+        # drain: drain_rows rows per cycle into the output pipeline (the sink never stalls)
         skid_o = out[-1]
-        out = [drain_left > 0] + out[:-1]
+        out = [drain_busy] + out[:-1]
+        drain_done = drain_left == 1
         if drain_left:
             drain_left -= 1
         new_full = store_full and not copy
         if copy:
             drain_left = -(-drains[store_rt] // drain_rows)
-        if en:
-            if f is not None and f[1]:
+        if f is not None and f[1]:          # a tile's last flush
+            if not drain_busy and not store_full:
+                drain_left = -(-drains[f[2]] // drain_rows)   # straight into the drain bank
+            else:
                 new_full, store_rt = True, f[2]
-            f = pe[-1] if pe[-1] is not None and pe[-1][0] else None
-            last = beat == k_steps - 1
-            pe = [(vb == v_steps - 1 or last, last, rt) if issue else None] + pe[:-1]
+        f = pe[-1] if pe[-1] is not None and pe[-1][0] else None
+        last = beat == k_steps - 1
+        pe = [(vb == v_steps - 1 or last, last, rt) if issue else None] + pe[:-1]
         store_full = new_full
+        pend += (issue and beat == 0) - drain_done
         if state == "SEL":
             cnt += 1
             if cnt == sel_beats:

@@ -5,20 +5,26 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
 
   issue   a weight beat is taken; each PE column's activation bank is addressed
           at (SEL token of that column, K group)           -> s1_* registers
+  act     the activation words out of the block RAMs        -> s1b_*
   select  the nibble picks 2 of the 4 activations per PE   -> s2_*
   mult    2 int8 x int8 products per PE (DSP blocks)        -> s3_*
-  acc     acc + p0 + p1; on the last beat of a flush block the partial sums
+  sum     p0 + p1                                           -> s4_*
+  acc     acc + sum; on the last beat of a flush block the partial sums
           go to the flush registers
   store   flush registers are added into the accumulator store, each PE row
-          landing on its store row (identity, or Samoyeds' indices)
-  copy    a finished tile moves from the store to the drain bank
-  drain   ``drain_rows`` output rows per cycle through a 5-stage output
-          pipeline (row select, x mult, + rounding, + high part, shift +
-          saturate) into a skid buffer
+          landing on its store row (identity, or Samoyeds' indices); a tile's
+          last flush goes straight into the drain bank when it is free
+  copy    otherwise the finished tile moves from the store to the drain bank
+          once the bank frees
+  drain   the drain bank shifts out ``drain_rows`` rows per cycle into a
+          4-stage output pipeline (x mult, + rounding, + high part, shift +
+          saturate) and a skid buffer
 
-The only stall inside the array is "a flush wants to enter a store that still
-holds a finished tile the drain bank cannot take yet": then everything up to
-the flush stage holds (``en`` low) and the weight stream sees ready low.
+Nothing inside the array stalls: the pipeline registers have no enable. The
+issue stage holds a tile's first beat (``w.ready`` low) while two older tiles
+are still in the unit, which guarantees that a flush never finds the store
+holding a finished tile the drain bank cannot take. An array-wide stall enable
+was the FPGA critical path (its fanout reaches every PE register).
 """
 from __future__ import annotations
 
@@ -118,6 +124,8 @@ class SparseTensorCore(wiring.Component):
             self.sam_n == 1, 0, Mux(self.sam_n == 2, 1, Mux(self.sam_n == 4, 2, Mux(
                 self.sam_n == 8, 3, 4)))), cfg.rows)
         rt_base = Signal(16)          # first output row of the current row tile
+        rows_left = Signal(17)        # m_rows - rt_base
+        pend = Signal(2)              # tiles started and not yet drained (see the issue gate)
         job_sam = Signal()            # Samoyeds mode (job constant)
         job_nm = Signal(len(cfg.samoyeds_nm))  # one-hot: which (N, M) the job uses
         error = Signal(4)
@@ -155,14 +163,13 @@ class SparseTensorCore(wiring.Component):
         act_wr_en = Signal()
         act_rd = []
         act_rd_addr = [Signal(kw_bits + tok_bits, name=f"act_rd_addr{c}") for c in range(C)]
-        en = Signal()
         for c in range(C):
             mem = Memory(shape=32, depth=act_depth, init=[])
             m.submodules[f"act_buf{c}"] = mem
             wp = mem.write_port()
             rp = mem.read_port()
             m.d.comb += [wp.addr.eq(act_wr_addr), wp.data.eq(self.act.payload),
-                         wp.en.eq(act_wr_en), rp.addr.eq(act_rd_addr[c]), rp.en.eq(en)]
+                         wp.en.eq(act_wr_en), rp.addr.eq(act_rd_addr[c])]
             act_rd.append(rp.data)
         # SEL banks: entry j lives in bank j % cols at address j // cols, so one
         # read at the token-tile index yields the tile's `cols` tokens. A SEL beat
@@ -200,21 +207,30 @@ class SparseTensorCore(wiring.Component):
         s1_valid = Signal(); s1_first = Signal(); s1_blast = Signal(); s1_tlast = Signal()
         s1_lanes = Signal(weight_layout(cfg))
         s1_half = Signal()            # dense: which half of the activation word
-        s1_tt = Signal(16); s1_base = Signal(16); s1_mask = Signal(C)
+        NB = _bits(S + 1) + 1         # width of a tile's output-row count
+        MW = 32 + C + NB              # tile metadata: token tile, base row, mask, rows
+        s1_meta = Signal(MW)
         f_valid = Signal(); f_tlast = Signal()
-        f_tt = Signal(16); f_base = Signal(16); f_mask = Signal(C)
+        f_tt = Signal(16); f_base = Signal(16); f_mask = Signal(C); f_n = Signal(NB)
         store_full = Signal()
         drain_busy = Signal()
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         copy = Signal()
         m.d.comb += copy.eq(store_full & ~drain_busy)
-        m.d.comb += en.eq(~(f_valid & store_full & ~copy))
         pipe_empty = Signal()
-        s2_valid, s3_valid = Signal(), Signal()
+        s1b_valid, s2_valid, s3_valid, s4_valid = Signal(), Signal(), Signal(), Signal()
         out_busy = Signal()   # a row is in the output pipeline
-        m.d.comb += pipe_empty.eq(~s1_valid & ~s2_valid & ~s3_valid & ~f_valid & ~store_full
-                                  & ~drain_busy & ~out_busy & ~skid.o.valid & skid.i.ready)
+        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid & ~s4_valid
+                                  & ~f_valid & ~store_full & ~drain_busy & ~out_busy
+                                  & ~skid.o.valid & skid.i.ready)
+        # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
+        # its fanout was the design's critical path on the FPGA); instead a tile may
+        # start only when at most one older tile is still anywhere in the unit.
+        # Then the older tile finds the drain bank free when it finishes, so a
+        # flush never meets a store it cannot add into.
+        gate = Signal()
+        m.d.comb += gate.eq((beat != 0) | (pend <= 1))
 
         issue = Signal()
         mask_now = Signal(C)
@@ -239,7 +255,8 @@ class SparseTensorCore(wiring.Component):
                         n_tt.eq((self.n_sel + C - 1) >> _bits(C) if C > 1 else self.n_sel),
                         sel_beats.eq((self.n_sel + L - 1) >> _bits(L) if L > 1 else self.n_sel),
                         cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), cycles.eq(0),
-                        spr.eq(spr_in), rt_base.eq(0), job_sam.eq(self.mode == SAMOYEDS),
+                        spr.eq(spr_in), rt_base.eq(0), rows_left.eq(self.m_rows),
+                        job_sam.eq(self.mode == SAMOYEDS),
                         job_nm.eq(Cat((self.mode == SAMOYEDS) & (self.sam_n == nn)
                                       & (self.sam_m == mm) for nn, mm in cfg.samoyeds_nm)),
                         self.done.eq(0), k_words_r.eq(self.k_words),
@@ -289,18 +306,20 @@ class SparseTensorCore(wiring.Component):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
-                m.d.comb += [self.w.ready.eq(en), issue.eq(self.w.valid & en)]
+                m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
                 with m.If(issue):
                     last_beat = beat == k_steps - 1
                     with m.If(last_beat):
                         m.d.sync += [beat.eq(0), vb.eq(0)]
                         with m.If(rt == n_rt - 1):
-                            m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0)]
+                            m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0),
+                                         rows_left.eq(m_rows)]
                             m.d.comb += tile_done.eq(1)
                             with m.If(tt == n_tt - 1):
                                 m.next = "WAIT"
                         with m.Else():
-                            m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr)]
+                            m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
+                                         rows_left.eq(rows_left - spr)]
                     with m.Else():
                         m.d.sync += [beat.eq(beat + 1),
                                      vb.eq(Mux(vb == v_steps - 1, 0, vb + 1))]
@@ -320,14 +339,14 @@ class SparseTensorCore(wiring.Component):
         g = Mux(mode == DENSE, beat >> 1, beat)
         for c in range(C):
             m.d.comb += act_rd_addr[c].eq(Cat(g[:kw_bits], tok[c][:tok_bits]))
-        with m.If(en):
-            m.d.sync += s1_valid.eq(issue)
-            with m.If(issue):
-                m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
-                             s1_blast.eq((vb == v_steps - 1) | (beat == k_steps - 1)),
-                             s1_tlast.eq(beat == k_steps - 1), s1_half.eq(beat[0]),
-                             s1_tt.eq(tt), s1_base.eq(rt_base), s1_mask.eq(mask_now)]
-                # Bad-input checks on every beat taken (sticky; the job runs on).
+        m.d.sync += s1_valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
+                         s1_blast.eq((vb == v_steps - 1) | (beat == k_steps - 1)),
+                         s1_tlast.eq(beat == k_steps - 1), s1_half.eq(beat[0]),
+                         s1_meta.eq(Cat(tt, rt_base, mask_now,
+                                        Mux(rows_left < spr, rows_left, spr)[:NB]))]
+        # Bad-input checks on every beat taken (sticky; the job runs on).
         lanes = self.w.payload
         for r in range(R):
             lo, hi = lanes[r].nib[:2], lanes[r].nib[2:]
@@ -340,121 +359,147 @@ class SparseTensorCore(wiring.Component):
         err_terms[ERR_CONFIG].append(issue & (beat == k_steps - 1) & (vb != v_steps - 1))
 
         # ---------------------------------------------------------------- PE array
-        # Three register stages so every multiplier sits in a DSP block with
-        # registered inputs and outputs (the FPGA timing contract, docs/synth.md):
+        # Register stages, so the block RAM output, every multiplier (a DSP block
+        # with registered inputs and outputs) and every adder has a cycle to itself:
+        #   s1  the beat, the activation banks addressed
+        #   s1b the activation words registered out of the block RAMs
         #   s2  the nibble has picked two of the four activations per PE
         #   s3  the two int8 x int8 products per PE
-        #   acc (first ? 0 : acc) + p0 + p1; on a block's last beat also -> flush
-        s2_flags = Signal(3); s3_flags = Signal(3)      # first, blast, tlast
-        s2_meta = Signal(32 + C); s3_meta = Signal(32 + C)  # tt, rt, mask
+        #   s4  their sum
+        #   acc (first ? 0 : acc) + sum; on a block's last beat also -> flush
+        s1b_flags = Signal(3); s2_flags = Signal(3); s3_flags = Signal(3); s4_flags = Signal(3)
+        s1b_meta, s2_meta, s3_meta, s4_meta = (Signal(MW, name=f"{n}_meta")
+                                               for n in ("s1b", "s2", "s3", "s4"))
+        s1b_lanes = Signal(weight_layout(cfg)); s1b_half = Signal()
         s2_idx = [Signal(4, name=f"s2_idx{r}") for r in range(R)]
         s3_idx = [Signal(4, name=f"s3_idx{r}") for r in range(R)]
-        with m.If(en):
-            m.d.sync += [s2_valid.eq(s1_valid), s3_valid.eq(s2_valid),
-                         s2_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s3_flags.eq(s2_flags),
-                         s2_meta.eq(Cat(s1_tt, s1_base, s1_mask)), s3_meta.eq(s2_meta)]
-            m.d.sync += [s2_idx[r].eq(s1_lanes[r].idx) for r in range(R)]
-            m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
-        s3_first, s3_blast, s3_tlast = s3_flags[0], s3_flags[1], s3_flags[2]
+        s4_idx = [Signal(4, name=f"s4_idx{r}") for r in range(R)]
+        m.d.sync += [s1b_valid.eq(s1_valid), s2_valid.eq(s1b_valid), s3_valid.eq(s2_valid),
+                     s4_valid.eq(s3_valid),
+                     s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s2_flags.eq(s1b_flags),
+                     s3_flags.eq(s2_flags), s4_flags.eq(s3_flags),
+                     s1b_meta.eq(s1_meta), s2_meta.eq(s1b_meta), s3_meta.eq(s2_meta),
+                     s4_meta.eq(s3_meta), s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
+        m.d.sync += [s2_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
+        m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
+        m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
+        act_q = [Signal(32, name=f"s1b_act{c}") for c in range(C)]
+        m.d.sync += [act_q[c].eq(act_rd[c]) for c in range(C)]
+        s4_first, s4_blast, s4_tlast = s4_flags[0], s4_flags[1], s4_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
         for r in range(R):
-            lane = s1_lanes[r]
-            nib = Mux(mode == DENSE, Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]), lane.nib)
+            lane = s1b_lanes[r]
+            nib = Mux(mode == DENSE, Mux(s1b_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]), lane.nib)
             lo, hi = nib[:2], nib[2:]
             v0, v1 = Signal(signed(8), name=f"s2_v0_{r}"), Signal(signed(8), name=f"s2_v1_{r}")
-            with m.If(en):
-                m.d.sync += [v0.eq(lane.v0), v1.eq(lane.v1)]
+            m.d.sync += [v0.eq(lane.v0), v1.eq(lane.v1)]
             for c in range(C):
-                xs = Array(act_rd[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
+                xs = Array(act_q[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
                 xa = Signal(signed(8), name=f"s2_xa_{r}_{c}")
                 xb = Signal(signed(8), name=f"s2_xb_{r}_{c}")
                 p0 = Signal(signed(16), name=f"s3_p0_{r}_{c}")
                 p1 = Signal(signed(16), name=f"s3_p1_{r}_{c}")
+                ps = Signal(signed(17), name=f"s4_sum_{r}_{c}")
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
-                m.d.comb += nxt.eq(Mux(s3_first, 0, acc[r][c]) + p0 + p1)
-                with m.If(en):
-                    m.d.sync += [xa.eq(xs[lo]), xb.eq(xs[hi]), p0.eq(v0 * xa), p1.eq(v1 * xb)]
-                    with m.If(s3_valid):
-                        m.d.sync += acc[r][c].eq(nxt)
-                        with m.If(s3_blast):
-                            m.d.sync += flush[r][c].eq(nxt)
-        with m.If(en):
-            m.d.sync += f_valid.eq(s3_valid & s3_blast)
-            with m.If(s3_valid & s3_blast):
-                m.d.sync += [f_tlast.eq(s3_tlast), Cat(f_tt, f_base, f_mask).eq(s3_meta)]
+                m.d.comb += nxt.eq(Mux(s4_first, 0, acc[r][c]) + ps)
+                m.d.sync += [xa.eq(xs[lo]), xb.eq(xs[hi]), p0.eq(v0 * xa), p1.eq(v1 * xb),
+                             ps.eq(p0 + p1)]
+                with m.If(s4_valid):
+                    m.d.sync += acc[r][c].eq(nxt)
+                    with m.If(s4_blast):
+                        m.d.sync += flush[r][c].eq(nxt)
+        m.d.sync += f_valid.eq(s4_valid & s4_blast)
+        with m.If(s4_valid & s4_blast):
+            m.d.sync += [f_tlast.eq(s4_tlast), Cat(f_tt, f_base, f_mask, f_n).eq(s4_meta)]
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
         # crossbar holds only the connections some supported (N, M) can use. The
         # selects are decoded from the indices when the flush registers load, so the
         # store's add sees registered one-hot selects (the decode is not on its path).
         route = {}
-        for s in range(S):
+        for s_ in range(S):
             terms = []
-            if s < R:
-                terms.append((s, ~job_sam))
+            if s_ < R:
+                terms.append((s_, ~job_sam))
             for k, (nn, mm) in enumerate(cfg.samoyeds_nm):
-                b, i = divmod(s, mm)
+                b, i = divmod(s_, mm)
                 if b * nn >= R:
                     continue
                 for r in range(b * nn, b * nn + nn):
-                    terms.append((r, job_nm[k] & (s3_idx[r] == i)))
-            sels = Signal(len(terms), name=f"f_route{s}")
-            with m.If(en & s3_valid & s3_blast):
+                    terms.append((r, job_nm[k] & (s4_idx[r] == i)))
+            sels = Signal(len(terms), name=f"f_route{s_}")
+            with m.If(s4_valid & s4_blast):
                 m.d.sync += sels.eq(Cat(cond for _, cond in terms))
-            route[s] = [(r, sels[j]) for j, (r, _) in enumerate(terms)]
-
-        # Output rows of a finished tile: the last row tile may be short. Computed
-        # when the tile's last flush enters the store, from registers only.
-        f_left = Signal(17)
-        m.d.comb += f_left.eq(m_rows - f_base)
+            route[s_] = [(r, sels[j]) for j, (r, _) in enumerate(terms)]
 
         # ---------------------------------------------------------------- accumulator store
-        store = [[Signal(signed(32), name=f"store_{s}_{c}") for c in range(C)] for s in range(S)]
-        drain = [[Signal(signed(32), name=f"drain_{s}_{c}") for c in range(C)] for s in range(S)]
-        st_tt = Signal(16); st_base = Signal(16); st_mask = Signal(C); st_n = Signal(_bits(S + 1) + 1)
+        # A flush adds into the store. The last flush of a tile goes straight on into
+        # the drain bank when that is free ("bypass"); otherwise the tile waits in the
+        # store (store_full) and is copied when the drain bank frees.
+        store = [[Signal(signed(32), name=f"store_{s_}_{c}") for c in range(C)] for s_ in range(S)]
+        drain = [[Signal(signed(32), name=f"drain_{s_}_{c}") for c in range(C)] for s_ in range(S)]
+        st_tt = Signal(16); st_base = Signal(16); st_mask = Signal(C); st_n = Signal(NB)
         dr_tt = Signal(16); dr_mask = Signal(C); dr_base = Signal(16)
-        add = en & f_valid
-        for s in range(S):
+        pb = _bits(P) if P > 1 else 0
+        dr_q = Signal(16); dr_lastq = Signal(16); dr_n = Signal(NB)
+        add = f_valid
+        bypass = Signal()
+        m.d.comb += bypass.eq(f_valid & f_tlast & ~drain_busy & ~store_full)
+        shift_out = drain_busy & skid.i.ready     # P rows leave the drain bank this cycle
+        for s_ in range(S):
             for c in range(C):
                 contrib = 0
-                for r, cond in route[s]:
+                for r, cond in route[s_]:
                     contrib = contrib | Mux(cond, flush[r][c], 0)
-                base = Mux(copy, 0, store[s][c])
+                total = Signal(signed(32), name=f"sum_{s_}_{c}")
+                m.d.comb += total.eq(Mux(copy, 0, store[s_][c]) + contrib)
                 with m.If(add):
-                    m.d.sync += store[s][c].eq(base + contrib)
+                    m.d.sync += store[s_][c].eq(Mux(bypass, 0, total))
                 with m.Elif(copy):
-                    m.d.sync += store[s][c].eq(0)
-        with m.If(add & f_tlast):
-            m.d.sync += [st_tt.eq(f_tt), st_base.eq(f_base), st_mask.eq(f_mask),
-                         st_n.eq(Mux(f_left < spr, f_left, spr))]
-        m.d.sync += store_full.eq((add & f_tlast) | (store_full & ~copy))
+                    m.d.sync += store[s_][c].eq(0)
+                # The drain bank is a shift register: P rows leave per beat from the top.
+                with m.If(bypass):
+                    m.d.sync += drain[s_][c].eq(total)
+                with m.Elif(copy):
+                    m.d.sync += drain[s_][c].eq(store[s_][c])
+                with m.Elif(shift_out):
+                    m.d.sync += drain[s_][c].eq(drain[s_ + P][c] if s_ + P < S else 0)
+        with m.If(add & f_tlast & ~bypass):
+            m.d.sync += [st_tt.eq(f_tt), st_base.eq(f_base), st_mask.eq(f_mask), st_n.eq(f_n)]
+        m.d.sync += store_full.eq((add & f_tlast & ~bypass) | (store_full & ~copy))
 
         # ---------------------------------------------------------------- drain
-        # The drain bank is read P rows at a time: beat q carries rows q*P .. q*P+P-1.
-        pb = _bits(P) if P > 1 else 0
-        dr_q = Signal(16); dr_lastq = Signal(16); dr_n = Signal.like(st_n)
-        with m.If(copy):
-            m.d.sync += [drain[s][c].eq(store[s][c]) for s in range(S) for c in range(C)]
+        drain_done = Signal()
+        m.d.comb += drain_done.eq(shift_out & (dr_q == dr_lastq))
+        with m.If(bypass):
+            m.d.sync += [drain_busy.eq(1), dr_tt.eq(f_tt), dr_mask.eq(f_mask), dr_q.eq(0),
+                         dr_base.eq(f_base), dr_n.eq(f_n), dr_lastq.eq((f_n - 1) >> pb)]
+        with m.Elif(copy):
             m.d.sync += [drain_busy.eq(1), dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
-                         dr_base.eq(st_base), dr_n.eq(st_n),
-                         dr_lastq.eq((st_n - 1) >> pb)]
+                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
+        with m.Elif(shift_out):
+            m.d.sync += dr_q.eq(dr_q + 1)
+            with m.If(drain_done):
+                m.d.sync += drain_busy.eq(0)
+        started = issue & (beat == 0)
+        m.d.sync += pend.eq(pend + started - drain_done)
         # Output pipeline, all stages moving together when the skid buffer can
-        # take a beat (its ready is a register, so no long ready chain):
-        #   o1 the drain rows picked
-        #   o2 lo * mult in a DSP, hi * mult as two LUT partial sums
-        #   o3 lo product + rounding bit; hi partials summed
-        #   o4 + (hi product << 17): acc * mult + rounding, exact
-        #   o5 shift + saturate (or the int32 / int8_sat value)
+        # take a beat (its ready is a register, so no long ready chain), fed
+        # straight from the drain bank's top P rows:
+        #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
+        #   o2 lo product + rounding bit; hi partials summed
+        #   o3 + (hi product << 17): acc * mult + rounding, exact
+        #   o4 shift + saturate (or the int32 / int8_sat value)
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
         # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
         # product is a handful of shifted adds in LUTs. A full 32 x 17 product would
         # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
         # next to the PE array's 128.
-        NST = 5
+        NST = 4
         adv = skid.i.ready
-        ov = Signal(NST)  # valid of o1..o5
+        ov = Signal(NST)  # valid of o1..o4
         o_meta = [Signal(32 + C + P, name=f"o{k + 1}_meta") for k in range(NST)]
         m.d.comb += out_busy.eq(ov != 0)
         rnd_bit = Signal(31)
@@ -478,44 +523,38 @@ class SparseTensorCore(wiring.Component):
             row_vals = []
             for c in range(C):
                 n = f"{p}_{c}"
-                o1 = Signal(signed(32), name=f"o1_{n}")
-                o2a, o3a, o4a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (2, 3, 4))
-                lo_p = Signal(unsigned(33), name=f"o2_lo_{n}")
-                ha = Signal(signed(hb + 18), name=f"o2_ha_{n}")
-                hbp = Signal(signed(hb + 18), name=f"o2_hb_{n}")
-                s_lo = Signal(unsigned(34), name=f"o3_lo_{n}")
-                s_hi = Signal(signed(hb + 19), name=f"o3_hi_{n}")
-                t = Signal(signed(hb + 37), name=f"o4_t_{n}")
-                o5 = Signal(signed(32), name=f"o5_{n}")
-                row = Array(drain[q * P + p][c] for q in range(S // P))[dr_q[:_bits(S // P)]]
-                hi = o1[17:AB].as_signed()
+                src = drain[p][c]
+                o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (1, 2, 3))
+                lo_p = Signal(unsigned(33), name=f"o1_lo_{n}")
+                ha = Signal(signed(hb + 18), name=f"o1_ha_{n}")
+                hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}")
+                s_lo = Signal(unsigned(34), name=f"o2_lo_{n}")
+                s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}")
+                t = Signal(signed(hb + 37), name=f"o3_t_{n}")
+                o4 = Signal(signed(32), name=f"o4_{n}")
+                hi = src[17:AB].as_signed()
                 terms = [Mux(hi[i], mult << i, 0) for i in range(hb - 1)]
                 terms.append(Mux(hi[hb - 1], -(Cat(mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
                 half = (hb + 1) // 2
                 low8 = (t >> shift)[:8].as_signed()
                 with m.If(adv):
                     m.d.sync += [
-                        o1.eq(row),
-                        o2a.eq(o1), lo_p.eq(o1[:17] * mult),
+                        o1a.eq(src), lo_p.eq(src[:17] * mult),
                         ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
-                        o3a.eq(o2a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
-                        o4a.eq(o3a), t.eq(s_lo + (s_hi << 17)),
-                        o5.eq(Mux(out_mode == 0, o4a,
+                        o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
+                        o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
+                        o4.eq(Mux(out_mode == 0, o3a,
                                   Mux(out_mode == 1,
-                                      Mux(o4a > 127, 127, Mux(o4a < -128, -128, o4a)),
+                                      Mux(o3a > 127, 127, Mux(o3a < -128, -128, o3a)),
                                       Mux(t >= sat_hi, 127, Mux(t < sat_lo, -128, low8))))),
                     ]
-                row_vals.append(o5)
+                row_vals.append(o4)
             out_vals.append(row_vals)
         m.d.comb += [skid.i.valid.eq(ov[NST - 1]),
                      Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
                          skid.i.payload.rmask).eq(o_meta[NST - 1])]
         m.d.comb += [skid.i.payload.data[p][c].eq(out_vals[p][c])
                      for p in range(P) for c in range(C)]
-        with m.If(drain_busy & adv):
-            m.d.sync += dr_q.eq(dr_q + 1)
-            with m.If(dr_q == dr_lastq):
-                m.d.sync += drain_busy.eq(0)
 
         err_set = Signal(4)
         for bit, terms in err_terms.items():
