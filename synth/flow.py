@@ -103,10 +103,18 @@ def _tail(path: Path, n: int = 15) -> str:
 
 # --------------------------------------------------------------------------- Yosys
 
-def yosys_script(target: str, sources: list[str], top: str, fast: bool, json_out: bool) -> str:
+# Yosys 0.70's ABC9 flow can die reintegrating ABC's result into a big design
+# ("Assert `GetSize(conn.first) == GetSize(conn.second)' failed", seen on the
+# default SpTC). synthesize() then reruns with the classic ABC mapper
+# (``synth_ecp5 -noabc9``) and records it in the entry (``abc``).
+ABC9_CRASH = "GetSize(conn.first) == GetSize(conn.second)"
+
+
+def yosys_script(target: str, sources: list[str], top: str, fast: bool, json_out: bool,
+                 noabc9: bool = False) -> str:
     lines = [f"read_verilog {s}" for s in sources]
     if target == "ecp5":
-        cmd = f"synth_ecp5 -top {top}"
+        cmd = f"synth_ecp5 -top {top}" + (" -noabc9" if noabc9 else "")
     elif target == "ice40":
         cmd = f"synth_ice40 -dsp -top {top}"
     else:
@@ -120,10 +128,24 @@ def yosys_script(target: str, sources: list[str], top: str, fast: bool, json_out
 
 
 def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: bool = False,
-               timeout: float | None = None) -> dict:
-    """Run Yosys; returns ``{"cells": {type: count}, "seconds": s}``."""
+               timeout: float | None = None, noabc9: bool = False) -> dict:
+    """Run Yosys; returns ``{"cells": {type: count}, "seconds": s, "abc": mapper}``."""
     workdir = Path(workdir)
-    script = yosys_script(target, sources, top, fast, not fast)
+    try:
+        out = _synthesize(workdir, target, sources, top, fast, timeout, noabc9)
+    except ToolError as exc:
+        if noabc9 or target != "ecp5" or ABC9_CRASH not in str(exc):
+            raise
+        out = _synthesize(workdir, target, sources, top, fast, timeout, True)
+        out["abc"] = "abc (abc9 crashed in Yosys)"
+        return out
+    out["abc"] = "abc" if noabc9 else "abc9"
+    return out
+
+
+def _synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: bool,
+                timeout: float | None, noabc9: bool) -> dict:
+    script = yosys_script(target, sources, top, fast, not fast, noabc9)
     h = hashlib.sha256(script.encode())
     for src in sources:
         h.update((workdir / src).read_bytes())
@@ -422,6 +444,7 @@ def run_design(job: Job) -> dict:
         syn = synthesize(workdir, target, sources, synth_top, fast=job.fast, timeout=job.timeout)
         entry["synth_seconds"] = syn["seconds"]
         entry["synth_cached"] = syn["cached"]
+        entry["abc"] = syn["abc"]
         entry["cells"] = syn["cells"]
         entry.update(resources_from_cells(target, syn["cells"]))
         bad = unmapped_cells(syn["cells"])
