@@ -105,16 +105,26 @@ def _tail(path: Path, n: int = 15) -> str:
 
 # Yosys 0.70's ABC9 flow can die reintegrating ABC's result into a big design
 # ("Assert `GetSize(conn.first) == GetSize(conn.second)' failed", seen on the
-# default SpTC). synthesize() then reruns with the classic ABC mapper
-# (``synth_ecp5 -noabc9``) and records it in the entry (``abc``).
+# pipelined default SpTC). Its synth_lattice has no switch back to the classic
+# mapper, so synthesize() then reruns the script in two halves with classic
+# ``abc -lut 4`` in place of synth_lattice's ``map_luts`` step (``abc9``) and
+# records it in the entry (``abc``).
 ABC9_CRASH = "GetSize(conn.first) == GetSize(conn.second)"
 
 
 def yosys_script(target: str, sources: list[str], top: str, fast: bool, json_out: bool,
                  noabc9: bool = False) -> str:
     lines = [f"read_verilog {s}" for s in sources]
+    if target == "ecp5" and noabc9 and not fast:
+        # synth_lattice's script with its map_luts step (abc9) replaced by classic abc
+        lines += [f"synth_ecp5 -top {top} -run :map_luts",
+                  "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean",
+                  f"synth_ecp5 -top {top} -run map_cells:"
+                  + (" -json synth.json" if json_out else ""),
+                  "tee -q -o stat.json stat -json"]
+        return "\n".join(lines) + "\n"
     if target == "ecp5":
-        cmd = f"synth_ecp5 -top {top}" + (" -noabc9" if noabc9 else "")
+        cmd = f"synth_ecp5 -top {top}"
     elif target == "ice40":
         cmd = f"synth_ice40 -dsp -top {top}"
     else:
@@ -137,7 +147,7 @@ def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: b
         if noabc9 or target != "ecp5" or ABC9_CRASH not in str(exc):
             raise
         out = _synthesize(workdir, target, sources, top, fast, timeout, True)
-        out["abc"] = "abc (abc9 crashed in Yosys)"
+        out["abc"] = "abc -lut 4 (Yosys abc9 crashed)"
         return out
     out["abc"] = "abc" if noabc9 else "abc9"
     return out

@@ -265,3 +265,15 @@ def test_sptc_effective_gops_formula():
     rows = report.sptc_table([{"design": "ecp5-sptc-default", "params": {"rows": 8, "cols": 8},
                                "fmax_mhz": 150.0, "mult18": 130, **m}])
     assert "76.8" in rows and "| 2:4 |" in rows
+
+
+def test_abc9_crash_fallback_script():
+    """Yosys 0.70's ABC9 reintegration assert: the rerun replaces only the map_luts step."""
+    from synth import flow
+    normal = flow.yosys_script("ecp5", ["a.v"], "top", fast=False, json_out=True)
+    assert "synth_ecp5 -top top -json synth.json" in normal and "abc -lut" not in normal
+    split = flow.yosys_script("ecp5", ["a.v"], "top", fast=False, json_out=True, noabc9=True)
+    lines = split.splitlines()
+    assert lines[1:5] == ["synth_ecp5 -top top -run :map_luts",
+                          "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean"]
+    assert lines[5] == "synth_ecp5 -top top -run map_cells: -json synth.json"
