@@ -205,3 +205,28 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 def python_exe() -> str:
     return sys.executable
+
+
+def run_polling(b, module: str, workdir: Path, env: dict, progress=None):
+    """``run`` in a worker thread; meanwhile call ``progress(n)`` whenever the bench
+    writes a new job count to the file named by ``env["MOE_PROGRESS"]``."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    prog = Path(env["MOE_PROGRESS"])
+    prog.unlink(missing_ok=True)
+    last = -1
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(run, b, module, test_dir=workdir, env=env)
+        while not fut.done():
+            time.sleep(0.2)
+            if progress is None:
+                continue
+            try:
+                done = int(prog.read_text() or 0)
+            except (OSError, ValueError):
+                continue
+            if done != last:
+                progress(done)
+                last = done
+        return fut.result()

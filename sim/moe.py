@@ -249,7 +249,6 @@ def build(mcfg, config_name: str, simulator: str = "verilator", waves: bool = Fa
 def run(mcfg, config_name: str, prep: dict, workdir: Path, *, simulator: str = "verilator",
         seed: int = 1, stalls: bool = False, waves: bool = True, progress=None) -> dict:
     """Simulate the prepared step; returns the bench's records (raises SimulationError)."""
-    from concurrent.futures import ThreadPoolExecutor
 
     from . import cocotb_run
     workdir = Path(workdir).resolve()
@@ -257,26 +256,11 @@ def run(mcfg, config_name: str, prep: dict, workdir: Path, *, simulator: str = "
     np.savez(workdir / "job.npz", **job_arrays(mcfg, prep))
     b = build(mcfg, config_name, simulator, waves)
     prog = workdir / "progress.txt"
-    prog.unlink(missing_ok=True)
     env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
            "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1",
            "MOE_PROGRESS": str(prog)}
     t_start = time.time()
-    with ThreadPoolExecutor(1) as pool:
-        fut = pool.submit(cocotb_run.run, b, "sim.moe", test_dir=workdir, env=env)
-        last = -1
-        while not fut.done():
-            time.sleep(0.2)
-            if progress is None:
-                continue
-            try:
-                done = int(prog.read_text() or 0)
-            except (OSError, ValueError):
-                continue
-            if done != last:
-                progress(done)
-                last = done
-        wave = fut.result()
+    wave = cocotb_run.run_polling(b, "sim.moe", workdir, env, progress)
     if waves and (wave is None or not Path(wave).exists()):
         # cocotb's Icarus dump module writes <toplevel>.fst into the build directory
         alt = Path(b.build_dir) / f"{b.toplevel}.fst"
@@ -414,7 +398,7 @@ if cocotb is not None:
     async def moe_sim(dut):
         from cocotb.utils import get_sim_time
 
-        from tb.moe import CFG_NAMES, _s8, from_chunks
+        from tb.moe import CFG_NAMES, check_outputs, from_chunks
 
         job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
         rng = seeded_rng()
@@ -478,20 +462,7 @@ if cocotb is not None:
             ys = y_mon.cycles[y_cyc0:]
             res["first_y"].append((ys[0] if ys else end) - origin)
             res["last_y"].append((ys[-1] if ys else end) - origin)
-            got = np.zeros((hidden, T), np.int64)
-            seen = np.zeros((hidden, T), np.int64)
-            for k, word in enumerate(y_mon.received):
-                v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
-                want_t, want_r = divmod(k, hidden)
-                if (t, r) != (want_t, want_r) or t >= T:
-                    sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
-                                         f"({want_t}, {want_r})")
-                    break
-                got[r, t] = v
-                seen[r, t] += 1
-            sb.check(tag, len(y_mon.received) == T * hidden and (seen == 1).all(),
-                     f"{len(y_mon.received)} outputs for {T * hidden} elements")
-            sb.compare(tag, got, y_exp.astype(np.int64))
+            check_outputs(sb, tag, y_mon.received, y_exp, hidden)
             res["checked"] += int(y_exp.size)
             tr_exp = job[q + "trace"]
             tr_got = np.array(_decode_trace(t_mon.received[t_before:]), np.int64).reshape(-1, 3)

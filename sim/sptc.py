@@ -113,7 +113,7 @@ def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "ver
         wave = cocotb_run.run(b, "tb.sptc", test_dir=workdir, env=env)
     else:
         env["MOE_PROGRESS"] = str(workdir / "progress.txt")
-        wave = _run_polling(b, workdir, env, progress)
+        wave = cocotb_run.run_polling(b, "tb.sptc", workdir, env, progress)
     with np.load(workdir / "result.npz", allow_pickle=False) as r:
         res = {k: r[k] for k in r.files}
     res["wave"] = wave
@@ -134,25 +134,3 @@ def run(weight, x, sel=None, mode: str | None = None, out="int32", simulator: st
                     stalls=stalls, waves=waves, workdir=workdir)
     outmode = golden.parse_out(out)
     return res["j0_out"].astype(outmode.out_dtype), int(res["j0_cycles"])
-
-
-def _run_polling(b, workdir: Path, env: dict, progress):
-    """Run the simulation in a worker thread and report the bench's progress file."""
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    prog = Path(env["MOE_PROGRESS"])
-    prog.unlink(missing_ok=True)
-    last = -1
-    with ThreadPoolExecutor(1) as pool:
-        fut = pool.submit(cocotb_run.run, b, "tb.sptc", test_dir=workdir, env=env)
-        while not fut.done():
-            time.sleep(0.2)
-            try:
-                done = int(prog.read_text() or 0)
-            except (OSError, ValueError):
-                continue
-            if done != last:
-                progress(done)
-                last = done
-        return fut.result()

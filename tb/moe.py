@@ -238,6 +238,26 @@ except ImportError:
     cocotb = None
 
 
+def check_outputs(sb, tag: str, received: list[int], y_exp: np.ndarray, hidden: int) -> None:
+    """Scoreboard the top's y stream of one step: token-major order, every (row, token)
+    element exactly once, every value equal to the golden layer output ``y_exp``."""
+    T = y_exp.shape[1]
+    got = np.zeros((hidden, T), np.int64)
+    seen = np.zeros((hidden, T), np.int64)
+    for k, word in enumerate(received):
+        v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
+        want_t, want_r = divmod(k, hidden)
+        if (t, r) != (want_t, want_r) or t >= T:
+            sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
+                                 f"({want_t}, {want_r})")
+            break
+        got[r, t] = v
+        seen[r, t] += 1
+    sb.check(tag, len(received) == T * hidden and (seen == 1).all(),
+             f"{len(received)} outputs for {T * hidden} elements")
+    sb.compare(tag, got, y_exp.astype(np.int64))
+
+
 def _s8(v: int) -> int:
     v &= 0xFF
     return v - 256 if v & 0x80 else v
@@ -301,20 +321,7 @@ if cocotb is not None:
                 cyc = await run_step(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
                                      job[q + "act"].tolist(), from_chunks(job[q + "w"]),
                                      from_chunks(job[q + "din"]), T * hidden, 400_000)
-                got = np.zeros((hidden, T), np.int64)
-                seen = np.zeros((hidden, T), np.int64)
-                for k, word in enumerate(y_mon.received):
-                    v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
-                    want_t, want_r = divmod(k, hidden)
-                    if (t, r) != (want_t, want_r) or t >= T:
-                        sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
-                                             f"({want_t}, {want_r})")
-                        break
-                    got[r, t] = v
-                    seen[r, t] += 1
-                sb.check(tag, len(y_mon.received) == T * hidden and (seen == 1).all(),
-                         f"{len(y_mon.received)} outputs for {T * hidden} elements")
-                sb.compare(tag, got, y_exp.astype(np.int64))
+                check_outputs(sb, tag, y_mon.received, y_exp, hidden)
                 # executed schedule: per unit, the order of (expert, slots) equals the program's
                 tr_exp = job[q + "trace"]
                 tr_got = np.array([(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF)
