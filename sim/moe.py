@@ -391,14 +391,11 @@ if cocotb is not None:
                 self.jobs_seen = n
                 Path(self.progress_path).write_text(str(n))
 
-    def _decode_trace(words):
-        return [(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF) for w in words]
-
     @cocotb.test()
     async def moe_sim(dut):
         from cocotb.utils import get_sim_time
 
-        from tb.moe import CFG_NAMES, check_outputs, from_chunks
+        from tb.moe import CFG_NAMES, check_step, decode_trace, from_chunks
 
         job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
         rng = seeded_rng()
@@ -462,24 +459,16 @@ if cocotb is not None:
             ys = y_mon.cycles[y_cyc0:]
             res["first_y"].append((ys[0] if ys else end) - origin)
             res["last_y"].append((ys[-1] if ys else end) - origin)
-            check_outputs(sb, tag, y_mon.received, y_exp, hidden)
+            check_step(sb, tag, dut, y_mon.received, y_exp, hidden, t_mon.received[t_before:],
+                       job[q + "trace"])
             res["checked"] += int(y_exp.size)
-            tr_exp = job[q + "trace"]
-            tr_got = np.array(_decode_trace(t_mon.received[t_before:]), np.int64).reshape(-1, 3)
-            for u in (0, 1):
-                a = tr_got[tr_got[:, 0] == u].tolist()
-                b = tr_exp[tr_exp[:, 0] == u].tolist()
-                sb.check(tag, a == b, f"unit {u} executed {a}, the program says {b}")
-            e = int(dut.err.value)
-            sb.check(tag, e == 0, f"err 0x{e:x} (sptc 0x{int(dut.sptc_err.value):x}, "
-                                  f"pim 0x{int(dut.pim_err.value):x})")
         rec.on = False
         rows = np.array(rec.rows, np.int64).reshape(-1, 4)
         # rows[i] was read in cycle origin + i; a counter that advanced from row i to
         # row i + 1 counted cycle origin + i.
         d = np.diff(rows, axis=0)
         ann = [(c - origin, u, e, s) for c, (u, e, s) in
-               zip(t_mon.cycles, _decode_trace(t_mon.received))]
+               zip(t_mon.cycles, decode_trace(t_mon.received))]
         done = [(i + 1, u) for u in (0, 1) for i in np.flatnonzero(d[:, 2 + u])
                 for _ in range(int(d[i, 2 + u]))]
         done.sort()

@@ -20,6 +20,15 @@ GROUPS = [
 ]
 
 
+
+def _save(fig, path: Path) -> Path:
+    """Write a finished matplotlib figure as a PNG and free it."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def wave_signals(path: Path) -> list[str]:
     """Full names of the signals in a waveform (FST or VCD), read back with pywellen."""
     from pywellen import Waveform
@@ -74,10 +83,7 @@ def _plots(run_dir: Path, meta: list[dict]) -> dict:
     ax.set_ylabel("cycles")
     ax.set_title("Per-expert tokens vs SpTC cycles")
     ax.legend()
-    fig.tight_layout()
-    files["plot_tokens"] = run_dir / "tokens_vs_cycles.png"
-    fig.savefig(files["plot_tokens"], dpi=110)
-    plt.close(fig)
+    files["plot_tokens"] = _save(fig, run_dir / "tokens_vs_cycles.png")
 
     fig, ax = plt.subplots(figsize=(8, 2.6))
     for m in done:
@@ -89,10 +95,7 @@ def _plots(run_dir: Path, meta: list[dict]) -> dict:
     ax.set_yticks([0], ["SpTC"])
     ax.set_xlabel("testbench cycle (bars: matmul jobs, labelled by expert; gaps: loads)")
     ax.set_title(f"Unit utilization timeline: SpTC busy on jobs {busy / total:.0%} of the span")
-    fig.tight_layout()
-    files["plot_timeline"] = run_dir / "timeline.png"
-    fig.savefig(files["plot_timeline"], dpi=110)
-    plt.close(fig)
+    files["plot_timeline"] = _save(fig, run_dir / "timeline.png")
     return files
 
 
@@ -227,10 +230,7 @@ def write_generic(run_dir: Path, engine: str, module: str, info: dict, trace_inf
         ax.set_ylabel("cycles")
         ax.set_title(f"{engine}: cycles per job")
         ax.legend()
-        fig.tight_layout()
-        files["plot_cycles"] = run_dir / "cycles.png"
-        fig.savefig(files["plot_cycles"], dpi=110)
-        plt.close(fig)
+        files["plot_cycles"] = _save(fig, run_dir / "cycles.png")
     rep = {"config": info, "trace": trace_info, "jobs": rows,
            "units": {engine: {"cycles": sum(r["cycles"] for r in rows), "jobs": len(rows)}},
            "bit_exact": verdict, "failure": failure, "notes": notes,
@@ -364,10 +364,7 @@ def _moe_plots(run_dir: Path, rep: dict, busy: dict) -> dict:
     ax.set_ylabel("cycles (job start to job done)")
     ax.set_title("Per-expert tokens vs cycles (labels: expert id)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    files["plot_tokens"] = run_dir / "tokens_vs_cycles.png"
-    fig.savefig(files["plot_tokens"], dpi=110)
-    plt.close(fig)
+    files["plot_tokens"] = _save(fig, run_dir / "tokens_vs_cycles.png")
 
     # unit utilization timeline: busy bits per cycle (from the top's counters), the
     # jobs on top (labelled by expert), the drain of each program's output
@@ -402,10 +399,7 @@ def _moe_plots(run_dir: Path, rep: dict, busy: dict) -> dict:
     util = ", ".join(f"{_UNIT_NAMES[k]} busy {v['utilization']:.0%}" for k, v in u.items()
                      if v["utilization"] is not None)
     ax.set_title(f"Unit utilization timeline ({util} of {span} cycles)")
-    fig.tight_layout()
-    files["plot_timeline"] = run_dir / "timeline.png"
-    fig.savefig(files["plot_timeline"], dpi=110)
-    plt.close(fig)
+    files["plot_timeline"] = _save(fig, run_dir / "timeline.png")
     return files
 
 

@@ -238,6 +238,27 @@ except ImportError:
     cocotb = None
 
 
+def decode_trace(words: list[int]) -> list[tuple[int, int, int]]:
+    """The top's ``trace`` stream words -> (unit, expert, slots) records."""
+    return [(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF) for w in words]
+
+
+def check_step(sb, tag: str, dut, y_words: list[int], y_exp: np.ndarray, hidden: int,
+               trace_words: list[int], trace_exp: np.ndarray) -> None:
+    """Scoreboard one program of the layer top: the outputs (:func:`check_outputs`), the
+    executed schedule (per unit, the (unit, expert, slots) records of the ``trace`` stream
+    in the program's order) and the sticky error status."""
+    check_outputs(sb, tag, y_words, y_exp, hidden)
+    got = np.array(decode_trace(trace_words), np.int64).reshape(-1, 3)
+    for u in (0, 1):
+        a = got[got[:, 0] == u].tolist()
+        b = trace_exp[trace_exp[:, 0] == u].tolist()
+        sb.check(tag, a == b, f"unit {u} executed {a}, the program says {b}")
+    e = int(dut.err.value)
+    sb.check(tag, e == 0, f"err 0x{e:x} (sptc 0x{int(dut.sptc_err.value):x}, "
+                          f"pim 0x{int(dut.pim_err.value):x})")
+
+
 def check_outputs(sb, tag: str, received: list[int], y_exp: np.ndarray, hidden: int) -> None:
     """Scoreboard the top's y stream of one step: token-major order, every (row, token)
     element exactly once, every value equal to the golden layer output ``y_exp``."""
@@ -321,18 +342,8 @@ if cocotb is not None:
                 cyc = await run_step(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
                                      job[q + "act"].tolist(), from_chunks(job[q + "w"]),
                                      from_chunks(job[q + "din"]), T * hidden, 400_000)
-                check_outputs(sb, tag, y_mon.received, y_exp, hidden)
-                # executed schedule: per unit, the order of (expert, slots) equals the program's
-                tr_exp = job[q + "trace"]
-                tr_got = np.array([(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF)
-                                   for w in t_mon.received], np.int64).reshape(-1, 3)
-                for u in (0, 1):
-                    a = tr_got[tr_got[:, 0] == u].tolist()
-                    b = tr_exp[tr_exp[:, 0] == u].tolist()
-                    sb.check(tag, a == b, f"unit {u} executed {a}, the program says {b}")
-                e = int(dut.err.value)
-                sb.check(tag, e == 0, f"err 0x{e:x} (sptc 0x{int(dut.sptc_err.value):x}, "
-                                      f"pim 0x{int(dut.pim_err.value):x})")
+                check_step(sb, tag, dut, y_mon.received, y_exp, hidden, t_mon.received,
+                           job[q + "trace"])
                 res[f"{q}cycles"] = cyc
                 res[f"{q}sptc_busy"] = int(dut.sptc_busy.value) - c0[0]
                 res[f"{q}pim_busy"] = int(dut.pim_busy.value) - c0[1]
