@@ -25,12 +25,21 @@ from .cocotb_run import ROOT
 REG_NAMES = gs.REG_NAMES
 
 
-def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool = False):
+ECP5_MODELS = Path(__file__).parent / "models" / "ecp5_prims.v"
+
+
+def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool = False,
+                 target: str | None = None):
+    """Build the SpTC for a simulator. ``target="ecp5"`` simulates the FPGA flow's
+    flavour (hdl.fpga primitives) against the behavioural primitive models in
+    ``sim/models/ecp5_prims.v``."""
     from hdl import sptc
     from hdl.verilog import to_verilog
-    v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg))
+    v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg), target)
+    if target == "ecp5":
+        v += "\n" + ECP5_MODELS.read_text()
     tag = (f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
-           f"l{cfg.sel_lanes}d{cfg.drain_rows}")
+           f"l{cfg.sel_lanes}d{cfg.drain_rows}{'_' + target if target else ''}")
     return cocotb_run.build(tag, v, sptc.MODULE_NAME, simulator=simulator, waves=waves)
 
 
@@ -97,12 +106,13 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
 
 def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "verilator",
               seed: int = 1, stalls: bool = True, waves: bool = False,
-              workdir: Path | None = None, progress=None) -> dict:
+              workdir: Path | None = None, progress=None, target: str | None = None) -> dict:
     """Run several jobs in one simulation (one build, one simulator launch).
 
-    ``progress(done_jobs)`` is called from this thread while the simulator runs.
+    ``progress(done_jobs)`` is called from this thread while the simulator runs;
+    ``target`` as in :func:`build_design`.
     """
-    b = build_design(cfg, simulator, waves)
+    b = build_design(cfg, simulator, waves, target)
     (ROOT / "build").mkdir(exist_ok=True)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sptc_", dir=ROOT / "build")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

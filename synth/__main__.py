@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--out", type=Path, default=Path(default_out),
                        help=f"output folder (default: {default_out})")
 
-    common(sub.add_parser("verilog", help="write Verilog tops, file lists and manifests"),
-           "build/verilog")
+    vp = sub.add_parser("verilog", help="write Verilog tops, file lists and manifests")
+    common(vp, "build/verilog")
+    vp.add_argument("--target", choices=("generic", "ecp5"), default="generic",
+                    help="generic: portable Verilog (simulation, lint, any FPGA; default); "
+                         "ecp5: with the ECP5 primitives the FPGA flow uses (registered "
+                         "MULT18X18D, kept replica FFs)")
     common(sub.add_parser("lint", help="verilator --lint-only -Wall with synth/lint_waivers.vlt"),
            "build/lint")
     fp = sub.add_parser("flow", help="Yosys + nextpnr reports -> <out>/summary.json")
@@ -82,7 +86,7 @@ def cmd_verilog(args) -> int:
     from . import verilog
 
     for d in _designs(args):
-        m = verilog.write(d, args.out)
+        m = verilog.write(d, args.out, target=None if args.target == "generic" else args.target)
         nports = len(m["ports"])
         print(f"[verilog] {d.engine}: {args.out / m['files'][0]} (top {m['top']}, "
               f"config {d.config_name}{' ' + ' '.join(d.params) if d.params else ''}, "

@@ -434,7 +434,8 @@ def run_design(job: Job) -> dict:
              "seed": job.seed, "status": "ok"}
     try:
         t0 = time.monotonic()
-        manifest = verilog.write(design, workdir)
+        manifest = verilog.write(design, workdir,
+                                 target="ecp5" if target == "ecp5" else None)
         entry["verilog_seconds"] = round(time.monotonic() - t0, 1)
         top = manifest["top"]
         entry.update(top=top, params=manifest["params"], verilog_sha256=manifest["sha256"])

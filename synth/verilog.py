@@ -23,11 +23,12 @@ _PORT_RE = re.compile(r"^\s*(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:(signed
                       r"(?:\[(\d+):(\d+)\]\s+)?(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s*;", re.M)
 
 
-def emit(design: Design) -> str:
-    """The Verilog text of a design (top module named ``MODULE_NAME``)."""
+def emit(design: Design, target: str | None = None) -> str:
+    """The Verilog text of a design (top module named ``MODULE_NAME``); ``target``
+    ``"ecp5"`` elaborates with the ECP5 primitives of hdl.fpga (the FPGA flow)."""
     mod = design.module()
     cfg = design.config()
-    return to_verilog(mod.build(cfg), mod.MODULE_NAME, mod.config_params(cfg))
+    return to_verilog(mod.build(cfg), mod.MODULE_NAME, mod.config_params(cfg), target)
 
 
 def top_ports(text: str, top: str) -> list[dict]:
@@ -45,14 +46,15 @@ def top_ports(text: str, top: str) -> list[dict]:
     return [decl[n] for n in order if n in decl]
 
 
-def write(design: Design, outdir: Path, text: str | None = None) -> dict:
+def write(design: Design, outdir: Path, text: str | None = None,
+          target: str | None = None) -> dict:
     """Emit one design into ``outdir``; returns its manifest."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     mod = design.module()
     top = mod.MODULE_NAME
     if text is None:
-        text = emit(design)
+        text = emit(design, target)
     vfile = outdir / f"{top}.v"
     vfile.write_text(text)
     (outdir / f"{design.engine}.f").write_text(f"{vfile.name}\n")
@@ -61,6 +63,7 @@ def write(design: Design, outdir: Path, text: str | None = None) -> dict:
         "engine": design.engine,
         "config": design.config_name,
         "overrides": list(design.params),
+        "target": target or "generic",
         "top": top,
         "files": [vfile.name],
         "sha256": hashlib.sha256(text.encode()).hexdigest(),

@@ -206,3 +206,16 @@ def test_sptc_default_config(tmp_path):
              for mode, out in (("dense", "int32"), ("2:4", "int8_sat"),
                                ("samoyeds", ("requant", 500, 12)))]
     run_batch(cfg, specs, seed=21, stalls=True, workdir=tmp_path)
+
+
+@pytest.mark.cocotb
+def test_sptc_ecp5_flavour(tmp_path):
+    """The Verilog the FPGA flow synthesizes (``target="ecp5"``: every PE and requant
+    multiply a MULT18X18D with its own registers, the output lanes' job constants in
+    kept TRELLIS_FF replicas), simulated against behavioural models of those two
+    primitives (sim/models/ecp5_prims.v): bit-exact under stalls (which exercise the
+    requant DSPs' clock enable), and cycle for cycle the generic design's model."""
+    specs = coverage_jobs(12)
+    run_batch(CFG, specs + bad_jobs(12)[:2], seed=12, stalls=True, workdir=tmp_path / "stalls",
+              target="ecp5")
+    run_batch(CFG, specs, seed=12, stalls=False, workdir=tmp_path / "cycles", target="ecp5")

@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 from golden.sptc import (DENSE_NIBBLES, ERR_CONFIG, ERR_INDEX, ERR_META, ERR_SEL, MODE_CODES,
                          OP_LOAD, SpTCConfig)
 
+from ..fpga import RegMul, replicas
 from ..stream import SkidBuffer
 
 DENSE, SPARSE24, SAMOYEDS = MODE_CODES["dense"], MODE_CODES["2:4"], MODE_CODES["samoyeds"]
@@ -392,26 +393,25 @@ class SparseTensorCore(wiring.Component):
             lane = s1b_lanes[r]
             nib = Mux(mode == DENSE, Mux(s1b_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]), lane.nib)
             lo, hi = nib[:2], nib[2:]
-            v0, v1 = Signal(signed(8), name=f"s2_v0_{r}"), Signal(signed(8), name=f"s2_v1_{r}")
-            m.d.sync += [v0.eq(lane.v0), v1.eq(lane.v1)]
             for c in range(C):
                 xs = Array(act_q[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
-                xa = Signal(signed(8), name=f"s2_xa_{r}_{c}")
-                xb = Signal(signed(8), name=f"s2_xb_{r}_{c}")
-                p0 = Signal(signed(16), name=f"s3_p0_{r}_{c}")
-                p1 = Signal(signed(16), name=f"s3_p1_{r}_{c}")
+                xa = Signal(signed(8), name=f"s1b_xa_{r}_{c}")
+                xb = Signal(signed(8), name=f"s1b_xb_{r}_{c}")
+                # s2 = the DSPs' input registers, s3 = their output registers
+                mul0 = m.submodules[f"pe{r}_{c}_mul0"] = RegMul(signed(8), signed(8))
+                mul1 = m.submodules[f"pe{r}_{c}_mul1"] = RegMul(signed(8), signed(8))
                 ps = Signal(signed(17), name=f"s4_sum_{r}_{c}")
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
-                m.d.comb += nxt.eq(Mux(s4_first, 0, acc[r][c]) + ps)
-                m.d.sync += [xa.eq(xs[lo]), xb.eq(xs[hi]), p0.eq(v0 * xa), p1.eq(v1 * xb),
-                             ps.eq(p0 + p1)]
+                m.d.comb += [xa.eq(xs[lo]), xb.eq(xs[hi]),
+                             mul0.a.eq(lane.v0), mul0.b.eq(xa), mul1.a.eq(lane.v1), mul1.b.eq(xb),
+                             nxt.eq(Mux(s4_first, 0, acc[r][c]) + ps)]
+                m.d.sync += ps.eq(mul0.p + mul1.p)
                 with m.If(s4_valid):
                     m.d.sync += acc[r][c].eq(nxt)
                     with m.If(s4_blast):
                         m.d.sync += flush[r][c].eq(nxt)
-        m.d.sync += f_valid.eq(s4_valid & s4_blast)
         with m.If(s4_valid & s4_blast):
-            m.d.sync += [f_tlast.eq(s4_tlast), Cat(f_tt, f_base, f_mask, f_n).eq(s4_meta)]
+            m.d.sync += Cat(f_tt, f_base, f_mask, f_n).eq(s4_meta)
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
         # crossbar holds only the connections some supported (N, M) can use. The
@@ -447,41 +447,55 @@ class SparseTensorCore(wiring.Component):
         bypass = Signal()
         m.d.comb += bypass.eq(f_valid & f_tlast & ~drain_busy & ~store_full)
         shift_out = drain_busy & skid.i.ready     # P rows leave the drain bank this cycle
+        drain_done = Signal()
+        m.d.comb += drain_done.eq(shift_out & (dr_q == dr_lastq))
+        # The store/drain control (add, bypass, copy, shift) selects every bit of
+        # every store and drain register. Its state registers are written through
+        # their next-state values so that each store lane (store row x column) can
+        # hold its own copies (hdl.fpga.replicas), equal to them in every cycle:
+        # the fanout of one register is then one lane, not the whole bank.
+        fv_n, ft_n, sf_n, db_n = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [fv_n.eq(s4_valid & s4_blast), ft_n.eq(Mux(fv_n, s4_tlast, f_tlast)),
+                     sf_n.eq((add & f_tlast & ~bypass) | (store_full & ~copy)),
+                     db_n.eq(bypass | copy | (drain_busy & ~drain_done))]
+        m.d.sync += [f_valid.eq(fv_n), f_tlast.eq(ft_n), store_full.eq(sf_n),
+                     drain_busy.eq(db_n)]
+        lane_ctl = replicas(m, platform, Cat(fv_n, ft_n, sf_n, db_n, skid.ready_next), S * C,
+                            "sctl", init=0b10000)
         for s_ in range(S):
             for c in range(C):
+                q = lane_ctl[s_ * C + c]
+                l_fv, l_ft, l_sf, l_db, l_rdy = q[0], q[1], q[2], q[3], q[4]
+                l_copy = l_sf & ~l_db
+                l_bypass = l_fv & l_ft & ~l_db & ~l_sf
                 contrib = 0
                 for r, cond in route[s_]:
                     contrib = contrib | Mux(cond, flush[r][c], 0)
                 total = Signal(signed(32), name=f"sum_{s_}_{c}")
-                m.d.comb += total.eq(Mux(copy, 0, store[s_][c]) + contrib)
-                with m.If(add):
-                    m.d.sync += store[s_][c].eq(Mux(bypass, 0, total))
-                with m.Elif(copy):
+                m.d.comb += total.eq(Mux(l_copy, 0, store[s_][c]) + contrib)
+                with m.If(l_fv):
+                    m.d.sync += store[s_][c].eq(Mux(l_bypass, 0, total))
+                with m.Elif(l_copy):
                     m.d.sync += store[s_][c].eq(0)
                 # The drain bank is a shift register: P rows leave per beat from the top.
-                with m.If(bypass):
+                with m.If(l_bypass):
                     m.d.sync += drain[s_][c].eq(total)
-                with m.Elif(copy):
+                with m.Elif(l_copy):
                     m.d.sync += drain[s_][c].eq(store[s_][c])
-                with m.Elif(shift_out):
+                with m.Elif(l_db & l_rdy):
                     m.d.sync += drain[s_][c].eq(drain[s_ + P][c] if s_ + P < S else 0)
         with m.If(add & f_tlast & ~bypass):
             m.d.sync += [st_tt.eq(f_tt), st_base.eq(f_base), st_mask.eq(f_mask), st_n.eq(f_n)]
-        m.d.sync += store_full.eq((add & f_tlast & ~bypass) | (store_full & ~copy))
 
         # ---------------------------------------------------------------- drain
-        drain_done = Signal()
-        m.d.comb += drain_done.eq(shift_out & (dr_q == dr_lastq))
         with m.If(bypass):
-            m.d.sync += [drain_busy.eq(1), dr_tt.eq(f_tt), dr_mask.eq(f_mask), dr_q.eq(0),
+            m.d.sync += [dr_tt.eq(f_tt), dr_mask.eq(f_mask), dr_q.eq(0),
                          dr_base.eq(f_base), dr_n.eq(f_n), dr_lastq.eq((f_n - 1) >> pb)]
         with m.Elif(copy):
-            m.d.sync += [drain_busy.eq(1), dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
+            m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
                          dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
         with m.Elif(shift_out):
             m.d.sync += dr_q.eq(dr_q + 1)
-            with m.If(drain_done):
-                m.d.sync += drain_busy.eq(0)
         started = issue & (beat == 0)
         m.d.sync += pend.eq(pend + started - drain_done)
         # Output pipeline, all stages moving together when the skid buffer can
@@ -502,14 +516,12 @@ class SparseTensorCore(wiring.Component):
         ov = Signal(NST)  # valid of o1..o4
         o_meta = [Signal(32 + C + P, name=f"o{k + 1}_meta") for k in range(NST)]
         m.d.comb += out_busy.eq(ov != 0)
-        rnd_bit = Signal(31)
-        m.d.comb += rnd_bit.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31])
-        # Saturation bounds of requant, fixed for the job: (t >> shift) > 127 iff
-        # t >= 128 << shift, and < -128 iff t < -128 << shift. Comparing t with them
-        # runs beside the barrel shifter (which then only makes 8 bits) instead of after it.
-        sat_hi = Signal(signed(40)); sat_lo = Signal(signed(40))
-        m.d.sync += [sat_hi.eq(Const(128, signed(40)) << shift),
-                     sat_lo.eq(Const(-128, signed(40)) << shift)]
+        # The job constants of the output stage (shift, out_mode, mult) reach every
+        # bit of every lane: each lane gets its own copy (hdl.fpga.replicas), loaded
+        # the cycle after the job starts, long before its first row arrives.
+        lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg")
+        # ...and its own copy of the stage enable (the skid buffer's ready, ~200 loads a lane)
+        lane_adv = replicas(m, platform, skid.ready_next, P * C, "oadv", init=1)
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
         rmask = Signal(P)
@@ -524,8 +536,25 @@ class SparseTensorCore(wiring.Component):
             for c in range(C):
                 n = f"{p}_{c}"
                 src = drain[p][c]
+                q = lane_cfg[p * C + c]
+                l_shift, l_mode, l_mult = q[:5], q[5:7], q[7:23]
+                l_adv = lane_adv[p * C + c]
+                # Rounding bit and saturation bounds of requant, per lane and per job:
+                # (t >> shift) > 127 iff t >= 128 << shift, and < -128 iff
+                # t < -128 << shift. Comparing t with them runs beside the barrel
+                # shifter (which then only makes 8 bits) instead of after it.
+                rnd_bit = Signal(31, name=f"rnd_{n}")
+                sat_hi = Signal(signed(40), name=f"sat_hi_{n}")
+                sat_lo = Signal(signed(40), name=f"sat_lo_{n}")
+                m.d.sync += [rnd_bit.eq((Const(1, unsigned(32)) << (l_shift - 1)[:5])[:31]),
+                             sat_hi.eq(Const(128, signed(40)) << l_shift),
+                             sat_lo.eq(Const(-128, signed(40)) << l_shift)]
+                # o1: the low 17 bits x mult in a DSP (its output register is o1)
+                lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
+                                                              in_reg=False, enable=True)
+                m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult), lo_mul.en.eq(l_adv)]
+                lo_p = lo_mul.p
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (1, 2, 3))
-                lo_p = Signal(unsigned(33), name=f"o1_lo_{n}")
                 ha = Signal(signed(hb + 18), name=f"o1_ha_{n}")
                 hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}")
                 s_lo = Signal(unsigned(34), name=f"o2_lo_{n}")
@@ -533,18 +562,19 @@ class SparseTensorCore(wiring.Component):
                 t = Signal(signed(hb + 37), name=f"o3_t_{n}")
                 o4 = Signal(signed(32), name=f"o4_{n}")
                 hi = src[17:AB].as_signed()
-                terms = [Mux(hi[i], mult << i, 0) for i in range(hb - 1)]
-                terms.append(Mux(hi[hb - 1], -(Cat(mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
+                terms = [Mux(hi[i], l_mult << i, 0) for i in range(hb - 1)]
+                terms.append(Mux(hi[hb - 1],
+                                 -(Cat(l_mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
                 half = (hb + 1) // 2
-                low8 = (t >> shift)[:8].as_signed()
-                with m.If(adv):
+                low8 = (t >> l_shift)[:8].as_signed()
+                with m.If(l_adv):
                     m.d.sync += [
-                        o1a.eq(src), lo_p.eq(src[:17] * mult),
+                        o1a.eq(src),
                         ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
                         o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
                         o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
-                        o4.eq(Mux(out_mode == 0, o3a,
-                                  Mux(out_mode == 1,
+                        o4.eq(Mux(l_mode == 0, o3a,
+                                  Mux(l_mode == 1,
                                       Mux(o3a > 127, 127, Mux(o3a < -128, -128, o3a)),
                                       Mux(t >= sat_hi, 127, Mux(t < sat_lo, -128, low8))))),
                     ]

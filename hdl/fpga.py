@@ -1,0 +1,167 @@
+"""Technology-specific building blocks, chosen at elaboration time.
+
+Every engine is written once. Where an FPGA needs a primitive that Yosys does
+not infer, the component asks the *elaboration target* (Amaranth's
+``platform`` argument) and builds either the generic, simulation-exact logic
+(``platform=None``: simulators, lint, ``make verilog``) or the primitive
+(``ECP5``: the FPGA flow, ``make synth``). Both have the same cycle behaviour;
+``tests/test_fpga_prims.py`` simulates the ECP5 flavour against the generic one.
+
+Two things Yosys 0.70's ECP5 flow does not do on its own:
+
+* **DSP registers.** ``synth_ecp5`` maps ``$mul`` to a combinational
+  MULT18X18D and leaves the pipeline flip-flops in the fabric, so every multiply
+  pays fabric -> DSP -> fabric routing inside one cycle. :class:`RegMul`
+  instantiates MULT18X18D with its input and/or output registers enabled.
+* **Register replication.** ``opt_merge`` merges flip-flops with the same
+  inputs, so copies of a job constant written in plain Amaranth collapse back
+  into one high-fanout register. :func:`replicas` instantiates ``TRELLIS_FF``
+  cells marked ``keep`` on ECP5, which Yosys leaves alone; nextpnr then places
+  each copy next to its loads.
+"""
+from __future__ import annotations
+
+from amaranth import ClockSignal, Const, Instance, Module, ResetSignal, Signal, signed, unsigned
+from amaranth.hdl import Shape
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+
+class Target:
+    """An elaboration target handed to ``elaborate(platform)``. It has no Amaranth
+    platform methods (no ``get_memory``...): memories and FIFOs stay generic."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self):
+        return f"Target({self.name!r})"
+
+
+ECP5 = Target("ecp5")
+TARGETS = {"generic": None, "ecp5": ECP5}
+
+
+def is_ecp5(platform) -> bool:
+    return isinstance(platform, Target) and platform.name == "ecp5"
+
+
+def target_for(name: str | None):
+    """The elaboration target for a flow target name (``ecp5``; anything else: generic)."""
+    return TARGETS.get(name or "generic")
+
+
+# --------------------------------------------------------------------------- DSP
+
+_DSP_W = 18  # MULT18X18D operand width
+
+
+class RegMul(wiring.Component):
+    """``p = a * b`` with the DSP block's own registers.
+
+    ``in_reg``: ``a`` and ``b`` are registered inside the DSP (1 cycle);
+    ``out_reg``: the product is registered inside the DSP (1 cycle). Latency is
+    ``in_reg + out_reg`` cycles. ``enable``: an ``en`` port gates every register
+    (the DSP's CE); without it the registers load every cycle.
+    Operands up to 18 bits each (signed or unsigned; both must have the same
+    signedness, as a MULT18X18D's A and B may differ but our users never mix them).
+    """
+
+    def __init__(self, a_shape, b_shape, *, in_reg: bool = True, out_reg: bool = True,
+                 enable: bool = False):
+        a_shape, b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
+        if a_shape.width > _DSP_W or b_shape.width > _DSP_W:
+            raise ValueError(f"RegMul: operands of {a_shape.width} and {b_shape.width} bits; "
+                             f"a MULT18X18D takes at most {_DSP_W}")
+        if a_shape.signed != b_shape.signed:
+            raise ValueError("RegMul: a and b must have the same signedness")
+        if not (in_reg or out_reg):
+            raise ValueError("RegMul: use a plain multiply when no register is wanted")
+        self.in_reg, self.out_reg = in_reg, out_reg
+        pw = a_shape.width + b_shape.width
+        p_shape = signed(pw) if a_shape.signed else unsigned(pw)
+        ports = {"a": In(a_shape), "b": In(b_shape), "p": Out(p_shape)}
+        if enable:
+            ports["en"] = In(1, init=1)
+        self.enable = enable
+        super().__init__(ports)
+
+    @property
+    def latency(self) -> int:
+        return int(self.in_reg) + int(self.out_reg)
+
+    def elaborate(self, platform):
+        m = Module()
+        if is_ecp5(platform):
+            self._ecp5(m)
+            return m
+        a, b = self.a, self.b
+        sync = []
+        if self.in_reg:
+            a, b = Signal.like(self.a, name="a_q"), Signal.like(self.b, name="b_q")
+            sync += [a.eq(self.a), b.eq(self.b)]
+        if self.out_reg:
+            sync.append(self.p.eq(a * b))
+        else:
+            m.d.comb += self.p.eq(a * b)
+        if self.enable:
+            with m.If(self.en):
+                m.d.sync += sync
+        else:
+            m.d.sync += sync
+        return m
+
+    def _ecp5(self, m):
+        signed_ = self.a.shape().signed
+        ext = (lambda v: v.as_signed() if signed_ else v.as_unsigned())
+        a18 = Signal(signed(_DSP_W) if signed_ else unsigned(_DSP_W))
+        b18 = Signal.like(a18)
+        p36 = Signal(36)
+        m.d.comb += [a18.eq(ext(self.a)), b18.eq(ext(self.b)),
+                     self.p.eq(p36[:len(self.p)])]
+        clk = "CLK0"
+        ports = {f"i_A{i}": a18[i] for i in range(_DSP_W)}
+        ports.update({f"i_B{i}": b18[i] for i in range(_DSP_W)})
+        ports.update({f"o_P{i}": p36[i] for i in range(36)})
+        m.submodules.dsp = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK=clk if self.in_reg else "NONE",
+            p_REG_INPUTB_CLK=clk if self.in_reg else "NONE",
+            p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK=clk if self.out_reg else "NONE",
+            p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_INPUT",
+            p_MULT_BYPASS="DISABLED",
+            i_SIGNEDA=Const(int(signed_), 1), i_SIGNEDB=Const(int(signed_), 1),
+            i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+            i_CLK0=ClockSignal(), i_CE0=self.en if self.enable else Const(1, 1),
+            i_RST0=Const(0, 1),
+            **ports)
+
+
+# -------------------------------------------------------------------- replication
+
+def replicas(m: Module, platform, value, n: int, name: str, init: int = 0) -> list[Signal]:
+    """``n`` registers loading ``value`` every cycle (reset and power-up value
+    ``init``, with the sync domain's reset).
+
+    Two uses: copies of a job constant (one cycle behind it), and copies of a
+    state register, given that register's *next-state* value and init, which
+    then equal the register in every cycle. Give each group of loads its own
+    copy. Generic: plain registers (Yosys merges them, which is fine where
+    timing does not matter); ECP5: ``keep`` TRELLIS_FF cells."""
+    width = len(value)
+    out = []
+    for k in range(n):
+        q = Signal(width, name=f"{name}_r{k}", init=init)
+        if is_ecp5(platform):
+            for i in range(width):
+                m.submodules[f"{name}_r{k}_ff{i}"] = Instance(
+                    "TRELLIS_FF", a_keep=1,
+                    p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR",
+                    p_REGSET="SET" if (init >> i) & 1 else "RESET", p_SRMODE="LSR_OVER_CE",
+                    i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=Const(1, 1),
+                    i_DI=value[i], o_Q=q[i])
+        else:
+            m.d.sync += q.eq(value)
+        out.append(q)
+    return out
