@@ -285,8 +285,8 @@ def load_regs(x_shape) -> dict:
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
 PE_STAGES = 5         # s1 (beat, activation banks addressed), s1b (activations registered),
                       # s2 (select), s3 (products), s4 (their sum); then acc
-OUT_STAGES = 4        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
-                      # shift + saturate
+OUT_STAGES = 5        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
+                      # saturation flags + coarse shift, fine shift + select
 
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:

@@ -17,8 +17,8 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
   copy    otherwise the finished tile moves from the store to the drain bank
           once the bank frees
   drain   the drain bank shifts out ``drain_rows`` rows per cycle into a
-          4-stage output pipeline (x mult, + rounding, + high part, shift +
-          saturate) and a skid buffer
+          5-stage output pipeline (x mult, + rounding, + high part, saturation
+          flags + coarse shift, fine shift + select) and a skid buffer
 
 Nothing inside the array stalls: the pipeline registers have no enable. The
 issue stage holds a tile's first beat (``w.ready`` low) while two older tiles
@@ -504,16 +504,18 @@ class SparseTensorCore(wiring.Component):
         #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
         #   o2 lo product + rounding bit; hi partials summed
         #   o3 + (hi product << 17): acc * mult + rounding, exact
-        #   o4 shift + saturate (or the int32 / int8_sat value)
+        #   o4 saturation flags (t against the job's bounds, or the int8_sat clamp)
+        #      beside the coarse shift by shift & ~7
+        #   o5 the fine shift by shift & 7 and the select (or the int32 value)
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
         # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
         # product is a handful of shifted adds in LUTs. A full 32 x 17 product would
         # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
         # next to the PE array's 128.
-        NST = 4
+        NST = 5
         adv = skid.i.ready
-        ov = Signal(NST)  # valid of o1..o4
+        ov = Signal(NST)  # valid of o1..o5
         o_meta = [Signal(32 + C + P, name=f"o{k + 1}_meta") for k in range(NST)]
         m.d.comb += out_busy.eq(ov != 0)
         # The job constants of the output stage (shift, out_mode, mult) reach every
@@ -560,25 +562,33 @@ class SparseTensorCore(wiring.Component):
                 s_lo = Signal(unsigned(34), name=f"o2_lo_{n}")
                 s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}")
                 t = Signal(signed(hb + 37), name=f"o3_t_{n}")
-                o4 = Signal(signed(32), name=f"o4_{n}")
+                o4a = Signal(signed(32), name=f"o4_acc_{n}")
+                f_pos = Signal(name=f"o4_pos_{n}")     # saturate to +127
+                f_neg = Signal(name=f"o4_neg_{n}")     # saturate to -128
+                tq = Signal(15, name=f"o4_tq_{n}")     # t >> (shift & ~7): 15 bits suffice
+                o5 = Signal(signed(32), name=f"o5_{n}")
                 hi = src[17:AB].as_signed()
                 terms = [Mux(hi[i], l_mult << i, 0) for i in range(hb - 1)]
                 terms.append(Mux(hi[hb - 1],
                                  -(Cat(l_mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
                 half = (hb + 1) // 2
-                low8 = (t >> l_shift)[:8].as_signed()
+                low8 = (tq >> l_shift[:3])[:8].as_signed()
                 with m.If(l_adv):
                     m.d.sync += [
                         o1a.eq(src),
                         ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
                         o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
                         o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
-                        o4.eq(Mux(l_mode == 0, o3a,
-                                  Mux(l_mode == 1,
-                                      Mux(o3a > 127, 127, Mux(o3a < -128, -128, o3a)),
-                                      Mux(t >= sat_hi, 127, Mux(t < sat_lo, -128, low8))))),
+                        o4a.eq(o3a),
+                        f_pos.eq(Mux(l_mode == 1, o3a > 127, t >= sat_hi)),
+                        f_neg.eq(Mux(l_mode == 1, o3a < -128, t < sat_lo)),
+                        tq.eq(t >> Cat(Const(0, 3), l_shift[3:5])),
+                        o5.eq(Mux(l_mode == 0, o4a,
+                                  Mux(f_pos, 127, Mux(f_neg, -128,
+                                                      Mux(l_mode == 1, o4a[:8].as_signed(),
+                                                          low8))))),
                     ]
-                row_vals.append(o4)
+                row_vals.append(o5)
             out_vals.append(row_vals)
         m.d.comb += [skid.i.valid.eq(ov[NST - 1]),
                      Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
