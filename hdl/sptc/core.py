@@ -218,7 +218,7 @@ class SparseTensorCore(wiring.Component):
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         copy = Signal()
-        m.d.comb += copy.eq(store_full & ~drain_busy)
+        bypass = Signal()
         pipe_empty = Signal()
         s1b_valid, s2_valid, s3_valid, s4_valid = Signal(), Signal(), Signal(), Signal()
         out_busy = Signal()   # a row is in the output pipeline
@@ -444,8 +444,15 @@ class SparseTensorCore(wiring.Component):
         pb = _bits(P) if P > 1 else 0
         dr_q = Signal(16); dr_lastq = Signal(16); dr_n = Signal(NB)
         add = f_valid
-        bypass = Signal()
-        m.d.comb += bypass.eq(f_valid & f_tlast & ~drain_busy & ~store_full)
+
+        def store_ctl(fv, ft, sf, db):
+            """(copy, bypass) from flush valid/last, store full and drain busy: a
+            finished tile moves from the store into a free drain bank (copy), or a
+            tile's last flush goes straight into it (bypass)."""
+            return sf & ~db, fv & ft & ~db & ~sf
+
+        c_, b_ = store_ctl(f_valid, f_tlast, store_full, drain_busy)
+        m.d.comb += [copy.eq(c_), bypass.eq(b_)]
         shift_out = drain_busy & skid.i.ready     # P rows leave the drain bank this cycle
         drain_done = Signal()
         m.d.comb += drain_done.eq(shift_out & (dr_q == dr_lastq))
@@ -466,8 +473,7 @@ class SparseTensorCore(wiring.Component):
             for c in range(C):
                 q = lane_ctl[s_ * C + c]
                 l_fv, l_ft, l_sf, l_db, l_rdy = q[0], q[1], q[2], q[3], q[4]
-                l_copy = l_sf & ~l_db
-                l_bypass = l_fv & l_ft & ~l_db & ~l_sf
+                l_copy, l_bypass = store_ctl(l_fv, l_ft, l_sf, l_db)
                 contrib = 0
                 for r, cond in route[s_]:
                     contrib = contrib | Mux(cond, flush[r][c], 0)
