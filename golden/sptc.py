@@ -282,9 +282,11 @@ def load_regs(x_shape) -> dict:
 
 # --------------------------------------------------------------------------- cycle model
 
+CHECK_CYCLES = 1      # after start: the job registers are checked, the counters' ends derived
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
 PE_STAGES = 5         # s1 (beat, activation banks addressed), s1b (activations registered),
                       # s2 (select), s3 (products), s4 (their sum); then acc
+ROUTE_STAGES = 1      # flush registers -> the store rows they land on (registered)
 OUT_STAGES = 5        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
                       # saturation flags + coarse shift, fine shift + select
 
@@ -295,7 +297,7 @@ def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> 
 
 def predict_load_cycles(x_shape) -> int:
     k, T = x_shape
-    return T * -(-k // 4) + LOAD_OVERHEAD
+    return CHECK_CYCLES + T * -(-k // 4) + LOAD_OVERHEAD
 
 
 def predict_job_cycles(cfg: SpTCConfig, job: Job) -> int:
@@ -350,11 +352,12 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     It steps the same stages as the hardware (docs/sptc.md): SEL load
     (``sel_lanes`` indices per cycle), one weight beat per cycle (the next
     token tile's SEL entries are read while the last beat of a tile issues, so
-    tiles follow back to back), PE -> flush register -> accumulator store, copy
+    tiles follow back to back), PE -> flush register -> route -> accumulator store, copy
     into the drain bank once the previous tile has drained, ``drain_rows``
     output rows per cycle out of the drain bank, and the one stall the array
     has (a flush that finds the store still holding a finished tile the drain
-    bank cannot take). It counts what the RTL's ``cycles`` register counts:
+    bank cannot take). It counts what the RTL's ``cycles`` register counts
+    (the CHECK cycle after start, then the job):
     every cycle from start until done.
     """
     if k_steps < 1 or v_steps < 1 or k_steps % v_steps or n_rt < 1 or len(drains) != n_rt \
@@ -365,7 +368,7 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     sel_beats = -(-n_sel // sel_lanes)
     state = "SEL" if n_sel else "WAIT"
     cnt = beat = vb = rt = tt = 0
-    pe = [None] * PE_STAGES     # (blast, tlast, rt) per PE pipeline stage
+    pe = [None] * (PE_STAGES + ROUTE_STAGES)   # (blast, tlast, rt) per stage before the flush
     f = None                    # the flush register
     out = [False] * OUT_STAGES  # output pipeline valid bits
     store_full, store_rt, drain_left, skid_o = False, 0, 0, False
@@ -377,7 +380,7 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         copy = store_full and not drain_busy
         if state == "WAIT" and not any(pe) and f is None and not store_full \
                 and not drain_busy and not any(out) and not skid_o:
-            return cyc
+            return CHECK_CYCLES + cyc
         # the issue gate: a tile starts only when at most one older tile is in the unit
         issue = state == "RUN" and (beat != 0 or pend <= 1)
         if f is not None and store_full and not copy:  # the gate makes this impossible

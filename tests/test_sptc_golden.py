@@ -119,6 +119,6 @@ def test_cycle_model_shape():
     a = gs.predict_cycles(cfg, "samoyeds", 224, 64, 16, (1, 2, 32))
     b = gs.predict_cycles(cfg, "samoyeds", 224, 64, 32, (1, 2, 32))
     assert 1.8 < b / a < 2.1
-    assert gs.predict_cycles(cfg, "2:4", 224, 64, 0) == 1  # start -> WAIT -> done
+    assert gs.predict_cycles(cfg, "2:4", 224, 64, 0) == 2  # start -> CHECK -> WAIT -> done
     with pytest.raises(FormatError, match="mode"):
         gs.predict_cycles(cfg, "4:8", 8, 8, 1)

@@ -11,14 +11,18 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
   sum     p0 + p1                                           -> s4_*
   acc     acc + sum; on the last beat of a flush block the partial sums
           go to the flush registers
-  store   flush registers are added into the accumulator store, each PE row
-          landing on its store row (identity, or Samoyeds' indices); a tile's
+  route   each store lane registers the OR of the flush registers that land on
+          it (PE row r -> its store row: identity, or Samoyeds' indices)
+  store   the routed sums are added into the accumulator store; a tile's
           last flush goes straight into the drain bank when it is free
   copy    otherwise the finished tile moves from the store to the drain bank
           once the bank frees
   drain   the drain bank shifts out ``drain_rows`` rows per cycle into a
           5-stage output pipeline (x mult, + rounding, + high part, saturation
           flags + coarse shift, fine shift + select) and a skid buffer
+
+A job starts with one CHECK cycle: the control ports are registered at start,
+checked and turned into the counters' end values from those registers.
 
 Nothing inside the array stalls: the pipeline registers have no enable. The
 issue stage holds a tile's first beat (``w.ready`` low) while two older tiles
@@ -115,15 +119,30 @@ class SparseTensorCore(wiring.Component):
 
         # ---------------------------------------------------------------- job registers
         op = Signal(1); mode = Signal(2); out_mode = Signal(2); mult = Signal(16)
-        shift = Signal(5); k_steps = Signal(self.k_words.shape().width + 1)
-        v_steps = Signal.like(k_steps); m_rows = Signal(16); n_rt = Signal(16)
+        shift = Signal(5); m_rows = Signal(16)
         n_sel = Signal(16); n_tok = Signal(16); sam_n = Signal(5); sam_m = Signal(5)
-        n_tt = Signal(16)
+        k_words = Signal.like(self.k_words); vs_in = Signal.like(self.v_steps)
+        n_rt = Signal(16)
+        # Start latches the control ports; the CHECK cycle after it validates them
+        # and derives the job constants below from those registers, so neither the
+        # checks nor the derivations are on a path from the ports into the FSM.
+        # The RUN counters (beat, vb, rt, tt) each carry an "at its last value" flag
+        # register, set from a compare with (last - 1) when the counter steps, so no
+        # compare sits between a counter and the FSM; the other ends are registers.
+        kw_bits_ = self.k_words.shape().width + 1
+        k_last1 = Signal(kw_bits_); v_last1 = Signal(kw_bits_)   # last value - 1
+        rt_last1 = Signal(16); tt_last1 = Signal(16)
+        k_one = Signal(); v_one = Signal(); rt_one = Signal()    # the count is 1
+        beat_last = Signal(); vb_last = Signal(); rt_at_last = Signal(); tt_at_last = Signal()
+        beat_zero = Signal()
+        kw_last = Signal.like(self.k_words); sel_last = Signal(16); ntok_last = Signal(16)
+        ld_more = Signal()            # LOAD: tokens left to load
+        sel_left = Signal(17)         # SEL: entries not yet loaded (n_sel - cnt * lanes)
         # store rows per tile: rows, or rows * M / N in Samoyeds mode (a job constant)
         spr = Signal(_bits(cfg.store_rows + 1) + 1)
-        spr_in = Mux(self.mode == SAMOYEDS, (cfg.rows * self.sam_m) >> Mux(
-            self.sam_n == 1, 0, Mux(self.sam_n == 2, 1, Mux(self.sam_n == 4, 2, Mux(
-                self.sam_n == 8, 3, 4)))), cfg.rows)
+        spr_in = Mux(mode == SAMOYEDS, (cfg.rows * sam_m) >> Mux(
+            sam_n == 1, 0, Mux(sam_n == 2, 1, Mux(sam_n == 4, 2, Mux(sam_n == 8, 3, 4)))),
+            cfg.rows)
         rt_base = Signal(16)          # first output row of the current row tile
         rows_left = Signal(17)        # m_rows - rt_base
         pend = Signal(2)              # tiles started and not yet drained (see the issue gate)
@@ -134,24 +153,27 @@ class SparseTensorCore(wiring.Component):
         # Sticky error sources, OR-ed into `error` once per cycle (several can
         # fire in the same cycle; separate sync assignments would overwrite).
         err_terms = {ERR_CONFIG: [], ERR_META: [], ERR_SEL: [], ERR_INDEX: []}
-        k_words_r = Signal.like(self.k_words)
 
-        cfg_bad = Signal()
+        # Job checks: each is one compare of the ports, registered at start (like a
+        # CSR decode); CHECK ORs the bits, so no compare tree feeds the FSM.
         nm_ok = Signal()
         m.d.comb += nm_ok.eq(0)
         for (nn, mm) in cfg.samoyeds_nm:
             with m.If((self.sam_n == nn) & (self.sam_m == mm)):
                 m.d.comb += nm_ok.eq(1)
-        ks_in = Mux(self.mode == DENSE, self.k_words << 1, self.k_words)
-        m.d.comb += cfg_bad.eq(
-            (self.mode == 3) | (self.out_mode == 3)
-            | ((self.out_mode == 2) & (self.shift == 0))
-            | (self.n_tokens > cfg.max_tokens) | (self.k_words == 0)
-            | (self.k_words > cfg.max_kw)
-            | ((self.op != OP_LOAD) & (
-                (self.n_sel > cfg.max_sel) | (self.n_row_tiles == 0) | (self.m_rows == 0)
-                | ((self.mode == SAMOYEDS) & (~nm_ok | (self.v_steps == 0)
-                                              | (self.v_steps > self.k_words))))))
+        chk_any_in = Cat(self.mode == 3, self.out_mode == 3,
+                         (self.out_mode == 2) & (self.shift == 0),
+                         self.n_tokens > cfg.max_tokens, self.k_words == 0,
+                         self.k_words > cfg.max_kw)
+        chk_mm_in = Cat(self.n_sel > cfg.max_sel, self.n_row_tiles == 0, self.m_rows == 0,
+                        (self.mode == SAMOYEDS) & ~nm_ok,
+                        (self.mode == SAMOYEDS) & (self.v_steps == 0),
+                        (self.mode == SAMOYEDS) & (self.v_steps > self.k_words))
+        chk_any = Signal(len(chk_any_in)); chk_mm = Signal(len(chk_mm_in))
+        cfg_bad = Signal()
+        m.d.comb += cfg_bad.eq((chk_any != 0) | ((op != OP_LOAD) & (chk_mm != 0)))
+        ks_in = Mux(mode == DENSE, k_words << 1, k_words)
+        n_tt_in = (n_sel + C - 1) >> _bits(C) if C > 1 else n_sel
 
         # ---------------------------------------------------------------- memories
         # One copy of the activation buffer per PE column: every column reads a
@@ -195,11 +217,10 @@ class SparseTensorCore(wiring.Component):
             tok.append(rp.data)
 
         # ---------------------------------------------------------------- counters / FSM
-        beat = Signal.like(k_steps)   # beat within the tile
-        vb = Signal.like(k_steps)     # beat within the flush block
+        beat = Signal(kw_bits_)       # beat within the tile
+        vb = Signal(kw_bits_)         # beat within the flush block
         rt = Signal(16)               # row tile
         cnt = Signal(16)              # SEL beat counter
-        sel_beats = Signal(16)
         prev_sel = Signal(16)
         cycles = Signal(32)
         m.d.comb += self.cycles.eq(cycles)
@@ -211,8 +232,13 @@ class SparseTensorCore(wiring.Component):
         NB = _bits(S + 1) + 1         # width of a tile's output-row count
         MW = 32 + C + NB              # tile metadata: token tile, base row, mask, rows
         s1_meta = Signal(MW)
-        f_valid = Signal(); f_tlast = Signal()
-        f_tt = Signal(16); f_base = Signal(16); f_mask = Signal(C); f_n = Signal(NB)
+        s1_rows = Signal(17)          # rows left in the job at this row tile (-> row count)
+        f_valid = Signal(); f_tlast = Signal()     # flush registers loaded
+        f_meta = Signal(MW)
+        # route stage: the flush registers OR-ed onto the store rows they land on, and the
+        # tile metadata of that flush
+        g_valid = Signal(); g_tlast = Signal()
+        g_tt = Signal(16); g_base = Signal(16); g_mask = Signal(C); g_n = Signal(NB)
         store_full = Signal()
         drain_busy = Signal()
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
@@ -223,7 +249,7 @@ class SparseTensorCore(wiring.Component):
         s1b_valid, s2_valid, s3_valid, s4_valid = Signal(), Signal(), Signal(), Signal()
         out_busy = Signal()   # a row is in the output pipeline
         m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid & ~s4_valid
-                                  & ~f_valid & ~store_full & ~drain_busy & ~out_busy
+                                  & ~f_valid & ~g_valid & ~store_full & ~drain_busy & ~out_busy
                                   & ~skid.o.valid & skid.i.ready)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
         # its fanout was the design's critical path on the FPGA); instead a tile may
@@ -231,14 +257,14 @@ class SparseTensorCore(wiring.Component):
         # Then the older tile finds the drain bank free when it finishes, so a
         # flush never meets a store it cannot add into.
         gate = Signal()
-        m.d.comb += gate.eq((beat != 0) | (pend <= 1))
+        m.d.comb += gate.eq(~beat_zero | (pend <= 1))
 
         issue = Signal()
+        last_beat, last_vb = beat_last, vb_last
         mask_now = Signal(C)
-        remaining = Signal(17)
-        m.d.comb += remaining.eq(n_sel - (tt << _bits(C) if C > 1 else tt))
+        rem = Signal(17)              # SEL entries from token tile tt on (n_sel - tt * cols)
         for c in range(C):
-            m.d.comb += mask_now[c].eq(remaining > c)
+            m.d.comb += mask_now[c].eq(rem > c)
 
         with m.If(self.clear):
             m.d.sync += self.done.eq(0)
@@ -248,41 +274,54 @@ class SparseTensorCore(wiring.Component):
                 with m.If(self.start & ~self.clear):
                     m.d.sync += [
                         op.eq(self.op), mode.eq(self.mode), out_mode.eq(self.out_mode),
-                        mult.eq(self.mult), shift.eq(self.shift), k_steps.eq(ks_in),
-                        v_steps.eq(Mux(self.mode == SAMOYEDS, self.v_steps, ks_in)),
-                        m_rows.eq(self.m_rows), n_rt.eq(self.n_row_tiles),
+                        mult.eq(self.mult), shift.eq(self.shift), m_rows.eq(self.m_rows),
                         n_sel.eq(self.n_sel), n_tok.eq(self.n_tokens),
-                        sam_n.eq(self.sam_n), sam_m.eq(self.sam_m),
-                        n_tt.eq((self.n_sel + C - 1) >> _bits(C) if C > 1 else self.n_sel),
-                        sel_beats.eq((self.n_sel + L - 1) >> _bits(L) if L > 1 else self.n_sel),
+                        sam_n.eq(self.sam_n), sam_m.eq(self.sam_m), k_words.eq(self.k_words),
+                        vs_in.eq(self.v_steps), n_rt.eq(self.n_row_tiles),
+                        chk_any.eq(chk_any_in), chk_mm.eq(chk_mm_in),
                         cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), cycles.eq(0),
-                        spr.eq(spr_in), rt_base.eq(0), rows_left.eq(self.m_rows),
-                        job_sam.eq(self.mode == SAMOYEDS),
-                        job_nm.eq(Cat((self.mode == SAMOYEDS) & (self.sam_n == nn)
-                                      & (self.sam_m == mm) for nn, mm in cfg.samoyeds_nm)),
-                        self.done.eq(0), k_words_r.eq(self.k_words),
+                        rt_base.eq(0), self.done.eq(0),
                     ]
-                    err_terms[ERR_CONFIG].append(self.start & ~self.clear & cfg_bad)
-                    with m.If(cfg_bad):
-                        m.d.sync += self.done.eq(1)
-                    with m.Elif(self.op == OP_LOAD):
-                        m.next = "LOAD"
-                    with m.Elif(self.n_sel == 0):
-                        m.next = "WAIT"
-                    with m.Else():
-                        m.next = "SEL"
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                v_in = Mux(mode == SAMOYEDS, vs_in, ks_in)
+                m.d.sync += [
+                    cycles.eq(cycles + 1),
+                    sel_last.eq(((n_sel + L - 1) >> _bits(L) if L > 1 else n_sel) - 1),
+                    kw_last.eq(k_words - 1), ntok_last.eq(n_tok - 1), ld_more.eq(n_tok != 0),
+                    sel_left.eq(n_sel),
+                    k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2), rt_last1.eq(n_rt - 2),
+                    tt_last1.eq(n_tt_in - 2),
+                    k_one.eq(ks_in == 1), v_one.eq(v_in == 1), rt_one.eq(n_rt == 1),
+                    beat_last.eq(ks_in == 1), vb_last.eq(v_in == 1), rt_at_last.eq(n_rt == 1),
+                    tt_at_last.eq(n_sel <= C), beat_zero.eq(1),
+                    spr.eq(spr_in), rows_left.eq(m_rows), rem.eq(n_sel),
+                    job_sam.eq(mode == SAMOYEDS),
+                    job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n == nn) & (sam_m == mm)
+                                  for nn, mm in cfg.samoyeds_nm)),
+                ]
+                err_terms[ERR_CONFIG].append(cfg_bad)
+                with m.If(cfg_bad):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+                with m.Elif(op == OP_LOAD):
+                    m.next = "LOAD"
+                with m.Elif(n_sel == 0):
+                    m.next = "WAIT"
+                with m.Else():
+                    m.next = "SEL"
             with m.State("LOAD"):
                 m.d.sync += cycles.eq(cycles + 1)
                 # tt counts whole tokens loaded (no n_tok * k_words multiplier)
-                m.d.comb += [self.act.ready.eq(tt != n_tok),
+                m.d.comb += [self.act.ready.eq(ld_more),
                              act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits])),
                              act_wr_en.eq(self.act.valid & self.act.ready)]
                 with m.If(self.act.valid & self.act.ready):
-                    with m.If(beat == k_words_r - 1):
-                        m.d.sync += [beat.eq(0), tt.eq(tt + 1)]
+                    with m.If(beat == kw_last):
+                        m.d.sync += [beat.eq(0), tt.eq(tt + 1), ld_more.eq(tt != ntok_last)]
                     with m.Else():
                         m.d.sync += beat.eq(beat + 1)
-                with m.If(tt == n_tok):
+                with m.If(~ld_more):
                     m.d.sync += [self.done.eq(1), tt.eq(0)]
                     m.next = "IDLE"
             with m.State("SEL"):
@@ -291,8 +330,9 @@ class SparseTensorCore(wiring.Component):
                 m.d.comb += [self.sel.ready.eq(1), first.eq(cnt * L),
                              sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
                 lane_ok = Signal(L)  # lanes carrying an entry (< n_sel)
-                m.d.comb += [lane_ok[l].eq(first + l < n_sel) for l in range(L)]
+                m.d.comb += [lane_ok[l].eq(sel_left > l) for l in range(L)]
                 with m.If(self.sel.valid):
+                    m.d.sync += sel_left.eq(sel_left - L)
                     grp = (cnt % (C // L)) if C > L else 0
                     for c in range(C):
                         m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
@@ -303,27 +343,32 @@ class SparseTensorCore(wiring.Component):
                         order = (v <= prev) if l else ((cnt != 0) & (v <= prev))
                         err_terms[ERR_SEL].append(self.sel.valid & lane_ok[l]
                                                   & ((v >= n_tok) | order))
-                    with m.If(cnt == sel_beats - 1):
+                    with m.If(cnt == sel_last):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += cycles.eq(cycles + 1)
                 m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
                 with m.If(issue):
-                    last_beat = beat == k_steps - 1
+                    m.d.sync += beat_zero.eq(beat_last)
                     with m.If(last_beat):
-                        m.d.sync += [beat.eq(0), vb.eq(0)]
-                        with m.If(rt == n_rt - 1):
+                        m.d.sync += [beat.eq(0), vb.eq(0), beat_last.eq(k_one), vb_last.eq(v_one)]
+                        with m.If(rt_at_last):
                             m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0),
-                                         rows_left.eq(m_rows)]
+                                         rows_left.eq(m_rows), rem.eq(rem - C),
+                                         rt_at_last.eq(rt_one), tt_at_last.eq(tt == tt_last1)]
                             m.d.comb += tile_done.eq(1)
-                            with m.If(tt == n_tt - 1):
+                            with m.If(tt_at_last):
                                 m.next = "WAIT"
                         with m.Else():
                             m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
-                                         rows_left.eq(rows_left - spr)]
+                                         rows_left.eq(rows_left - spr),
+                                         rt_at_last.eq(rt == rt_last1)]
                     with m.Else():
-                        m.d.sync += [beat.eq(beat + 1),
-                                     vb.eq(Mux(vb == v_steps - 1, 0, vb + 1))]
+                        m.d.sync += [beat.eq(beat + 1), beat_last.eq(beat == k_last1)]
+                        with m.If(last_vb):
+                            m.d.sync += [vb.eq(0), vb_last.eq(v_one)]
+                        with m.Else():
+                            m.d.sync += [vb.eq(vb + 1), vb_last.eq(vb == v_last1)]
             with m.State("WAIT"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(pipe_empty):
@@ -333,8 +378,8 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += tt_rd.eq(Mux(tile_done, tt + 1, tt))
         in_sel = fsm.ongoing("SEL")
         err_terms[ERR_SEL] = [t & in_sel for t in err_terms[ERR_SEL]]
-        in_idle = fsm.ongoing("IDLE")
-        err_terms[ERR_CONFIG] = [err_terms[ERR_CONFIG][0] & in_idle] + err_terms[ERR_CONFIG][1:]
+        in_check = fsm.ongoing("CHECK")
+        err_terms[ERR_CONFIG] = [err_terms[ERR_CONFIG][0] & in_check] + err_terms[ERR_CONFIG][1:]
 
         # ---------------------------------------------------------------- issue stage
         g = Mux(mode == DENSE, beat >> 1, beat)
@@ -343,10 +388,9 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += s1_valid.eq(issue)
         with m.If(issue):
             m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
-                         s1_blast.eq((vb == v_steps - 1) | (beat == k_steps - 1)),
-                         s1_tlast.eq(beat == k_steps - 1), s1_half.eq(beat[0]),
-                         s1_meta.eq(Cat(tt, rt_base, mask_now,
-                                        Mux(rows_left < spr, rows_left, spr)[:NB]))]
+                         s1_blast.eq(last_vb | last_beat),
+                         s1_tlast.eq(last_beat), s1_half.eq(beat[0]),
+                         s1_meta.eq(Cat(tt, rt_base, mask_now)), s1_rows.eq(rows_left)]
         # Bad-input checks on every beat taken (sticky; the job runs on).
         lanes = self.w.payload
         for r in range(R):
@@ -357,7 +401,7 @@ class SparseTensorCore(wiring.Component):
                 bad = bad | (((r & (sam_n - 1)) != 0) & (lanes[r].idx <= lanes[r - 1].idx))
             err_terms[ERR_INDEX].append(issue & (mode == SAMOYEDS) & bad)
         # A tile must end on a flush-block boundary (V divides K).
-        err_terms[ERR_CONFIG].append(issue & (beat == k_steps - 1) & (vb != v_steps - 1))
+        err_terms[ERR_CONFIG].append(issue & last_beat & ~last_vb)
 
         # ---------------------------------------------------------------- PE array
         # Register stages, so the block RAM output, every multiplier (a DSP block
@@ -379,8 +423,9 @@ class SparseTensorCore(wiring.Component):
                      s4_valid.eq(s3_valid),
                      s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s2_flags.eq(s1b_flags),
                      s3_flags.eq(s2_flags), s4_flags.eq(s3_flags),
-                     s1b_meta.eq(s1_meta), s2_meta.eq(s1b_meta), s3_meta.eq(s2_meta),
-                     s4_meta.eq(s3_meta), s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
+                     s1b_meta.eq(Cat(s1_meta[:32 + C], Mux(s1_rows < spr, s1_rows, spr)[:NB])),
+                     s2_meta.eq(s1b_meta), s3_meta.eq(s2_meta), s4_meta.eq(s3_meta),
+                     s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
         m.d.sync += [s2_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
         m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
         m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
@@ -389,11 +434,17 @@ class SparseTensorCore(wiring.Component):
         s4_first, s4_blast, s4_tlast = s4_flags[0], s4_flags[1], s4_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
+        # The nibble each PE selects with, registered per PE at s1b (dense mode: the
+        # fixed pair of the beat's half): the activation select then waits on a
+        # register beside it, not on the job's mode across the array.
+        row_dense = replicas(m, platform, mode == DENSE, R, "dense")
         for r in range(R):
             lane = s1b_lanes[r]
-            nib = Mux(mode == DENSE, Mux(s1b_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]), lane.nib)
-            lo, hi = nib[:2], nib[2:]
+            nib_in = Mux(row_dense[r], Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]),
+                         s1_lanes[r].nib)
+            nibs = replicas(m, platform, nib_in, C, f"s1b_nib{r}")
             for c in range(C):
+                lo, hi = nibs[c][:2], nibs[c][2:]
                 xs = Array(act_q[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
                 xa = Signal(signed(8), name=f"s1b_xa_{r}_{c}")
                 xb = Signal(signed(8), name=f"s1b_xb_{r}_{c}")
@@ -410,8 +461,11 @@ class SparseTensorCore(wiring.Component):
                     m.d.sync += acc[r][c].eq(nxt)
                     with m.If(s4_blast):
                         m.d.sync += flush[r][c].eq(nxt)
+        m.d.sync += f_valid.eq(s4_valid & s4_blast)
         with m.If(s4_valid & s4_blast):
-            m.d.sync += Cat(f_tt, f_base, f_mask, f_n).eq(s4_meta)
+            m.d.sync += [f_meta.eq(s4_meta), f_tlast.eq(s4_tlast)]
+        with m.If(f_valid):
+            m.d.sync += Cat(g_tt, g_base, g_mask, g_n).eq(f_meta)
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
         # crossbar holds only the connections some supported (N, M) can use. The
@@ -428,10 +482,15 @@ class SparseTensorCore(wiring.Component):
                     continue
                 for r in range(b * nn, b * nn + nn):
                     terms.append((r, job_nm[k] & (s4_idx[r] == i)))
+            # One copy per store lane (hdl.fpga.replicas of the next-state value):
+            # a shared select register would reach 32 * cols route bits.
             sels = Signal(len(terms), name=f"f_route{s_}")
-            with m.If(s4_valid & s4_blast):
-                m.d.sync += sels.eq(Cat(cond for _, cond in terms))
-            route[s_] = [(r, sels[j]) for j, (r, _) in enumerate(terms)]
+            sels_n = Signal(len(terms), name=f"f_route{s_}_next")
+            m.d.comb += sels_n.eq(Mux(s4_valid & s4_blast, Cat(cond for _, cond in terms), sels))
+            m.d.sync += sels.eq(sels_n)
+            copies = replicas(m, platform, sels_n, C, f"froute{s_}")
+            route[s_] = [[(r, copies[c][j]) for j, (r, _) in enumerate(terms)]
+                         for c in range(C)]
 
         # ---------------------------------------------------------------- accumulator store
         # A flush adds into the store. The last flush of a tile goes straight on into
@@ -442,8 +501,8 @@ class SparseTensorCore(wiring.Component):
         st_tt = Signal(16); st_base = Signal(16); st_mask = Signal(C); st_n = Signal(NB)
         dr_tt = Signal(16); dr_mask = Signal(C); dr_base = Signal(16)
         pb = _bits(P) if P > 1 else 0
-        dr_q = Signal(16); dr_lastq = Signal(16); dr_n = Signal(NB)
-        add = f_valid
+        dr_q = Signal(NB); dr_lastq = Signal(NB); dr_n = Signal(NB)
+        add = g_valid
 
         def store_ctl(fv, ft, sf, db):
             """(copy, bypass) from flush valid/last, store full and drain busy: a
@@ -451,7 +510,7 @@ class SparseTensorCore(wiring.Component):
             tile's last flush goes straight into it (bypass)."""
             return sf & ~db, fv & ft & ~db & ~sf
 
-        c_, b_ = store_ctl(f_valid, f_tlast, store_full, drain_busy)
+        c_, b_ = store_ctl(g_valid, g_tlast, store_full, drain_busy)
         m.d.comb += [copy.eq(c_), bypass.eq(b_)]
         shift_out = drain_busy & skid.i.ready     # P rows leave the drain bank this cycle
         drain_done = Signal()
@@ -462,41 +521,54 @@ class SparseTensorCore(wiring.Component):
         # hold its own copies (hdl.fpga.replicas), equal to them in every cycle:
         # the fanout of one register is then one lane, not the whole bank.
         fv_n, ft_n, sf_n, db_n = Signal(), Signal(), Signal(), Signal()
-        m.d.comb += [fv_n.eq(s4_valid & s4_blast), ft_n.eq(Mux(fv_n, s4_tlast, f_tlast)),
-                     sf_n.eq((add & f_tlast & ~bypass) | (store_full & ~copy)),
+        m.d.comb += [fv_n.eq(f_valid), ft_n.eq(Mux(f_valid, f_tlast, g_tlast)),
+                     sf_n.eq((add & g_tlast & ~bypass) | (store_full & ~copy)),
                      db_n.eq(bypass | copy | (drain_busy & ~drain_done))]
-        m.d.sync += [f_valid.eq(fv_n), f_tlast.eq(ft_n), store_full.eq(sf_n),
+        m.d.sync += [g_valid.eq(fv_n), g_tlast.eq(ft_n), store_full.eq(sf_n),
                      drain_busy.eq(db_n)]
-        lane_ctl = replicas(m, platform, Cat(fv_n, ft_n, sf_n, db_n, skid.ready_next), S * C,
+        # One copy per byte of each lane: a lane's store, drain and adder bits are
+        # ~100 loads, too many (and too spread out) for one register.
+        G, W = 4, 8
+        lane_ctl = replicas(m, platform, Cat(fv_n, ft_n, sf_n, db_n, skid.ready_next), S * C * G,
                             "sctl", init=0b10000)
         for s_ in range(S):
             for c in range(C):
-                q = lane_ctl[s_ * C + c]
-                l_fv, l_ft, l_sf, l_db, l_rdy = q[0], q[1], q[2], q[3], q[4]
-                l_copy, l_bypass = store_ctl(l_fv, l_ft, l_sf, l_db)
                 contrib = 0
-                for r, cond in route[s_]:
+                for r, cond in route[s_][c]:
                     contrib = contrib | Mux(cond, flush[r][c], 0)
+                # The route stage: registered beside its store lane, so the adder no
+                # longer waits on a mux tree fed from PE rows across the array.
+                routed = Signal(signed(32), name=f"route_{s_}_{c}")
+                m.d.sync += routed.eq(contrib)
                 total = Signal(signed(32), name=f"sum_{s_}_{c}")
-                m.d.comb += total.eq(Mux(l_copy, 0, store[s_][c]) + contrib)
-                with m.If(l_fv):
-                    m.d.sync += store[s_][c].eq(Mux(l_bypass, 0, total))
-                with m.Elif(l_copy):
-                    m.d.sync += store[s_][c].eq(0)
-                # The drain bank is a shift register: P rows leave per beat from the top.
-                with m.If(l_bypass):
-                    m.d.sync += drain[s_][c].eq(total)
-                with m.Elif(l_copy):
-                    m.d.sync += drain[s_][c].eq(store[s_][c])
-                with m.Elif(l_db & l_rdy):
-                    m.d.sync += drain[s_][c].eq(drain[s_ + P][c] if s_ + P < S else 0)
-        with m.If(add & f_tlast & ~bypass):
-            m.d.sync += [st_tt.eq(f_tt), st_base.eq(f_base), st_mask.eq(f_mask), st_n.eq(f_n)]
+                held = Signal(32, name=f"held_{s_}_{c}")   # the store, or 0 as it is copied
+                m.d.comb += total.eq(held.as_signed() + routed)
+                below = drain[s_ + P][c] if s_ + P < S else Const(0, 32)
+                for k in range(G):
+                    q = lane_ctl[(s_ * C + c) * G + k]
+                    l_fv, l_ft, l_sf, l_db, l_rdy = q[0], q[1], q[2], q[3], q[4]
+                    l_copy, l_bypass = store_ctl(l_fv, l_ft, l_sf, l_db)
+                    b = slice(k * W, (k + 1) * W)
+                    st, dr = store[s_][c][b], drain[s_][c][b]
+                    m.d.comb += held[b].eq(Mux(l_copy, 0, st))
+                    with m.If(l_fv):
+                        m.d.sync += st.eq(Mux(l_bypass, 0, total[b]))
+                    with m.Elif(l_copy):
+                        m.d.sync += st.eq(0)
+                    # The drain bank is a shift register: P rows leave per beat from the top.
+                    with m.If(l_bypass):
+                        m.d.sync += dr.eq(total[b])
+                    with m.Elif(l_copy):
+                        m.d.sync += dr.eq(st)
+                    with m.Elif(l_db & l_rdy):
+                        m.d.sync += dr.eq(below[b])
+        with m.If(add & g_tlast & ~bypass):
+            m.d.sync += [st_tt.eq(g_tt), st_base.eq(g_base), st_mask.eq(g_mask), st_n.eq(g_n)]
 
         # ---------------------------------------------------------------- drain
         with m.If(bypass):
-            m.d.sync += [dr_tt.eq(f_tt), dr_mask.eq(f_mask), dr_q.eq(0),
-                         dr_base.eq(f_base), dr_n.eq(f_n), dr_lastq.eq((f_n - 1) >> pb)]
+            m.d.sync += [dr_tt.eq(g_tt), dr_mask.eq(g_mask), dr_q.eq(0),
+                         dr_base.eq(g_base), dr_n.eq(g_n), dr_lastq.eq((g_n - 1) >> pb)]
         with m.Elif(copy):
             m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
                          dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
@@ -510,9 +582,9 @@ class SparseTensorCore(wiring.Component):
         #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
         #   o2 lo product + rounding bit; hi partials summed
         #   o3 + (hi product << 17): acc * mult + rounding, exact
-        #   o4 saturation flags (t against the job's bounds, or the int8_sat clamp)
-        #      beside the coarse shift by shift & ~7
-        #   o5 the fine shift by shift & 7 and the select (or the int32 value)
+        #   o4 saturation flags (t against the job's bounds, or the int8_sat clamp
+        #      flags compared in o3) beside the coarse shift by shift & ~3
+        #   o5 the fine shift by shift & 3 and the select (or the int32 value)
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
         # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
@@ -527,9 +599,10 @@ class SparseTensorCore(wiring.Component):
         # The job constants of the output stage (shift, out_mode, mult) reach every
         # bit of every lane: each lane gets its own copy (hdl.fpga.replicas), loaded
         # the cycle after the job starts, long before its first row arrives.
-        lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg")
-        # ...and its own copy of the stage enable (the skid buffer's ready, ~200 loads a lane)
-        lane_adv = replicas(m, platform, skid.ready_next, P * C, "oadv", init=1)
+        # Three copies a lane: o1 (mult), o2-o4 (shift, mode), o5 (shift, mode).
+        lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C * 3, "ocfg")
+        # ...and a copy of the stage enable (the skid buffer's ready) per lane and stage
+        lane_adv = replicas(m, platform, skid.ready_next, P * C * NST, "oadv", init=1)
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
         rmask = Signal(P)
@@ -544,9 +617,11 @@ class SparseTensorCore(wiring.Component):
             for c in range(C):
                 n = f"{p}_{c}"
                 src = drain[p][c]
-                q = lane_cfg[p * C + c]
-                l_shift, l_mode, l_mult = q[:5], q[5:7], q[7:23]
-                l_adv = lane_adv[p * C + c]
+                qa, qb, qc = lane_cfg[(p * C + c) * 3: (p * C + c) * 3 + 3]
+                l_mult = qa[7:23]
+                l_shift, l_mode = qb[:5], qb[5:7]
+                o5_shift, o5_mode = qc[:5], qc[5:7]
+                a1, a2, a3, a4, a5 = lane_adv[(p * C + c) * NST: (p * C + c + 1) * NST]
                 # Rounding bit and saturation bounds of requant, per lane and per job:
                 # (t >> shift) > 127 iff t >= 128 << shift, and < -128 iff
                 # t < -128 << shift. Comparing t with them runs beside the barrel
@@ -560,7 +635,7 @@ class SparseTensorCore(wiring.Component):
                 # o1: the low 17 bits x mult in a DSP (its output register is o1)
                 lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
                                                               in_reg=False, enable=True)
-                m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult), lo_mul.en.eq(l_adv)]
+                m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult), lo_mul.en.eq(a1)]
                 lo_p = lo_mul.p
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (1, 2, 3))
                 ha = Signal(signed(hb + 18), name=f"o1_ha_{n}")
@@ -569,31 +644,36 @@ class SparseTensorCore(wiring.Component):
                 s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}")
                 t = Signal(signed(hb + 37), name=f"o3_t_{n}")
                 o4a = Signal(signed(32), name=f"o4_acc_{n}")
+                big = Signal(name=f"o3_big_{n}")       # int8_sat: o3a > 127
+                small = Signal(name=f"o3_small_{n}")   # int8_sat: o3a < -128
                 f_pos = Signal(name=f"o4_pos_{n}")     # saturate to +127
                 f_neg = Signal(name=f"o4_neg_{n}")     # saturate to -128
-                tq = Signal(15, name=f"o4_tq_{n}")     # t >> (shift & ~7): 15 bits suffice
+                tq = Signal(11, name=f"o4_tq_{n}")     # t >> (shift & ~3): 11 bits suffice
                 o5 = Signal(signed(32), name=f"o5_{n}")
                 hi = src[17:AB].as_signed()
                 terms = [Mux(hi[i], l_mult << i, 0) for i in range(hb - 1)]
                 terms.append(Mux(hi[hb - 1],
                                  -(Cat(l_mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
                 half = (hb + 1) // 2
-                low8 = (tq >> l_shift[:3])[:8].as_signed()
-                with m.If(l_adv):
-                    m.d.sync += [
-                        o1a.eq(src),
-                        ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
-                        o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
-                        o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
-                        o4a.eq(o3a),
-                        f_pos.eq(Mux(l_mode == 1, o3a > 127, t >= sat_hi)),
-                        f_neg.eq(Mux(l_mode == 1, o3a < -128, t < sat_lo)),
-                        tq.eq(t >> Cat(Const(0, 3), l_shift[3:5])),
-                        o5.eq(Mux(l_mode == 0, o4a,
-                                  Mux(f_pos, 127, Mux(f_neg, -128,
-                                                      Mux(l_mode == 1, o4a[:8].as_signed(),
-                                                          low8))))),
-                    ]
+                low8 = (tq >> o5_shift[:2])[:8].as_signed()
+                with m.If(a1):
+                    m.d.sync += [o1a.eq(src),
+                                 ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:]))]
+                with m.If(a2):
+                    m.d.sync += [o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp)]
+                with m.If(a3):
+                    m.d.sync += [o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
+                                 big.eq(o2a > 127), small.eq(o2a < -128)]
+                with m.If(a4):
+                    m.d.sync += [o4a.eq(o3a),
+                                 f_pos.eq(Mux(l_mode == 1, big, t >= sat_hi)),
+                                 f_neg.eq(Mux(l_mode == 1, small, t < sat_lo)),
+                                 tq.eq(t >> Cat(Const(0, 2), l_shift[2:5]))]
+                with m.If(a5):
+                    m.d.sync += o5.eq(Mux(o5_mode == 0, o4a,
+                                          Mux(f_pos, 127, Mux(f_neg, -128,
+                                                              Mux(o5_mode == 1,
+                                                                  o4a[:8].as_signed(), low8)))))
                 row_vals.append(o5)
             out_vals.append(row_vals)
         m.d.comb += [skid.i.valid.eq(ov[NST - 1]),
@@ -602,11 +682,20 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += [skid.i.payload.data[p][c].eq(out_vals[p][c])
                      for p in range(P) for c in range(C)]
 
+        # The stream checks (SEL, metadata, indices, the tile-end check) are registered
+        # once before they reach `error` (their compare trees then end in a register);
+        # the job check in CHECK is not: `done` rises with it. Every stream check
+        # fires many cycles before the job's `done`.
+        err_now = err_terms[ERR_CONFIG][0]
+        err_terms[ERR_CONFIG] = err_terms[ERR_CONFIG][1:]
         err_set = Signal(4)
         for bit, terms in err_terms.items():
             any_ = 0
             for t in terms:
                 any_ = any_ | t
             m.d.comb += err_set[bit.bit_length() - 1].eq(any_)
-        m.d.sync += error.eq(Mux(self.clear, 0, error | err_set))
+        err_q = Signal(4)
+        m.d.sync += err_q.eq(Mux(self.clear, 0, err_set))
+        m.d.sync += error.eq(Mux(self.clear, 0,
+                                 error | err_q | Mux(err_now, ERR_CONFIG, 0)))
         return m
