@@ -9,7 +9,8 @@ async def skid_buffer_under_stalls(dut):
     rng = seeded_rng()
     p_valid, p_ready = stall_probs(rng)
     width = len(dut.i__payload)
-    data = [int(x) for x in rng.integers(0, 1 << width, size=300)]
+    nbytes = -(-width // 8)   # any width, also past numpy's 64-bit integers
+    data = [int.from_bytes(rng.bytes(nbytes), "little") & ((1 << width) - 1) for _ in range(300)]
     drv = StreamDriver(dut, "i", rng, p_valid)
     mon = StreamMonitor(dut, "o", rng, p_ready)
     h = Harness(dut, [drv, mon])

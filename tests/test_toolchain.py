@@ -6,6 +6,7 @@ import pytest
 from hdl.stream import SkidBuffer
 from hdl.verilog import to_verilog
 from sim import cocotb_run, toolchain
+from sim.sptc import ECP5_MODELS
 
 
 def test_packages_import():
@@ -26,3 +27,15 @@ def test_skid_buffer_cocotb(simulator, seed, tmp_path):
     v = to_verilog(SkidBuffer(13), "skid_buffer", {"width": 13})
     b = cocotb_run.build("skid_buffer", v, "skid_buffer", simulator=simulator)
     cocotb_run.run(b, "tb.smoke", test_dir=tmp_path, env={"MOE_SEED": str(seed)})
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("target", [None, "ecp5"])
+def test_wide_skid_buffer_cocotb(target, tmp_path):
+    """A payload wider than 32 bits: the entries' enables and the output select are
+    split per 32 bits (and on the ECP5, each part has its own control copies)."""
+    v = to_verilog(SkidBuffer(100), "skid_buffer_w", {"width": 100}, target)
+    if target == "ecp5":
+        v += "\n" + ECP5_MODELS.read_text()
+    b = cocotb_run.build(f"skid_buffer_w{'_' + target if target else ''}", v, "skid_buffer_w")
+    cocotb_run.run(b, "tb.smoke", test_dir=tmp_path, env={"MOE_SEED": "3"})

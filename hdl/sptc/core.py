@@ -269,16 +269,15 @@ class SparseTensorCore(wiring.Component):
         with m.If(self.clear):
             m.d.sync += self.done.eq(0)
 
+        # The job registers load from the ports at start. Their load enable reaches
+        # ~150 registers: each group has its own copy of "in IDLE" (a mirror of the
+        # FSM state, written through its next-state value), ANDed with start.
+        enter_idle = Signal(); leave_idle = Signal()
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & ~self.clear):
+                    m.d.comb += leave_idle.eq(1)
                     m.d.sync += [
-                        op.eq(self.op), mode.eq(self.mode), out_mode.eq(self.out_mode),
-                        mult.eq(self.mult), shift.eq(self.shift), m_rows.eq(self.m_rows),
-                        n_sel.eq(self.n_sel), n_tok.eq(self.n_tokens),
-                        sam_n.eq(self.sam_n), sam_m.eq(self.sam_m), k_words.eq(self.k_words),
-                        vs_in.eq(self.v_steps), n_rt.eq(self.n_row_tiles),
-                        chk_any.eq(chk_any_in), chk_mm.eq(chk_mm_in),
                         cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), cycles.eq(0),
                         rt_base.eq(0), self.done.eq(0),
                     ]
@@ -303,6 +302,7 @@ class SparseTensorCore(wiring.Component):
                 err_terms[ERR_CONFIG].append(cfg_bad)
                 with m.If(cfg_bad):
                     m.d.sync += self.done.eq(1)
+                    m.d.comb += enter_idle.eq(1)
                     m.next = "IDLE"
                 with m.Elif(op == OP_LOAD):
                     m.next = "LOAD"
@@ -323,6 +323,7 @@ class SparseTensorCore(wiring.Component):
                         m.d.sync += beat.eq(beat + 1)
                 with m.If(~ld_more):
                     m.d.sync += [self.done.eq(1), tt.eq(0)]
+                    m.d.comb += enter_idle.eq(1)
                     m.next = "IDLE"
             with m.State("SEL"):
                 m.d.sync += cycles.eq(cycles + 1)
@@ -373,8 +374,23 @@ class SparseTensorCore(wiring.Component):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(pipe_empty):
                     m.d.sync += self.done.eq(1)
+                    m.d.comb += enter_idle.eq(1)
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        idle_n = Signal()
+        m.d.comb += idle_n.eq(Mux(fsm.ongoing("IDLE"), ~leave_idle, enter_idle))
+        job_groups = [
+            [(op, self.op), (mode, self.mode), (out_mode, self.out_mode), (shift, self.shift),
+             (sam_n, self.sam_n), (sam_m, self.sam_m)],
+            [(mult, self.mult), (m_rows, self.m_rows), (k_words, self.k_words),
+             (vs_in, self.v_steps)],
+            [(n_sel, self.n_sel), (n_tok, self.n_tokens), (n_rt, self.n_row_tiles)],
+            [(chk_any, chk_any_in), (chk_mm, chk_mm_in)],
+        ]
+        idle_q = replicas(m, platform, idle_n, len(job_groups), "idle", init=1)
+        for q, group in zip(idle_q, job_groups):
+            with m.If(q & self.start & ~self.clear):
+                m.d.sync += [reg.eq(port) for reg, port in group]
         m.d.comb += tt_rd.eq(Mux(tile_done, tt + 1, tt))
         in_sel = fsm.ongoing("SEL")
         err_terms[ERR_SEL] = [t & in_sel for t in err_terms[ERR_SEL]]
@@ -431,7 +447,7 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
         act_q = [Signal(32, name=f"s1b_act{c}") for c in range(C)]
         m.d.sync += [act_q[c].eq(act_rd[c]) for c in range(C)]
-        s4_first, s4_blast, s4_tlast = s4_flags[0], s4_flags[1], s4_flags[2]
+        s4_blast, s4_tlast = s4_flags[1], s4_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
         # The nibble each PE selects with, registered per PE at s1b (dense mode: the
@@ -443,6 +459,9 @@ class SparseTensorCore(wiring.Component):
             nib_in = Mux(row_dense[r], Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]),
                          s1_lanes[r].nib)
             nibs = replicas(m, platform, nib_in, C, f"s1b_nib{r}")
+            # each PE's own copy of s4_valid, s4_first, s4_blast (they select every
+            # accumulator and flush bit of the array)
+            pe_s4 = replicas(m, platform, Cat(s3_valid, s3_flags[0], s3_flags[1]), C, f"s4c{r}")
             for c in range(C):
                 lo, hi = nibs[c][:2], nibs[c][2:]
                 xs = Array(act_q[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
@@ -455,11 +474,11 @@ class SparseTensorCore(wiring.Component):
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
                 m.d.comb += [xa.eq(xs[lo]), xb.eq(xs[hi]),
                              mul0.a.eq(lane.v0), mul0.b.eq(xa), mul1.a.eq(lane.v1), mul1.b.eq(xb),
-                             nxt.eq(Mux(s4_first, 0, acc[r][c]) + ps)]
+                             nxt.eq(Mux(pe_s4[c][1], 0, acc[r][c]) + ps)]
                 m.d.sync += ps.eq(mul0.p + mul1.p)
-                with m.If(s4_valid):
+                with m.If(pe_s4[c][0]):
                     m.d.sync += acc[r][c].eq(nxt)
-                    with m.If(s4_blast):
+                    with m.If(pe_s4[c][2]):
                         m.d.sync += flush[r][c].eq(nxt)
         m.d.sync += f_valid.eq(s4_valid & s4_blast)
         with m.If(s4_valid & s4_blast):
