@@ -164,13 +164,16 @@ def test_model_api_and_wide_ports():
     assert m.get("w__payload") == (1 << 96) - 1
     m.reset()
     assert (m.get("busy"), m.get("done"), m.get("error"), m.get("res__valid")) == (0, 0, 0, 0)
-    # a config error: start with k_words = 0 -> done and ERR_CONFIG after one edge
+    # a config error: start with k_words = 0 -> the CHECK cycle (busy, not done yet),
+    # then done and ERR_CONFIG together
     m.set("op", 1)
     m.set("k_words", 0)
     m.set("start", 1)
     m.step()
     m.set("start", 0)
-    assert (m.get("done"), m.get("error")) == (1, gs.ERR_CONFIG)
+    assert (m.get("busy"), m.get("done"), m.get("error")) == (1, 0, 0)
+    m.step()
+    assert (m.get("busy"), m.get("done"), m.get("error")) == (0, 1, gs.ERR_CONFIG)
     m.set("clear", 1)
     m.step()
     m.set("clear", 0)
