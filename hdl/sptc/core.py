@@ -153,6 +153,7 @@ class SparseTensorCore(wiring.Component):
         # Sticky error sources, OR-ed into `error` once per cycle (several can
         # fire in the same cycle; separate sync assignments would overwrite).
         err_terms = {ERR_CONFIG: [], ERR_META: [], ERR_SEL: [], ERR_INDEX: []}
+        err_now = Signal()            # the job check in CHECK (not registered: done rises with it)
 
         # Job checks: each is one compare of the ports, registered at start (like a
         # CSR decode); CHECK ORs the bits, so no compare tree feeds the FSM.
@@ -231,7 +232,7 @@ class SparseTensorCore(wiring.Component):
         s1_half = Signal()            # dense: which half of the activation word
         NB = _bits(S + 1) + 1         # width of a tile's output-row count
         MW = 32 + C + NB              # tile metadata: token tile, base row, mask, rows
-        s1_meta = Signal(MW)
+        s1_meta = Signal(32 + C)      # token tile, base row, mask (the row count joins at s1b)
         s1_rows = Signal(17)          # rows left in the job at this row tile (-> row count)
         f_valid = Signal(); f_tlast = Signal()     # flush registers loaded
         f_meta = Signal(MW)
@@ -299,7 +300,7 @@ class SparseTensorCore(wiring.Component):
                     job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n == nn) & (sam_m == mm)
                                   for nn, mm in cfg.samoyeds_nm)),
                 ]
-                err_terms[ERR_CONFIG].append(cfg_bad)
+                m.d.comb += err_now.eq(cfg_bad)
                 with m.If(cfg_bad):
                     m.d.sync += self.done.eq(1)
                     m.d.comb += enter_idle.eq(1)
@@ -394,8 +395,6 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += tt_rd.eq(Mux(tile_done, tt + 1, tt))
         in_sel = fsm.ongoing("SEL")
         err_terms[ERR_SEL] = [t & in_sel for t in err_terms[ERR_SEL]]
-        in_check = fsm.ongoing("CHECK")
-        err_terms[ERR_CONFIG] = [err_terms[ERR_CONFIG][0] & in_check] + err_terms[ERR_CONFIG][1:]
 
         # ---------------------------------------------------------------- issue stage
         g = Mux(mode == DENSE, beat >> 1, beat)
@@ -439,7 +438,7 @@ class SparseTensorCore(wiring.Component):
                      s4_valid.eq(s3_valid),
                      s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s2_flags.eq(s1b_flags),
                      s3_flags.eq(s2_flags), s4_flags.eq(s3_flags),
-                     s1b_meta.eq(Cat(s1_meta[:32 + C], Mux(s1_rows < spr, s1_rows, spr)[:NB])),
+                     s1b_meta.eq(Cat(s1_meta, Mux(s1_rows < spr, s1_rows, spr)[:NB])),
                      s2_meta.eq(s1b_meta), s3_meta.eq(s2_meta), s4_meta.eq(s3_meta),
                      s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
         m.d.sync += [s2_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
@@ -705,8 +704,6 @@ class SparseTensorCore(wiring.Component):
         # once before they reach `error` (their compare trees then end in a register);
         # the job check in CHECK is not: `done` rises with it. Every stream check
         # fires many cycles before the job's `done`.
-        err_now = err_terms[ERR_CONFIG][0]
-        err_terms[ERR_CONFIG] = err_terms[ERR_CONFIG][1:]
         err_set = Signal(4)
         for bit, terms in err_terms.items():
             any_ = 0
