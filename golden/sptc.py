@@ -289,6 +289,9 @@ PE_STAGES = 5         # s1 (beat, activation banks addressed), s1b (activations 
 ROUTE_STAGES = 1      # flush registers -> the store rows they land on (registered)
 OUT_STAGES = 5        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
                       # saturation flags + coarse shift, fine shift + select
+CTRL_LAG = 3          # the store/drain controller decides at s3; its decisions reach the
+                      # store, drain and output lanes through a 3-level register tree
+OUT_FIFO_DEPTH = 16   # output FIFO entries (the controller's credits for drain beats)
 
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:
@@ -368,10 +371,12 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     sel_beats = -(-n_sel // sel_lanes)
     state = "SEL" if n_sel else "WAIT"
     cnt = beat = vb = rt = tt = 0
-    pe = [None] * (PE_STAGES + ROUTE_STAGES)   # (blast, tlast, rt) per stage before the flush
+    # (blast, tlast, rt) per stage before the store controller takes the flush
+    pe = [None] * (PE_STAGES + ROUTE_STAGES - CTRL_LAG)
     f = None                    # the flush register
-    out = [False] * OUT_STAGES  # output pipeline valid bits
+    out = [False] * (CTRL_LAG + OUT_STAGES)  # drain beats on their way to the output FIFO
     store_full, store_rt, drain_left, skid_o = False, 0, 0, False
+    fifo_v = False              # a beat in the output FIFO
     pend = 0                    # tiles started and not yet drained
     cyc = 0
     while True:
@@ -379,14 +384,15 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         drain_busy = drain_left > 0
         copy = store_full and not drain_busy
         if state == "WAIT" and not any(pe) and f is None and not store_full \
-                and not drain_busy and not any(out) and not skid_o:
+                and not drain_busy and not any(out) and not fifo_v and not skid_o:
             return CHECK_CYCLES + cyc
         # the issue gate: a tile starts only when at most one older tile is in the unit
         issue = state == "RUN" and (beat != 0 or pend <= 1)
         if f is not None and store_full and not copy:  # the gate makes this impossible
             raise AssertionError("cycle model: a flush met a full store")
         # drain: drain_rows rows per cycle into the output pipeline (the sink never stalls)
-        skid_o = out[-1]
+        skid_o = fifo_v
+        fifo_v = out[-1]
         out = [drain_busy] + out[:-1]
         drain_done = drain_left == 1
         if drain_left:

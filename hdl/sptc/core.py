@@ -37,8 +37,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.sptc import (DENSE_NIBBLES, ERR_CONFIG, ERR_INDEX, ERR_META, ERR_SEL, MODE_CODES,
-                         OP_LOAD, SpTCConfig)
+from golden.sptc import (CTRL_LAG, DENSE_NIBBLES, ERR_CONFIG, ERR_INDEX, ERR_META, ERR_SEL, MODE_CODES,
+                         OP_LOAD, OUT_FIFO_DEPTH, SpTCConfig)
 
 from ..fpga import RegMul, replicas
 from ..stream import SkidBuffer
@@ -234,23 +234,17 @@ class SparseTensorCore(wiring.Component):
         MW = 32 + C + NB              # tile metadata: token tile, base row, mask, rows
         s1_meta = Signal(32 + C)      # token tile, base row, mask (the row count joins at s1b)
         s1_rows = Signal(17)          # rows left in the job at this row tile (-> row count)
-        f_valid = Signal(); f_tlast = Signal()     # flush registers loaded
-        f_meta = Signal(MW)
-        # route stage: the flush registers OR-ed onto the store rows they land on, and the
-        # tile metadata of that flush
-        g_valid = Signal(); g_tlast = Signal()
-        g_tt = Signal(16); g_base = Signal(16); g_mask = Signal(C); g_n = Signal(NB)
         store_full = Signal()
         drain_busy = Signal()
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
         wiring.connect(m, wiring.flipped(self.res), skid.o)
-        copy = Signal()
-        bypass = Signal()
         pipe_empty = Signal()
         s1b_valid, s2_valid, s3_valid, s4_valid = Signal(), Signal(), Signal(), Signal()
+        ofifo_empty = Signal()
         out_busy = Signal()   # a row is in the output pipeline
-        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid & ~s4_valid
-                                  & ~f_valid & ~g_valid & ~store_full & ~drain_busy & ~out_busy
+        # (the store controller takes a flush at s3: see "store / drain control")
+        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid
+                                  & ~store_full & ~drain_busy & ~out_busy & ofifo_empty
                                   & ~skid.o.valid & skid.i.ready)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
         # its fanout was the design's critical path on the FPGA); instead a tile may
@@ -479,11 +473,6 @@ class SparseTensorCore(wiring.Component):
                     m.d.sync += acc[r][c].eq(nxt)
                     with m.If(pe_s4[c][2]):
                         m.d.sync += flush[r][c].eq(nxt)
-        m.d.sync += f_valid.eq(s4_valid & s4_blast)
-        with m.If(s4_valid & s4_blast):
-            m.d.sync += [f_meta.eq(s4_meta), f_tlast.eq(s4_tlast)]
-        with m.If(f_valid):
-            m.d.sync += Cat(g_tt, g_base, g_mask, g_n).eq(f_meta)
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
         # crossbar holds only the connections some supported (N, M) can use. The
@@ -510,45 +499,71 @@ class SparseTensorCore(wiring.Component):
             route[s_] = [[(r, copies[c][j]) for j, (r, _) in enumerate(terms)]
                          for c in range(C)]
 
-        # ---------------------------------------------------------------- accumulator store
-        # A flush adds into the store. The last flush of a tile goes straight on into
-        # the drain bank when that is free ("bypass"); otherwise the tile waits in the
-        # store (store_full) and is copied when the drain bank frees.
-        store = [[Signal(signed(32), name=f"store_{s_}_{c}") for c in range(C)] for s_ in range(S)]
-        drain = [[Signal(signed(32), name=f"drain_{s_}_{c}") for c in range(C)] for s_ in range(S)]
+        # ---------------------------------------------------------------- store / drain control
+        # The store, drain and output lanes only execute: a small controller decides
+        # each cycle what they do (add the routed flush, bypass it into the drain
+        # bank, copy the store into the drain bank, shift P rows out) and the
+        # decision reaches the lanes through a register tree of CTRL_LAG levels
+        # (one copy per store column, per lane, per byte of a lane). So the
+        # controller runs CTRL_LAG cycles ahead of the lanes: it takes a flush at
+        # s3, whose sums reach their store lane CTRL_LAG cycles later (s4, the flush
+        # registers, the route stage). Nothing in the lanes feeds back into the
+        # controller, and `res` backpressure never reaches them either: the output
+        # pipeline runs free into an output FIFO whose entries the controller
+        # counts as credits (it shifts the drain bank only with an entry free). No
+        # control net then has to cross the store, the drain bank or the output
+        # lanes within one cycle.
+        LAG = CTRL_LAG
+        add = Signal(); add_tlast = Signal()
+        m.d.comb += [add.eq(s3_valid & s3_flags[1]), add_tlast.eq(s3_flags[2])]
+        a_tt, a_base, a_mask, a_n = (s3_meta[:16], s3_meta[16:32], s3_meta[32:32 + C],
+                                     s3_meta[32 + C:])
         st_tt = Signal(16); st_base = Signal(16); st_mask = Signal(C); st_n = Signal(NB)
         dr_tt = Signal(16); dr_mask = Signal(C); dr_base = Signal(16)
         pb = _bits(P) if P > 1 else 0
         dr_q = Signal(NB); dr_lastq = Signal(NB); dr_n = Signal(NB)
-        add = g_valid
-
-        def store_ctl(fv, ft, sf, db):
-            """(copy, bypass) from flush valid/last, store full and drain busy: a
-            finished tile moves from the store into a free drain bank (copy), or a
-            tile's last flush goes straight into it (bypass)."""
-            return sf & ~db, fv & ft & ~db & ~sf
-
-        c_, b_ = store_ctl(g_valid, g_tlast, store_full, drain_busy)
-        m.d.comb += [copy.eq(c_), bypass.eq(b_)]
-        shift_out = drain_busy & skid.i.ready     # P rows leave the drain bank this cycle
-        drain_done = Signal()
-        m.d.comb += drain_done.eq(shift_out & (dr_q == dr_lastq))
-        # The store/drain control (add, bypass, copy, shift) selects every bit of
-        # every store and drain register. Its state registers are written through
-        # their next-state values so that each store lane (store row x column) can
-        # hold its own copies (hdl.fpga.replicas), equal to them in every cycle:
-        # the fanout of one register is then one lane, not the whole bank.
-        fv_n, ft_n, sf_n, db_n = Signal(), Signal(), Signal(), Signal()
-        m.d.comb += [fv_n.eq(f_valid), ft_n.eq(Mux(f_valid, f_tlast, g_tlast)),
-                     sf_n.eq((add & g_tlast & ~bypass) | (store_full & ~copy)),
-                     db_n.eq(bypass | copy | (drain_busy & ~drain_done))]
-        m.d.sync += [g_valid.eq(fv_n), g_tlast.eq(ft_n), store_full.eq(sf_n),
-                     drain_busy.eq(db_n)]
-        # One copy per byte of each lane: a lane's store, drain and adder bits are
-        # ~100 loads, too many (and too spread out) for one register.
+        FD = OUT_FIFO_DEPTH
+        crd = Signal(range(FD + 1))   # drain beats decided and not yet out of the FIFO
+        crd_ok = Signal(init=1)       # crd < FD: a beat may leave the drain bank
+        pop = Signal()                # the FIFO hands a beat to the skid buffer
+        # A finished tile moves from the store into a free drain bank (copy), or a
+        # tile's last flush goes straight into it (bypass).
+        copy = store_full & ~drain_busy
+        bypass = add & add_tlast & ~drain_busy & ~store_full
+        d_shift = drain_busy & crd_ok   # P rows leave the drain bank
+        drain_done = d_shift & (dr_q == dr_lastq)
+        m.d.sync += [store_full.eq((add & add_tlast & ~bypass) | (store_full & ~copy)),
+                     drain_busy.eq(bypass | copy | (drain_busy & ~drain_done))]
+        crd_n = crd + d_shift - pop
+        m.d.sync += [crd.eq(crd_n), crd_ok.eq(crd_n < FD)]
+        with m.If(add & add_tlast & ~bypass):
+            m.d.sync += [st_tt.eq(a_tt), st_base.eq(a_base), st_mask.eq(a_mask), st_n.eq(a_n)]
+        with m.If(bypass):
+            m.d.sync += [dr_tt.eq(a_tt), dr_mask.eq(a_mask), dr_q.eq(0),
+                         dr_base.eq(a_base), dr_n.eq(a_n), dr_lastq.eq((a_n - 1) >> pb)]
+        with m.Elif(copy):
+            m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
+                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
+        with m.Elif(d_shift):
+            m.d.sync += dr_q.eq(dr_q + 1)
+        started = issue & (beat == 0)
+        m.d.sync += pend.eq(pend + started - drain_done)
+        # The decision tree: level 1 per store column, level 2 per lane, level 3 per
+        # byte of a lane (a lane's store, drain and adder bits are ~100 loads).
         G, W = 4, 8
-        lane_ctl = replicas(m, platform, Cat(fv_n, ft_n, sf_n, db_n, skid.ready_next), S * C * G,
-                            "sctl", init=0b10000)
+        assert LAG == 3
+        ops = Cat(add, copy, bypass, d_shift)
+        t1 = replicas(m, platform, ops, C, "sctl1")
+        t2 = [replicas(m, platform, t1[c], S, f"sctl2c{c}") for c in range(C)]
+        t3 = [[replicas(m, platform, t2[c][s_], G, f"sctl3s{s_}c{c}") for c in range(C)]
+              for s_ in range(S)]
+
+        # ---------------------------------------------------------------- accumulator store
+        # A flush adds into the store. The last flush of a tile goes straight on into
+        # the drain bank when that is free (bypass); otherwise the tile waits in the
+        # store (store_full) and is copied when the drain bank frees.
+        store = [[Signal(signed(32), name=f"store_{s_}_{c}") for c in range(C)] for s_ in range(S)]
+        drain = [[Signal(signed(32), name=f"drain_{s_}_{c}") for c in range(C)] for s_ in range(S)]
         for s_ in range(S):
             for c in range(C):
                 contrib = 0
@@ -563,13 +578,11 @@ class SparseTensorCore(wiring.Component):
                 m.d.comb += total.eq(held.as_signed() + routed)
                 below = drain[s_ + P][c] if s_ + P < S else Const(0, 32)
                 for k in range(G):
-                    q = lane_ctl[(s_ * C + c) * G + k]
-                    l_fv, l_ft, l_sf, l_db, l_rdy = q[0], q[1], q[2], q[3], q[4]
-                    l_copy, l_bypass = store_ctl(l_fv, l_ft, l_sf, l_db)
+                    l_add, l_copy, l_bypass, l_shift = t3[s_][c][k]
                     b = slice(k * W, (k + 1) * W)
                     st, dr = store[s_][c][b], drain[s_][c][b]
                     m.d.comb += held[b].eq(Mux(l_copy, 0, st))
-                    with m.If(l_fv):
+                    with m.If(l_add):
                         m.d.sync += st.eq(Mux(l_bypass, 0, total[b]))
                     with m.Elif(l_copy):
                         m.d.sync += st.eq(0)
@@ -578,31 +591,23 @@ class SparseTensorCore(wiring.Component):
                         m.d.sync += dr.eq(total[b])
                     with m.Elif(l_copy):
                         m.d.sync += dr.eq(st)
-                    with m.Elif(l_db & l_rdy):
+                    with m.Elif(l_shift):
                         m.d.sync += dr.eq(below[b])
-        with m.If(add & g_tlast & ~bypass):
-            m.d.sync += [st_tt.eq(g_tt), st_base.eq(g_base), st_mask.eq(g_mask), st_n.eq(g_n)]
 
-        # ---------------------------------------------------------------- drain
-        with m.If(bypass):
-            m.d.sync += [dr_tt.eq(g_tt), dr_mask.eq(g_mask), dr_q.eq(0),
-                         dr_base.eq(g_base), dr_n.eq(g_n), dr_lastq.eq((g_n - 1) >> pb)]
-        with m.Elif(copy):
-            m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
-                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
-        with m.Elif(shift_out):
-            m.d.sync += dr_q.eq(dr_q + 1)
-        started = issue & (beat == 0)
-        m.d.sync += pend.eq(pend + started - drain_done)
-        # Output pipeline, all stages moving together when the skid buffer can
-        # take a beat (its ready is a register, so no long ready chain), fed
-        # straight from the drain bank's top P rows:
+        # ---------------------------------------------------------------- drain / output
+        # Output pipeline, one per drain lane (top P rows x cols), free running: each
+        # stage registers every cycle and a valid bit travels with it, from the
+        # lane's own copy of the shift decision:
         #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
         #   o2 lo product + rounding bit; hi partials summed
         #   o3 + (hi product << 17): acc * mult + rounding, exact
         #   o4 saturation flags (t against the job's bounds, or the int8_sat clamp
         #      flags compared in o3) beside the coarse shift by shift & ~3
         #   o5 the fine shift by shift & 3 and the select (or the int32 value)
+        # and then into the lane's column of the output FIFO (LUT RAM, written at the
+        # lane's own write pointer). The row/tile metadata travels the same
+        # CTRL_LAG + 5 cycles in the controller and lands in the FIFO's metadata
+        # column in the same cycle.
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
         # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
@@ -610,28 +615,41 @@ class SparseTensorCore(wiring.Component):
         # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
         # next to the PE array's 128.
         NST = 5
-        adv = skid.i.ready
-        ov = Signal(NST)  # valid of o1..o5
-        o_meta = [Signal(32 + C + P, name=f"o{k + 1}_meta") for k in range(NST)]
+        OW = 32 + C + P
+        fb = _bits(FD)
+        ov = Signal(LAG + NST)        # the controller's copy of the beats in flight
+        o_meta = [Signal(OW, name=f"om{k}_meta") for k in range(LAG + NST)]
         m.d.comb += out_busy.eq(ov != 0)
+        rmask = Signal(P)
+        m.d.comb += [rmask[p].eq(((dr_q << pb) | p) < dr_n) for p in range(P)]
+        m.d.sync += [ov.eq(Cat(d_shift, ov[:-1])),
+                     o_meta[0].eq(Cat((dr_base + (dr_q << pb))[:16], dr_tt, dr_mask, rmask))]
+        m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(LAG + NST - 1)]
+        wp = Signal(fb + 1); rp = Signal(fb + 1)
+        m.d.comb += ofifo_empty.eq(wp == rp)
+        with m.If(ov[-1]):
+            m.d.sync += wp.eq(wp + 1)
+        # The read pointer reaches every lane's FIFO column: one copy per lane (and
+        # one for the metadata), next-state copies equal to rp in every cycle.
+        m.d.comb += [skid.i.valid.eq(~ofifo_empty), pop.eq(skid.i.valid & skid.i.ready)]
+        rp_n = Signal(fb + 1)
+        m.d.comb += rp_n.eq(rp + pop)
+        m.d.sync += rp.eq(rp_n)
+        rp_q = replicas(m, platform, rp_n, P * C + 1, "orp")
+        mfifo = m.submodules.ofifo_meta = Memory(shape=OW, depth=FD, init=[])
+        mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
+        m.d.comb += [mwp.addr.eq(wp[:fb]), mwp.data.eq(o_meta[-1]), mwp.en.eq(ov[-1]),
+                     mrp.addr.eq(rp_q[P * C][:fb]),
+                     Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
+                         skid.i.payload.rmask).eq(mrp.data)]
         # The job constants of the output stage (shift, out_mode, mult) reach every
         # bit of every lane: each lane gets its own copy (hdl.fpga.replicas), loaded
         # the cycle after the job starts, long before its first row arrives.
         # Three copies a lane: o1 (mult), o2-o4 (shift, mode), o5 (shift, mode).
         lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C * 3, "ocfg")
-        # ...and a copy of the stage enable (the skid buffer's ready) per lane and stage
-        lane_adv = replicas(m, platform, skid.ready_next, P * C * NST, "oadv", init=1)
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
-        rmask = Signal(P)
-        m.d.comb += [rmask[p].eq(((dr_q << pb) | p) < dr_n) for p in range(P)]
-        with m.If(adv):
-            m.d.sync += ov.eq(Cat(drain_busy, ov[:NST - 1]))
-            m.d.sync += [o_meta[0].eq(Cat((dr_base + (dr_q << pb))[:16], dr_tt, dr_mask, rmask))]
-            m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(NST - 1)]
-        out_vals = []
         for p in range(P):
-            row_vals = []
             for c in range(C):
                 n = f"{p}_{c}"
                 src = drain[p][c]
@@ -639,7 +657,6 @@ class SparseTensorCore(wiring.Component):
                 l_mult = qa[7:23]
                 l_shift, l_mode = qb[:5], qb[5:7]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
-                a1, a2, a3, a4, a5 = lane_adv[(p * C + c) * NST: (p * C + c + 1) * NST]
                 # Rounding bit and saturation bounds of requant, per lane and per job:
                 # (t >> shift) > 127 iff t >= 128 << shift, and < -128 iff
                 # t < -128 << shift. Comparing t with them runs beside the barrel
@@ -652,8 +669,8 @@ class SparseTensorCore(wiring.Component):
                              sat_lo.eq(Const(-128, signed(40)) << l_shift)]
                 # o1: the low 17 bits x mult in a DSP (its output register is o1)
                 lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
-                                                              in_reg=False, enable=True)
-                m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult), lo_mul.en.eq(a1)]
+                                                              in_reg=False)
+                m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult)]
                 lo_p = lo_mul.p
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (1, 2, 3))
                 ha = Signal(signed(hb + 18), name=f"o1_ha_{n}")
@@ -674,31 +691,31 @@ class SparseTensorCore(wiring.Component):
                                  -(Cat(l_mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
                 half = (hb + 1) // 2
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
-                with m.If(a1):
-                    m.d.sync += [o1a.eq(src),
-                                 ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:]))]
-                with m.If(a2):
-                    m.d.sync += [o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp)]
-                with m.If(a3):
-                    m.d.sync += [o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
-                                 big.eq(o2a > 127), small.eq(o2a < -128)]
-                with m.If(a4):
-                    m.d.sync += [o4a.eq(o3a),
-                                 f_pos.eq(Mux(l_mode == 1, big, t >= sat_hi)),
-                                 f_neg.eq(Mux(l_mode == 1, small, t < sat_lo)),
-                                 tq.eq(t >> Cat(Const(0, 2), l_shift[2:5]))]
-                with m.If(a5):
-                    m.d.sync += o5.eq(Mux(o5_mode == 0, o4a,
-                                          Mux(f_pos, 127, Mux(f_neg, -128,
-                                                              Mux(o5_mode == 1,
-                                                                  o4a[:8].as_signed(), low8)))))
-                row_vals.append(o5)
-            out_vals.append(row_vals)
-        m.d.comb += [skid.i.valid.eq(ov[NST - 1]),
-                     Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
-                         skid.i.payload.rmask).eq(o_meta[NST - 1])]
-        m.d.comb += [skid.i.payload.data[p][c].eq(out_vals[p][c])
-                     for p in range(P) for c in range(C)]
+                m.d.sync += [o1a.eq(src),
+                             ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
+                             o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
+                             o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
+                             big.eq(o2a > 127), small.eq(o2a < -128),
+                             o4a.eq(o3a),
+                             f_pos.eq(Mux(l_mode == 1, big, t >= sat_hi)),
+                             f_neg.eq(Mux(l_mode == 1, small, t < sat_lo)),
+                             tq.eq(t >> Cat(Const(0, 2), l_shift[2:5])),
+                             o5.eq(Mux(o5_mode == 0, o4a,
+                                       Mux(f_pos, 127, Mux(f_neg, -128,
+                                                           Mux(o5_mode == 1,
+                                                               o4a[:8].as_signed(), low8)))))]
+                # the lane's valid bits (from its store lane's copy of the shift
+                # decision) and its FIFO column, written at its own pointer
+                lv = Signal(NST, name=f"ov_{n}")
+                lwp = Signal(fb, name=f"owp_{n}")
+                m.d.sync += lv.eq(Cat(t3[p][c][0][3], lv[:-1]))
+                with m.If(lv[-1]):
+                    m.d.sync += lwp.eq(lwp + 1)
+                lf = m.submodules[f"ofifo_{n}"] = Memory(shape=32, depth=FD, init=[])
+                lfw, lfr = lf.write_port(), lf.read_port(domain="comb")
+                m.d.comb += [lfw.addr.eq(lwp), lfw.data.eq(o5), lfw.en.eq(lv[-1]),
+                             lfr.addr.eq(rp_q[p * C + c][:fb]),
+                             skid.i.payload.data[p][c].eq(lfr.data)]
 
         # The stream checks (SEL, metadata, indices, the tile-end check) are registered
         # once before they reach `error` (their compare trees then end in a register);
