@@ -284,13 +284,15 @@ def load_regs(x_shape) -> dict:
 
 CHECK_CYCLES = 1      # after start: the job registers are checked, the counters' ends derived
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
-PE_STAGES = 5         # s1 (beat, activation banks addressed), s1b (activations registered),
-                      # s2 (select), s3 (products), s4 (their sum); then acc
-ROUTE_STAGES = 1      # flush registers -> the store rows they land on (registered)
+PE_STAGES = 6         # s1 (beat, activation banks addressed), s1b (activations registered),
+                      # s1c (per-PE operand copies), s2 (select), s3 (products), s4 (their
+                      # sum); then acc
+ROUTE_STAGES = 2      # flush registers -> copies (one per half of the store) -> the OR onto
+                      # each store row (registered beside it)
 OUT_STAGES = 5        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
                       # saturation flags + coarse shift, fine shift + select
-CTRL_LAG = 3          # the store/drain controller decides at s3; its decisions reach the
-                      # store, drain and output lanes through a 3-level register tree
+CTRL_LAG = 4          # the store/drain controller decides at s3; its decisions reach the
+                      # store, drain and output lanes through 4 register levels
 OUT_FIFO_DEPTH = 16   # output FIFO entries (the controller's credits for drain beats)
 
 

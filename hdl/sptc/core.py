@@ -239,11 +239,11 @@ class SparseTensorCore(wiring.Component):
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
-        s1b_valid, s2_valid, s3_valid, s4_valid = Signal(), Signal(), Signal(), Signal()
+        s1b_valid, s1c_valid, s2_valid, s3_valid, s4_valid = (Signal() for _ in range(5))
         ofifo_empty = Signal()
         out_busy = Signal()   # a row is in the output pipeline
         # (the store controller takes a flush at s3: see "store / drain control")
-        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s2_valid & ~s3_valid
+        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s1c_valid & ~s2_valid & ~s3_valid
                                   & ~store_full & ~drain_busy & ~out_busy & ofifo_empty
                                   & ~skid.o.valid & skid.i.ready)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
@@ -413,60 +413,75 @@ class SparseTensorCore(wiring.Component):
         err_terms[ERR_CONFIG].append(issue & last_beat & ~last_vb)
 
         # ---------------------------------------------------------------- PE array
-        # Register stages, so the block RAM output, every multiplier (a DSP block
-        # with registered inputs and outputs) and every adder has a cycle to itself:
+        # Register stages, so the block RAM output, every operand hop, every
+        # multiplier (a DSP block with registered inputs and outputs) and every adder
+        # has a cycle to itself:
         #   s1  the beat, the activation banks addressed
-        #   s1b the activation words registered out of the block RAMs
+        #   s1b the activation words registered out of the block RAMs (one per
+        #       column), the beat's lanes and nibbles (one per row)
+        #   s1c every PE's own copy of its weight pair, its column's activation word
+        #       and its nibble: each operand net that spans a row or a column of the
+        #       array is one register-to-register hop
         #   s2  the nibble has picked two of the four activations per PE
         #   s3  the two int8 x int8 products per PE
         #   s4  their sum
         #   acc (first ? 0 : acc) + sum; on a block's last beat also -> flush
-        s1b_flags = Signal(3); s2_flags = Signal(3); s3_flags = Signal(3); s4_flags = Signal(3)
-        s1b_meta, s2_meta, s3_meta, s4_meta = (Signal(MW, name=f"{n}_meta")
-                                               for n in ("s1b", "s2", "s3", "s4"))
+        stages = ("s1b", "s1c", "s2", "s3", "s4")
+        s1b_flags, s1c_flags, s2_flags, s3_flags, s4_flags = (Signal(3, name=f"{n}_flags")
+                                                              for n in stages)
+        s1b_meta, s1c_meta, s2_meta, s3_meta, s4_meta = (Signal(MW, name=f"{n}_meta")
+                                                         for n in stages)
         s1b_lanes = Signal(weight_layout(cfg)); s1b_half = Signal()
-        s2_idx = [Signal(4, name=f"s2_idx{r}") for r in range(R)]
-        s3_idx = [Signal(4, name=f"s3_idx{r}") for r in range(R)]
-        s4_idx = [Signal(4, name=f"s4_idx{r}") for r in range(R)]
-        m.d.sync += [s1b_valid.eq(s1_valid), s2_valid.eq(s1b_valid), s3_valid.eq(s2_valid),
-                     s4_valid.eq(s3_valid),
-                     s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s2_flags.eq(s1b_flags),
-                     s3_flags.eq(s2_flags), s4_flags.eq(s3_flags),
+        s1c_idx, s2_idx, s3_idx, s4_idx = ([Signal(4, name=f"{n}_idx{r}") for r in range(R)]
+                                           for n in stages[1:])
+        m.d.sync += [s1b_valid.eq(s1_valid), s1c_valid.eq(s1b_valid), s2_valid.eq(s1c_valid),
+                     s3_valid.eq(s2_valid), s4_valid.eq(s3_valid),
+                     s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s1c_flags.eq(s1b_flags),
+                     s2_flags.eq(s1c_flags), s3_flags.eq(s2_flags), s4_flags.eq(s3_flags),
                      s1b_meta.eq(Cat(s1_meta, Mux(s1_rows < spr, s1_rows, spr)[:NB])),
-                     s2_meta.eq(s1b_meta), s3_meta.eq(s2_meta), s4_meta.eq(s3_meta),
+                     s1c_meta.eq(s1b_meta), s2_meta.eq(s1c_meta), s3_meta.eq(s2_meta),
+                     s4_meta.eq(s3_meta),
                      s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
-        m.d.sync += [s2_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
+        m.d.sync += [s1c_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
+        m.d.sync += [s2_idx[r].eq(s1c_idx[r]) for r in range(R)]
         m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
         m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
         act_q = [Signal(32, name=f"s1b_act{c}") for c in range(C)]
         m.d.sync += [act_q[c].eq(act_rd[c]) for c in range(C)]
+        # s1c: the column's activation word, one copy per PE of the column
+        act_pe = [replicas(m, platform, act_q[c], R, f"s1c_act{c}") for c in range(C)]
         s4_blast, s4_tlast = s4_flags[1], s4_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
-        # The nibble each PE selects with, registered per PE at s1b (dense mode: the
-        # fixed pair of the beat's half): the activation select then waits on a
-        # register beside it, not on the job's mode across the array.
+        # The nibble each PE selects with (dense mode: the fixed pair of the beat's
+        # half), registered per row at s1b and per PE at s1c: the activation select
+        # then waits on a register beside it, not on the job's mode across the array.
         row_dense = replicas(m, platform, mode == DENSE, R, "dense")
+        # s4_valid, s4_first, s4_blast select every accumulator and flush bit of the
+        # array: a copy per PE row at s3, then one per PE at s4
+        row_s3 = replicas(m, platform, Cat(s2_valid, s2_flags[0], s2_flags[1]), R, "s3f")
         for r in range(R):
-            lane = s1b_lanes[r]
-            nib_in = Mux(row_dense[r], Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]),
-                         s1_lanes[r].nib)
-            nibs = replicas(m, platform, nib_in, C, f"s1b_nib{r}")
-            # each PE's own copy of s4_valid, s4_first, s4_blast (they select every
-            # accumulator and flush bit of the array)
-            pe_s4 = replicas(m, platform, Cat(s3_valid, s3_flags[0], s3_flags[1]), C, f"s4c{r}")
+            nib_b = Signal(4, name=f"s1b_nib{r}")
+            m.d.sync += nib_b.eq(Mux(row_dense[r],
+                                     Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]),
+                                     s1_lanes[r].nib))
+            nibs = replicas(m, platform, nib_b, C, f"s1c_nib{r}")
+            w_pe = replicas(m, platform, Cat(s1b_lanes[r].v0, s1b_lanes[r].v1), C, f"s1c_w{r}")
+            pe_s4 = replicas(m, platform, row_s3[r], C, f"s4c{r}")
             for c in range(C):
                 lo, hi = nibs[c][:2], nibs[c][2:]
-                xs = Array(act_q[c][8 * i: 8 * i + 8].as_signed() for i in range(4))
-                xa = Signal(signed(8), name=f"s1b_xa_{r}_{c}")
-                xb = Signal(signed(8), name=f"s1b_xb_{r}_{c}")
+                a_w = act_pe[c][r]
+                xs = Array(a_w[8 * i: 8 * i + 8].as_signed() for i in range(4))
+                xa = Signal(signed(8), name=f"s1c_xa_{r}_{c}")
+                xb = Signal(signed(8), name=f"s1c_xb_{r}_{c}")
                 # s2 = the DSPs' input registers, s3 = their output registers
                 mul0 = m.submodules[f"pe{r}_{c}_mul0"] = RegMul(signed(8), signed(8))
                 mul1 = m.submodules[f"pe{r}_{c}_mul1"] = RegMul(signed(8), signed(8))
                 ps = Signal(signed(17), name=f"s4_sum_{r}_{c}")
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
                 m.d.comb += [xa.eq(xs[lo]), xb.eq(xs[hi]),
-                             mul0.a.eq(lane.v0), mul0.b.eq(xa), mul1.a.eq(lane.v1), mul1.b.eq(xb),
+                             mul0.a.eq(w_pe[c][:8].as_signed()), mul0.b.eq(xa),
+                             mul1.a.eq(w_pe[c][8:16].as_signed()), mul1.b.eq(xb),
                              nxt.eq(Mux(pe_s4[c][1], 0, acc[r][c]) + ps)]
                 m.d.sync += ps.eq(mul0.p + mul1.p)
                 with m.If(pe_s4[c][0]):
@@ -489,25 +504,32 @@ class SparseTensorCore(wiring.Component):
                     continue
                 for r in range(b * nn, b * nn + nn):
                     terms.append((r, job_nm[k] & (s4_idx[r] == i)))
-            # One copy per store lane (hdl.fpga.replicas of the next-state value):
-            # a shared select register would reach 32 * cols route bits.
+            # One copy per store lane, a cycle behind the select register (as the
+            # flush copies below are behind the flush registers): a shared select
+            # register would reach 32 * cols route bits.
             sels = Signal(len(terms), name=f"f_route{s_}")
-            sels_n = Signal(len(terms), name=f"f_route{s_}_next")
-            m.d.comb += sels_n.eq(Mux(s4_valid & s4_blast, Cat(cond for _, cond in terms), sels))
-            m.d.sync += sels.eq(sels_n)
-            copies = replicas(m, platform, sels_n, C, f"froute{s_}")
+            with m.If(s4_valid & s4_blast):
+                m.d.sync += sels.eq(Cat(cond for _, cond in terms))
+            copies = replicas(m, platform, sels, C, f"froute{s_}")
             route[s_] = [[(r, copies[c][j]) for j, (r, _) in enumerate(terms)]
                          for c in range(C)]
+        # The first route stage: each flush register is copied once per half of the
+        # store rows it can reach (a pure register hop, which the placer puts between
+        # the PE and those store lanes); the second ORs the copies onto each store lane.
+        NH = 2 if S >= 2 else 1
+        fl2 = [[replicas(m, platform, flush[r][c], NH, f"fl2_{r}_{c}") for c in range(C)]
+               for r in range(R)]
 
         # ---------------------------------------------------------------- store / drain control
         # The store, drain and output lanes only execute: a small controller decides
         # each cycle what they do (add the routed flush, bypass it into the drain
         # bank, copy the store into the drain bank, shift P rows out) and the
         # decision reaches the lanes through a register tree of CTRL_LAG levels
-        # (one copy per store column, per lane, per byte of a lane). So the
+        # (the decision register, then one copy per store column, per lane, per byte
+        # of a lane). So the
         # controller runs CTRL_LAG cycles ahead of the lanes: it takes a flush at
         # s3, whose sums reach their store lane CTRL_LAG cycles later (s4, the flush
-        # registers, the route stage). Nothing in the lanes feeds back into the
+        # registers and the two route stages). Nothing in the lanes feeds back into the
         # controller, and `res` backpressure never reaches them either: the output
         # pipeline runs free into an output FIFO whose entries the controller
         # counts as credits (it shifts the drain bank only with an entry free). No
@@ -548,11 +570,12 @@ class SparseTensorCore(wiring.Component):
             m.d.sync += dr_q.eq(dr_q + 1)
         started = issue & (beat == 0)
         m.d.sync += pend.eq(pend + started - drain_done)
-        # The decision tree: level 1 per store column, level 2 per lane, level 3 per
-        # byte of a lane (a lane's store, drain and adder bits are ~100 loads).
+        # The decision tree: the decision register, then a copy per store column, per
+        # lane and per byte of a lane (a lane's store, drain and adder bits are ~100 loads).
         G, W = 4, 8
-        assert LAG == 3
-        ops = Cat(add, copy, bypass, d_shift)
+        assert LAG == 4
+        ops = Signal(4)
+        m.d.sync += ops.eq(Cat(add, copy, bypass, d_shift))
         t1 = replicas(m, platform, ops, C, "sctl1")
         t2 = [replicas(m, platform, t1[c], S, f"sctl2c{c}") for c in range(C)]
         t3 = [[replicas(m, platform, t2[c][s_], G, f"sctl3s{s_}c{c}") for c in range(C)]
@@ -568,22 +591,23 @@ class SparseTensorCore(wiring.Component):
             for c in range(C):
                 contrib = 0
                 for r, cond in route[s_][c]:
-                    contrib = contrib | Mux(cond, flush[r][c], 0)
+                    contrib = contrib | Mux(cond, fl2[r][c][s_ * NH // S], 0)
                 # The route stage: registered beside its store lane, so the adder no
                 # longer waits on a mux tree fed from PE rows across the array.
                 routed = Signal(signed(32), name=f"route_{s_}_{c}")
                 m.d.sync += routed.eq(contrib)
+                # The adder sees only registers; the lane's control selects after it
+                # (a copy in the same cycle as an add empties the store, so the
+                # store then takes the routed value alone).
                 total = Signal(signed(32), name=f"sum_{s_}_{c}")
-                held = Signal(32, name=f"held_{s_}_{c}")   # the store, or 0 as it is copied
-                m.d.comb += total.eq(held.as_signed() + routed)
+                m.d.comb += total.eq(store[s_][c] + routed)
                 below = drain[s_ + P][c] if s_ + P < S else Const(0, 32)
                 for k in range(G):
                     l_add, l_copy, l_bypass, l_shift = t3[s_][c][k]
                     b = slice(k * W, (k + 1) * W)
                     st, dr = store[s_][c][b], drain[s_][c][b]
-                    m.d.comb += held[b].eq(Mux(l_copy, 0, st))
                     with m.If(l_add):
-                        m.d.sync += st.eq(Mux(l_bypass, 0, total[b]))
+                        m.d.sync += st.eq(Mux(l_bypass, 0, Mux(l_copy, routed[b], total[b])))
                     with m.Elif(l_copy):
                         m.d.sync += st.eq(0)
                     # The drain bank is a shift register: P rows leave per beat from the top.
