@@ -294,6 +294,8 @@ OUT_STAGES = 5        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, 
 CTRL_LAG = 4          # the store/drain controller decides at s3; its decisions reach the
                       # store, drain and output lanes through 4 register levels
 OUT_FIFO_DEPTH = 16   # output FIFO entries (the controller's credits for drain beats)
+OUT_SKID_DEPTH = 3    # the skid buffer behind the FIFO's read register (full rate needs 3:
+                      # a beat holds its place from the FIFO read until res takes it + 1)
 
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:
@@ -378,7 +380,7 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     f = None                    # the flush register
     out = [False] * (CTRL_LAG + OUT_STAGES)  # drain beats on their way to the output FIFO
     store_full, store_rt, drain_left, skid_o = False, 0, 0, False
-    fifo_v = False              # a beat in the output FIFO
+    fifo_v = rd_v = False       # a beat in the output FIFO / in its read register
     pend = 0                    # tiles started and not yet drained
     cyc = 0
     while True:
@@ -386,14 +388,16 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         drain_busy = drain_left > 0
         copy = store_full and not drain_busy
         if state == "WAIT" and not any(pe) and f is None and not store_full \
-                and not drain_busy and not any(out) and not fifo_v and not skid_o:
+                and not drain_busy and not any(out) and not fifo_v and not rd_v \
+                and not skid_o:
             return CHECK_CYCLES + cyc
         # the issue gate: a tile starts only when at most one older tile is in the unit
         issue = state == "RUN" and (beat != 0 or pend <= 1)
         if f is not None and store_full and not copy:  # the gate makes this impossible
             raise AssertionError("cycle model: a flush met a full store")
         # drain: drain_rows rows per cycle into the output pipeline (the sink never stalls)
-        skid_o = fifo_v
+        skid_o = rd_v
+        rd_v = fifo_v
         fifo_v = out[-1]
         out = [drain_busy] + out[:-1]
         drain_done = drain_left == 1

@@ -1,7 +1,7 @@
 """Stream parts shared by every engine (built on ``amaranth.lib.stream``)."""
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, Value
+from amaranth import Array, Cat, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,8 +13,8 @@ class SkidBuffer(wiring.Component):
 
     ``i.ready`` and ``o.valid`` come from registers, so chaining stages never
     builds a long ready chain across the design (that chain is what limits Fmax
-    on FPGAs). Two entries, written alternately and read alternately (a
-    two-entry FIFO); ``o.payload`` is the entry the read pointer selects.
+    on FPGAs). ``depth`` entries (2 by default), written and read in turn (a
+    small FIFO); ``o.payload`` is the entry the read pointer selects.
 
     ``ready_next`` is the value ``i.ready`` takes in the next cycle: a producer
     whose ready fans out widely registers its own copies of it
@@ -30,25 +30,30 @@ class SkidBuffer(wiring.Component):
     registers per 32 bits (``hdl.fpga.replicas`` of their next-state values).
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, depth: int = 2):
+        if not (isinstance(depth, int) and depth >= 2):
+            raise ValueError(f"depth: {depth!r} must be an integer >= 2")
         self._shape = shape
+        self.depth = depth
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape)),
                           "ready_next": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        e = [Signal(self._shape, name=f"entry{k}") for k in range(2)]
-        occ = Signal(2)           # entry k holds a beat not yet read
-        wp = Signal(); rp = Signal()
-        occ_n = Signal(2); wp_n = Signal(); rp_n = Signal()
+        N = self.depth
+        e = [Signal(self._shape, name=f"entry{k}") for k in range(N)]
+        occ = Signal(N)           # entry k holds a beat not yet read
+        wp = Signal(range(N)); rp = Signal(range(N))
+        occ_n = Signal(N); wp_n = Signal(range(N)); rp_n = Signal(range(N))
         push = self.i.valid & self.i.ready
         pop = self.o.valid & self.o.ready
+        step = lambda p: Mux(p == N - 1, 0, p + 1)
         m.d.comb += [
-            wp_n.eq(wp ^ push), rp_n.eq(rp ^ pop),
-            occ_n[0].eq((occ[0] & ~(pop & ~rp)) | (push & ~wp)),
-            occ_n[1].eq((occ[1] & ~(pop & rp)) | (push & wp)),
-            self.ready_next.eq(occ_n != 0b11),
+            wp_n.eq(Mux(push, step(wp), wp)), rp_n.eq(Mux(pop, step(rp), rp)),
+            self.ready_next.eq(occ_n != (1 << N) - 1),
         ]
+        m.d.comb += [occ_n[k].eq((occ[k] & ~(pop & (rp == k))) | (push & (wp == k)))
+                     for k in range(N)]
         ready = Signal(init=1); valid = Signal()
         m.d.sync += [occ.eq(occ_n), wp.eq(wp_n), rp.eq(rp_n),
                      ready.eq(self.ready_next), valid.eq(occ_n != 0)]
@@ -64,8 +69,12 @@ class SkidBuffer(wiring.Component):
         else:
             copies = [Cat(occ, rp)]
         for q, b in zip(copies, parts):
-            for k in range(2):
-                with m.If(~q[k]):
+            q_occ, q_rp = q[:N], q[N:]
+            for k in range(N):
+                with m.If(~q_occ[k]):
                     m.d.sync += raw[k][b].eq(raw_in[b])
-            m.d.comb += raw_out[b].eq(Mux(q[2], raw[1][b], raw[0][b]))
+            if N == 2:
+                m.d.comb += raw_out[b].eq(Mux(q_rp[0], raw[1][b], raw[0][b]))
+            else:
+                m.d.comb += raw_out[b].eq(Array(x[b] for x in raw)[q_rp])
         return m

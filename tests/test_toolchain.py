@@ -30,12 +30,19 @@ def test_skid_buffer_cocotb(simulator, seed, tmp_path):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("target", [None, "ecp5"])
-def test_wide_skid_buffer_cocotb(target, tmp_path):
+@pytest.mark.parametrize("target,depth", [(None, 2), ("ecp5", 2), ("ecp5", 3)])
+def test_wide_skid_buffer_cocotb(target, depth, tmp_path):
     """A payload wider than 32 bits: the entries' enables and the output select are
-    split per 32 bits (and on the ECP5, each part has its own control copies)."""
-    v = to_verilog(SkidBuffer(100), "skid_buffer_w", {"width": 100}, target)
+    split per 32 bits (and on the ECP5, each part has its own control copies);
+    depth 3 is the SpTC's output buffer."""
+    v = to_verilog(SkidBuffer(100, depth), "skid_buffer_w", {"width": 100, "depth": depth}, target)
     if target == "ecp5":
         v += "\n" + ECP5_MODELS.read_text()
-    b = cocotb_run.build(f"skid_buffer_w{'_' + target if target else ''}", v, "skid_buffer_w")
+    name = f"skid_buffer_w{'_' + target if target else ''}_d{depth}"
+    b = cocotb_run.build(name, v, "skid_buffer_w")
     cocotb_run.run(b, "tb.smoke", test_dir=tmp_path, env={"MOE_SEED": "3"})
+
+
+def test_skid_buffer_depth_is_checked():
+    with pytest.raises(ValueError, match="depth"):
+        SkidBuffer(8, 1)

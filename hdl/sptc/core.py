@@ -38,7 +38,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.sptc import (CTRL_LAG, DENSE_NIBBLES, ERR_CONFIG, ERR_INDEX, ERR_META, ERR_SEL, MODE_CODES,
-                         OP_LOAD, OUT_FIFO_DEPTH, SpTCConfig)
+                         OP_LOAD, OUT_FIFO_DEPTH, OUT_SKID_DEPTH, SpTCConfig)
 
 from ..fpga import RegMul, replicas
 from ..stream import SkidBuffer
@@ -187,14 +187,23 @@ class SparseTensorCore(wiring.Component):
         act_wr_en = Signal()
         act_rd = []
         act_rd_addr = [Signal(kw_bits + tok_bits, name=f"act_rd_addr{c}") for c in range(C)]
+        # Each copy is split by bit slices as wide as one DP16KD is at this depth
+        # (512 x 36, 1024 x 18, 2048 x 9, 4096 x 4, ...), so every block RAM holds
+        # its slice of every word and no read mux follows the block RAMs (Yosys
+        # would otherwise stack them in depth behind a LUT mux).
+        slice_w = next((w for d, w in ((512, 32), (1024, 16), (2048, 8), (4096, 4),
+                                       (8192, 2)) if act_depth <= d), 1)
         for c in range(C):
-            mem = Memory(shape=32, depth=act_depth, init=[])
-            m.submodules[f"act_buf{c}"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port()
-            m.d.comb += [wp.addr.eq(act_wr_addr), wp.data.eq(self.act.payload),
-                         wp.en.eq(act_wr_en), rp.addr.eq(act_rd_addr[c])]
-            act_rd.append(rp.data)
+            word = Signal(32, name=f"act_rd{c}")
+            for j in range(0, 32, slice_w):
+                mem = Memory(shape=slice_w, depth=act_depth, init=[])
+                m.submodules[f"act_buf{c}_{j // slice_w}"] = mem
+                wp = mem.write_port()
+                rp = mem.read_port()
+                m.d.comb += [wp.addr.eq(act_wr_addr), wp.data.eq(self.act.payload[j:j + slice_w]),
+                             wp.en.eq(act_wr_en), rp.addr.eq(act_rd_addr[c]),
+                             word[j:j + slice_w].eq(rp.data)]
+            act_rd.append(word)
         # SEL banks: entry j lives in bank j % cols at address j // cols, so one
         # read at the token-tile index yields the tile's `cols` tokens. A SEL beat
         # (L entries, L dividing C) writes L consecutive banks at one address.
@@ -236,16 +245,17 @@ class SparseTensorCore(wiring.Component):
         s1_rows = Signal(17)          # rows left in the job at this row tile (-> row count)
         store_full = Signal()
         drain_busy = Signal()
-        skid = m.submodules.skid = SkidBuffer(result_layout(cfg))
+        skid = m.submodules.skid = SkidBuffer(result_layout(cfg), depth=OUT_SKID_DEPTH)
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
         s1b_valid, s1c_valid, s2_valid, s3_valid, s4_valid = (Signal() for _ in range(5))
         ofifo_empty = Signal()
+        rd_v = Signal()               # a beat in the FIFO's read register
         out_busy = Signal()   # a row is in the output pipeline
         # (the store controller takes a flush at s3: see "store / drain control")
         m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s1c_valid & ~s2_valid & ~s3_valid
                                   & ~store_full & ~drain_busy & ~out_busy & ofifo_empty
-                                  & ~skid.o.valid & skid.i.ready)
+                                  & ~rd_v & ~skid.o.valid)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
         # its fanout was the design's critical path on the FPGA); instead a tile may
         # start only when at most one older tile is still anywhere in the unit.
@@ -547,7 +557,7 @@ class SparseTensorCore(wiring.Component):
         FD = OUT_FIFO_DEPTH
         crd = Signal(range(FD + 1))   # drain beats decided and not yet out of the FIFO
         crd_ok = Signal(init=1)       # crd < FD: a beat may leave the drain bank
-        pop = Signal()                # the FIFO hands a beat to the skid buffer
+        pop = Signal()                # a beat leaves the FIFO (into its read register)
         # A finished tile moves from the store into a free drain bank (copy), or a
         # tile's last flush goes straight into it (bypass).
         copy = store_full & ~drain_busy
@@ -655,7 +665,17 @@ class SparseTensorCore(wiring.Component):
             m.d.sync += wp.eq(wp + 1)
         # The read pointer reaches every lane's FIFO column: one copy per lane (and
         # one for the metadata), next-state copies equal to rp in every cycle.
-        m.d.comb += [skid.i.valid.eq(~ofifo_empty), pop.eq(skid.i.valid & skid.i.ready)]
+        # The FIFO is read into a free-running register per lane (beside its LUT
+        # RAM), which then feeds the skid buffer: the read data crosses to the
+        # skid buffer as a register-to-register hop. So the skid buffer never has
+        # to refuse a beat, the FIFO is read only while fewer than OUT_SKID_DEPTH
+        # beats are in the read register and the skid buffer (`fin`).
+        fin = Signal(range(OUT_SKID_DEPTH + 1))
+        fin_ok = Signal(init=1)
+        taken = skid.o.valid & skid.o.ready
+        fin_n = fin + pop - taken
+        m.d.sync += [fin.eq(fin_n), fin_ok.eq(fin_n < OUT_SKID_DEPTH), rd_v.eq(pop)]
+        m.d.comb += [pop.eq(~ofifo_empty & fin_ok), skid.i.valid.eq(rd_v)]
         rp_n = Signal(fb + 1)
         m.d.comb += rp_n.eq(rp + pop)
         m.d.sync += rp.eq(rp_n)
@@ -663,9 +683,11 @@ class SparseTensorCore(wiring.Component):
         mfifo = m.submodules.ofifo_meta = Memory(shape=OW, depth=FD, init=[])
         mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
         m.d.comb += [mwp.addr.eq(wp[:fb]), mwp.data.eq(o_meta[-1]), mwp.en.eq(ov[-1]),
-                     mrp.addr.eq(rp_q[P * C][:fb]),
-                     Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
-                         skid.i.payload.rmask).eq(mrp.data)]
+                     mrp.addr.eq(rp_q[P * C][:fb])]
+        rd_meta = Signal(OW)
+        m.d.sync += rd_meta.eq(mrp.data)
+        m.d.comb += Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
+                        skid.i.payload.rmask).eq(rd_meta)
         # The job constants of the output stage (shift, out_mode, mult) reach every
         # bit of every lane: each lane gets its own copy (hdl.fpga.replicas), loaded
         # the cycle after the job starts, long before its first row arrives.
@@ -738,8 +760,10 @@ class SparseTensorCore(wiring.Component):
                 lf = m.submodules[f"ofifo_{n}"] = Memory(shape=32, depth=FD, init=[])
                 lfw, lfr = lf.write_port(), lf.read_port(domain="comb")
                 m.d.comb += [lfw.addr.eq(lwp), lfw.data.eq(o5), lfw.en.eq(lv[-1]),
-                             lfr.addr.eq(rp_q[p * C + c][:fb]),
-                             skid.i.payload.data[p][c].eq(lfr.data)]
+                             lfr.addr.eq(rp_q[p * C + c][:fb])]
+                rd_q = Signal(32, name=f"ord_{n}")
+                m.d.sync += rd_q.eq(lfr.data)
+                m.d.comb += skid.i.payload.data[p][c].eq(rd_q)
 
         # The stream checks (SEL, metadata, indices, the tile-end check) are registered
         # once before they reach `error` (their compare trees then end in a register);
