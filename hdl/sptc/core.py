@@ -504,6 +504,7 @@ class SparseTensorCore(wiring.Component):
         # selects are decoded from the indices when the flush registers load, so the
         # store's add sees registered one-hot selects (the decode is not on its path).
         route = {}
+        RG = 4                        # route-select copies per store lane (one per byte)
         for s_ in range(S):
             terms = []
             if s_ < R:
@@ -514,15 +515,15 @@ class SparseTensorCore(wiring.Component):
                     continue
                 for r in range(b * nn, b * nn + nn):
                     terms.append((r, job_nm[k] & (s4_idx[r] == i)))
-            # One copy per store lane, a cycle behind the select register (as the
-            # flush copies below are behind the flush registers): a shared select
-            # register would reach 32 * cols route bits.
+            # One copy per byte of each store lane, a cycle behind the select
+            # register (as the flush copies below are behind the flush registers):
+            # a shared select register would reach 32 * cols route bits.
             sels = Signal(len(terms), name=f"f_route{s_}")
             with m.If(s4_valid & s4_blast):
                 m.d.sync += sels.eq(Cat(cond for _, cond in terms))
-            copies = replicas(m, platform, sels, C, f"froute{s_}")
-            route[s_] = [[(r, copies[c][j]) for j, (r, _) in enumerate(terms)]
-                         for c in range(C)]
+            copies = replicas(m, platform, sels, C * RG, f"froute{s_}")
+            route[s_] = [[[(r, copies[c * RG + k][j]) for j, (r, _) in enumerate(terms)]
+                          for k in range(RG)] for c in range(C)]
         # The first route stage: each flush register is copied once per half of the
         # store rows it can reach (a pure register hop, which the placer puts between
         # the PE and those store lanes); the second ORs the copies onto each store lane.
@@ -599,13 +600,15 @@ class SparseTensorCore(wiring.Component):
         drain = [[Signal(signed(32), name=f"drain_{s_}_{c}") for c in range(C)] for s_ in range(S)]
         for s_ in range(S):
             for c in range(C):
-                contrib = 0
-                for r, cond in route[s_][c]:
-                    contrib = contrib | Mux(cond, fl2[r][c][s_ * NH // S], 0)
                 # The route stage: registered beside its store lane, so the adder no
                 # longer waits on a mux tree fed from PE rows across the array.
                 routed = Signal(signed(32), name=f"route_{s_}_{c}")
-                m.d.sync += routed.eq(contrib)
+                for k in range(RG):
+                    b = slice(k * 32 // RG, (k + 1) * 32 // RG)
+                    contrib = 0
+                    for r, cond in route[s_][c][k]:
+                        contrib = contrib | Mux(cond, fl2[r][c][s_ * NH // S][b], 0)
+                    m.d.sync += routed[b].eq(contrib)
                 # The adder sees only registers; the lane's control selects after it
                 # (a copy in the same cycle as an add empties the store, so the
                 # store then takes the routed value alone).
