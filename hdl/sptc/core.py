@@ -405,11 +405,13 @@ class SparseTensorCore(wiring.Component):
         for c in range(C):
             m.d.comb += act_rd_addr[c].eq(Cat(g[:kw_bits], tok[c][:tok_bits]))
         m.d.sync += s1_valid.eq(issue)
-        with m.If(issue):
-            m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
-                         s1_blast.eq(last_vb | last_beat),
-                         s1_tlast.eq(last_beat), s1_half.eq(beat[0]),
-                         s1_meta.eq(Cat(tt, rt_base, mask_now)), s1_rows.eq(rows_left)]
+        # The s1 registers load every cycle (only s1_valid says a beat is there and
+        # everything behind them is qualified by the valid bits), so the issue
+        # logic does not drive the enable of ~200 register bits.
+        m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
+                     s1_blast.eq(last_vb | last_beat),
+                     s1_tlast.eq(last_beat), s1_half.eq(beat[0]),
+                     s1_meta.eq(Cat(tt, rt_base, mask_now)), s1_rows.eq(rows_left)]
         # Bad-input checks on every beat taken (sticky; the job runs on).
         lanes = self.w.payload
         for r in range(R):
@@ -638,9 +640,11 @@ class SparseTensorCore(wiring.Component):
         #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
         #   o2 lo product + rounding bit; hi partials summed
         #   o3 + (hi product << 17): acc * mult + rounding, exact
-        #   o4 saturation flags (t against the job's bounds, or the int8_sat clamp
-        #      flags compared in o3) beside the coarse shift by shift & ~3
-        #   o5 the fine shift by shift & 3 and the select (or the int32 value)
+        #   o4 t against the job's saturation bounds, as compares of the high and
+        #      low parts, beside the coarse shift by shift & ~3
+        #   o5 the saturation flags (from those compares, or the int8_sat clamp
+        #      flags compared in o3), the fine shift by shift & 3 and the select
+        #      (or the int32 value)
         # and then into the lane's column of the output FIFO (LUT RAM, written at the
         # lane's own write pointer). The row/tile metadata travels the same
         # CTRL_LAG + 5 cycles in the controller and lands in the FIFO's metadata
@@ -704,7 +708,7 @@ class SparseTensorCore(wiring.Component):
                 src = drain[p][c]
                 qa, qb, qc = lane_cfg[(p * C + c) * 3: (p * C + c) * 3 + 3]
                 l_mult = qa[7:23]
-                l_shift, l_mode = qb[:5], qb[5:7]
+                l_shift = qb[:5]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
                 # Rounding bit and saturation bounds of requant, per lane and per job:
                 # (t >> shift) > 127 iff t >= 128 << shift, and < -128 iff
@@ -730,8 +734,20 @@ class SparseTensorCore(wiring.Component):
                 o4a = Signal(signed(32), name=f"o4_acc_{n}")
                 big = Signal(name=f"o3_big_{n}")       # int8_sat: o3a > 127
                 small = Signal(name=f"o3_small_{n}")   # int8_sat: o3a < -128
-                f_pos = Signal(name=f"o4_pos_{n}")     # saturate to +127
-                f_neg = Signal(name=f"o4_neg_{n}")     # saturate to -128
+                # The saturation compares (t >= sat_hi, t < sat_lo: ~40-bit carry
+                # chains) are split at bit SPL: o4 registers the compares of the
+                # high and low parts, o5 combines them.
+                SPL = 20
+                t_hi, t_lo = t[SPL:].as_signed(), t[:SPL]
+                bh_hi, bh_lo = sat_hi[SPL:].as_signed(), sat_hi[:SPL]
+                bl_hi, bl_lo = sat_lo[SPL:].as_signed(), sat_lo[:SPL]
+                ph_gt, ph_eq, pl_ge, nh_lt, nh_eq, nl_lt, big4, small4 = (
+                    Signal(name=f"o4_{x}_{n}")
+                    for x in ("ph_gt", "ph_eq", "pl_ge", "nh_lt", "nh_eq", "nl_lt", "big", "small"))
+                f_pos = Signal(name=f"o5_pos_{n}")     # saturate to +127
+                f_neg = Signal(name=f"o5_neg_{n}")     # saturate to -128
+                m.d.comb += [f_pos.eq(Mux(o5_mode == 1, big4, ph_gt | (ph_eq & pl_ge))),
+                             f_neg.eq(Mux(o5_mode == 1, small4, nh_lt | (nh_eq & nl_lt)))]
                 tq = Signal(11, name=f"o4_tq_{n}")     # t >> (shift & ~3): 11 bits suffice
                 o5 = Signal(signed(32), name=f"o5_{n}")
                 hi = src[17:AB].as_signed()
@@ -746,8 +762,9 @@ class SparseTensorCore(wiring.Component):
                              o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
                              big.eq(o2a > 127), small.eq(o2a < -128),
                              o4a.eq(o3a),
-                             f_pos.eq(Mux(l_mode == 1, big, t >= sat_hi)),
-                             f_neg.eq(Mux(l_mode == 1, small, t < sat_lo)),
+                             ph_gt.eq(t_hi > bh_hi), ph_eq.eq(t_hi == bh_hi), pl_ge.eq(t_lo >= bh_lo),
+                             nh_lt.eq(t_hi < bl_hi), nh_eq.eq(t_hi == bl_hi), nl_lt.eq(t_lo < bl_lo),
+                             big4.eq(big), small4.eq(small),
                              tq.eq(t >> Cat(Const(0, 2), l_shift[2:5])),
                              o5.eq(Mux(o5_mode == 0, o4a,
                                        Mux(f_pos, 127, Mux(f_neg, -128,
