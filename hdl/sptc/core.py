@@ -6,20 +6,26 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
   issue   a weight beat is taken; each PE column's activation bank is addressed
           at (SEL token of that column, K group)           -> s1_* registers
   act     the activation words out of the block RAMs        -> s1b_*
+  copy    each PE's own copy of its operands                -> s1c_*
   select  the nibble picks 2 of the 4 activations per PE   -> s2_*
   mult    2 int8 x int8 products per PE (DSP blocks)        -> s3_*
   sum     p0 + p1                                           -> s4_*
   acc     acc + sum; on the last beat of a flush block the partial sums
           go to the flush registers
-  route   each store lane registers the OR of the flush registers that land on
-          it (PE row r -> its store row: identity, or Samoyeds' indices)
+  route   the flush registers are copied once per half of the store, then each
+          store lane registers the OR of the copies that land on it (PE row r ->
+          its store row: identity, or Samoyeds' indices)
   store   the routed sums are added into the accumulator store; a tile's
-          last flush goes straight into the drain bank when it is free
-  copy    otherwise the finished tile moves from the store to the drain bank
+          last flush goes straight into the drain bank when it is free;
+          otherwise the finished tile moves from the store to the drain bank
           once the bank frees
   drain   the drain bank shifts out ``drain_rows`` rows per cycle into a
-          5-stage output pipeline (x mult, + rounding, + high part, saturation
-          flags + coarse shift, fine shift + select) and a skid buffer
+          free-running 5-stage output pipeline (x mult, + rounding, + high part,
+          saturation compares + coarse shift, fine shift + select), an output
+          FIFO, its read register and a skid buffer
+
+The store, drain and output lanes execute what a small controller decided
+CTRL_LAG cycles earlier (see "store / drain control").
 
 A job starts with one CHECK cycle: the control ports are registered at start,
 checked and turned into the counters' end values from those registers.
