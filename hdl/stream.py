@@ -16,10 +16,6 @@ class SkidBuffer(wiring.Component):
     on FPGAs). ``depth`` entries (2 by default), written and read in turn (a
     small FIFO); ``o.payload`` is the entry the read pointer selects.
 
-    ``ready_next`` is the value ``i.ready`` takes in the next cycle: a producer
-    whose ready fans out widely registers its own copies of it
-    (``hdl.fpga.replicas(..., init=1)``), each equal to ``i.ready`` every cycle.
-
     Why not an output register plus a skid register: their load enables are
     ``o.ready`` and a function of it, each reaching every payload bit; on the
     FPGA that one consumer net was the SpTC's critical path. Here an entry loads
@@ -35,8 +31,7 @@ class SkidBuffer(wiring.Component):
             raise ValueError(f"depth: {depth!r} must be an integer >= 2")
         self._shape = shape
         self.depth = depth
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape)),
-                          "ready_next": Out(1)})
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
@@ -45,18 +40,19 @@ class SkidBuffer(wiring.Component):
         occ = Signal(N)           # entry k holds a beat not yet read
         wp = Signal(range(N)); rp = Signal(range(N))
         occ_n = Signal(N); wp_n = Signal(range(N)); rp_n = Signal(range(N))
+        ready_next = Signal()
         push = self.i.valid & self.i.ready
         pop = self.o.valid & self.o.ready
         step = lambda p: Mux(p == N - 1, 0, p + 1)
         m.d.comb += [
             wp_n.eq(Mux(push, step(wp), wp)), rp_n.eq(Mux(pop, step(rp), rp)),
-            self.ready_next.eq(occ_n != (1 << N) - 1),
+            ready_next.eq(occ_n != (1 << N) - 1),
         ]
         m.d.comb += [occ_n[k].eq((occ[k] & ~(pop & (rp == k))) | (push & (wp == k)))
                      for k in range(N)]
         ready = Signal(init=1); valid = Signal()
         m.d.sync += [occ.eq(occ_n), wp.eq(wp_n), rp.eq(rp_n),
-                     ready.eq(self.ready_next), valid.eq(occ_n != 0)]
+                     ready.eq(ready_next), valid.eq(occ_n != 0)]
         m.d.comb += [self.i.ready.eq(ready), self.o.valid.eq(valid)]
         raw = [Value.cast(x) for x in e]
         raw_in, raw_out = Value.cast(self.i.payload), Value.cast(self.o.payload)

@@ -512,7 +512,8 @@ class SparseTensorCore(wiring.Component):
         # selects are decoded from the indices when the flush registers load, so the
         # store's add sees registered one-hot selects (the decode is not on its path).
         route = {}
-        RG = 4                        # route-select copies per store lane (one per byte)
+        G, W = 4, 8                   # a store lane's bytes: its route selects and its
+                                      # store/drain control have one copy per byte
         for s_ in range(S):
             terms = []
             if s_ < R:
@@ -529,9 +530,9 @@ class SparseTensorCore(wiring.Component):
             sels = Signal(len(terms), name=f"f_route{s_}")
             with m.If(s4_valid & s4_blast):
                 m.d.sync += sels.eq(Cat(cond for _, cond in terms))
-            copies = replicas(m, platform, sels, C * RG, f"froute{s_}")
-            route[s_] = [[[(r, copies[c * RG + k][j]) for j, (r, _) in enumerate(terms)]
-                          for k in range(RG)] for c in range(C)]
+            copies = replicas(m, platform, sels, C * G, f"froute{s_}")
+            route[s_] = [[[(r, copies[c * G + k][j]) for j, (r, _) in enumerate(terms)]
+                          for k in range(G)] for c in range(C)]
         # The first route stage: each flush register is copied once per half of the
         # store rows it can reach (a pure register hop, which the placer puts between
         # the PE and those store lanes); the second ORs the copies onto each store lane.
@@ -545,11 +546,10 @@ class SparseTensorCore(wiring.Component):
         # bank, copy the store into the drain bank, shift P rows out) and the
         # decision reaches the lanes through a register tree of CTRL_LAG levels
         # (the decision register, then one copy per store column, per lane, per byte
-        # of a lane). So the
-        # controller runs CTRL_LAG cycles ahead of the lanes: it takes a flush at
-        # s3, whose sums reach their store lane CTRL_LAG cycles later (s4, the flush
-        # registers and the two route stages). Nothing in the lanes feeds back into the
-        # controller, and `res` backpressure never reaches them either: the output
+        # of a lane). So the controller runs CTRL_LAG cycles ahead of the lanes: it
+        # takes a flush at s3, whose sums reach their store lane CTRL_LAG cycles
+        # later (s4, the flush registers and the two route stages). Nothing in the
+        # lanes feeds back into the controller, and `res` backpressure never reaches them either: the output
         # pipeline runs free into an output FIFO whose entries the controller
         # counts as credits (it shifts the drain bank only with an entry free). No
         # control net then has to cross the store, the drain bank or the output
@@ -591,8 +591,7 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += pend.eq(pend + started - drain_done)
         # The decision tree: the decision register, then a copy per store column, per
         # lane and per byte of a lane (a lane's store, drain and adder bits are ~100 loads).
-        G, W = 4, 8
-        assert LAG == 4
+        assert LAG == 4, "the decision tree below has CTRL_LAG = 4 register levels"
         ops = Signal(4)
         m.d.sync += ops.eq(Cat(add, copy, bypass, d_shift))
         t1 = replicas(m, platform, ops, C, "sctl1")
@@ -611,8 +610,8 @@ class SparseTensorCore(wiring.Component):
                 # The route stage: registered beside its store lane, so the adder no
                 # longer waits on a mux tree fed from PE rows across the array.
                 routed = Signal(signed(32), name=f"route_{s_}_{c}")
-                for k in range(RG):
-                    b = slice(k * 32 // RG, (k + 1) * 32 // RG)
+                for k in range(G):
+                    b = slice(k * W, (k + 1) * W)
                     contrib = 0
                     for r, cond in route[s_][c][k]:
                         contrib = contrib | Mux(cond, fl2[r][c][s_ * NH // S][b], 0)
@@ -704,7 +703,7 @@ class SparseTensorCore(wiring.Component):
         # The job constants of the output stage (shift, out_mode, mult) reach every
         # bit of every lane: each lane gets its own copy (hdl.fpga.replicas), loaded
         # the cycle after the job starts, long before its first row arrives.
-        # Three copies a lane: o1 (mult), o2-o4 (shift, mode), o5 (shift, mode).
+        # Three copies a lane: o1 (mult), o2-o4 (shift), o5 (shift, mode).
         lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C * 3, "ocfg")
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
