@@ -406,11 +406,8 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
         new_full = store_full and not copy
         if copy:
             drain_left = -(-drains[store_rt] // drain_rows)
-        if f is not None and f[1]:          # a tile's last flush
-            if not drain_busy and not store_full:
-                drain_left = -(-drains[f[2]] // drain_rows)   # straight into the drain bank
-            else:
-                new_full, store_rt = True, f[2]
+        if f is not None and f[1]:          # a tile's last flush: the tile waits in the store
+            new_full, store_rt = True, f[2]
         f = pe[-1] if pe[-1] is not None and pe[-1][0] else None
         last = beat == k_steps - 1
         pe = [(vb == v_steps - 1 or last, last, rt) if issue else None] + pe[:-1]

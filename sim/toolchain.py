@@ -9,6 +9,7 @@ for users who run pytest or the CLI without going through make.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from functools import lru_cache
@@ -65,10 +66,18 @@ def ensure_verilator() -> str:
 VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
 
 
-def verilator_build_env() -> dict[str, str]:
+def verilator_build_env(opt: str | None = None) -> dict[str, str]:
+    """MAKEFLAGS for a Verilator C++ build; ``opt`` (e.g. ``-O0``) replaces the
+    optimisation level of the model and runtime objects (verilated.mk's
+    OPT_FAST, OPT_SLOW, OPT_GLOBAL; its default is ``-Os``)."""
     flags = os.environ.get("MAKEFLAGS", "")
     if VERILATOR_MAKEFLAGS not in flags:
         flags = f"{flags} {VERILATOR_MAKEFLAGS}".strip()
+    if opt:
+        if not re.fullmatch(r"-O[0-3sg]?", opt):
+            raise ValueError(f"Verilator C++ optimisation level: expected -O0, -O1, -O2, -O3, "
+                             f"-Os or -Og, got {opt!r}")
+        flags += f" OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}"
     return {"MAKEFLAGS": flags}
 
 

@@ -13,9 +13,10 @@ Per design (one engine configuration on one target) in ``<out>/<target>-<design>
 
 Both targets wrap the core in a thin pin-saving shell (:func:`pin_wrapper`):
 every core input comes from one serial-in shift register, every core output is
-captured into one parallel-load shift register that shifts out on one pin
-(pins clk, rst, si, ld, so). The tops have more port bits than the packages
-have pins; the shell's FFs and muxes (about one FF per port bit) are part of the
+registered where it leaves the core, then captured into one parallel-load shift
+register that shifts out on one pin (pins clk, rst, si, ld, so). The tops have
+more port bits than the packages have pins; the shell's FFs and muxes (one FF
+per input bit, two per output bit) are part of the
 reported numbers and ``wrapper`` in each entry gives its size.
 
 ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381``,
@@ -382,14 +383,18 @@ def pin_wrapper(top: str, ports: list[dict], name: str | None = None) -> tuple[s
     pins = ", ".join(["input clk"] + (["input rst"] if "rst" in have else [])
                      + ["input si", "input ld", "output so"])
     text = f"""// Pin-saving wrapper for {top} (moe-rtl synth flow): {ni} input bits from a
-// serial-in shift register, {no} output bits captured and shifted out on one pin.
+// serial-in shift register, {no} output bits registered, captured and shifted out on one pin.
 module {name}({pins});
   reg [{ni - 1}:0] sin;
   wire [{no - 1}:0] cout;
+  reg [{no - 1}:0] cout_q;
   reg [{no - 1}:0] sout;
+  // cout_q registers the core's outputs where they leave it (as the stream's
+  // consumer would), so the capture mux is not on a path out of the core.
   always @(posedge clk) begin
     sin <= {shift_in};
-    sout <= ld ? cout : {shift_out};
+    cout_q <= cout;
+    sout <= ld ? cout_q : {shift_out};
   end
   assign so = sout[{no - 1}];
   {top} core (

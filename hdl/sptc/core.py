@@ -67,6 +67,13 @@ def _tree(terms):
     return terms[0]
 
 
+def _or(terms):
+    out = terms[0]
+    for t in terms[1:]:
+        out = out | t
+    return out
+
+
 def lane_layout():
     return data.StructLayout({"v0": signed(8), "v1": signed(8), "nib": unsigned(4),
                               "idx": unsigned(4)})
@@ -255,7 +262,7 @@ class SparseTensorCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
         s1b_valid, s1c_valid, s2_valid, s3_valid, s4_valid = (Signal() for _ in range(5))
-        ofifo_empty = Signal()
+        ofifo_empty = Signal(init=1)  # a register equal to (FIFO write ptr == read ptr)
         rd_v = Signal()               # a beat in the FIFO's read register
         out_busy = Signal()   # a row is in the output pipeline
         # (the store controller takes a flush at s3: see "store / drain control")
@@ -524,12 +531,19 @@ class SparseTensorCore(wiring.Component):
                     continue
                 for r in range(b * nn, b * nn + nn):
                     terms.append((r, job_nm[k] & (s4_idx[r] == i)))
+            # one select per PE row that can land here (the modes' conditions OR-ed):
+            # fewer select copies and a narrower OR in front of every routed bit
+            rows_here = sorted({r for r, _ in terms})
+            terms = [(r, _or([cond for rr, cond in terms if rr == r])) for r in rows_here]
             # One copy per byte of each store lane, a cycle behind the select
             # register (as the flush copies below are behind the flush registers):
             # a shared select register would reach 32 * cols route bits.
+            # The selects are a one-cycle pulse (zero unless a flush loads), so the
+            # routed value is zero except in the cycle its store lane adds it: the
+            # store then adds every cycle and needs no load enable or select behind
+            # its adder.
             sels = Signal(len(terms), name=f"f_route{s_}")
-            with m.If(s4_valid & s4_blast):
-                m.d.sync += sels.eq(Cat(cond for _, cond in terms))
+            m.d.sync += sels.eq(Mux(s4_valid & s4_blast, Cat(cond for _, cond in terms), 0))
             copies = replicas(m, platform, sels, C * G, f"froute{s_}")
             route[s_] = [[[(r, copies[c * G + k][j]) for j, (r, _) in enumerate(terms)]
                           for k in range(G)] for c in range(C)]
@@ -542,8 +556,8 @@ class SparseTensorCore(wiring.Component):
 
         # ---------------------------------------------------------------- store / drain control
         # The store, drain and output lanes only execute: a small controller decides
-        # each cycle what they do (add the routed flush, bypass it into the drain
-        # bank, copy the store into the drain bank, shift P rows out) and the
+        # each cycle what they do (copy the store into the drain bank, shift P rows
+        # out; the routed flush is added every cycle, zero when none lands) and the
         # decision reaches the lanes through a register tree of CTRL_LAG levels
         # (the decision register, then one copy per store column, per lane, per byte
         # of a lane). So the controller runs CTRL_LAG cycles ahead of the lanes: it
@@ -567,22 +581,23 @@ class SparseTensorCore(wiring.Component):
         crd = Signal(range(FD + 1))   # drain beats decided and not yet out of the FIFO
         crd_ok = Signal(init=1)       # crd < FD: a beat may leave the drain bank
         pop = Signal()                # a beat leaves the FIFO (into its read register)
-        # A finished tile moves from the store into a free drain bank (copy), or a
-        # tile's last flush goes straight into it (bypass).
+        # A finished tile moves from the store into a free drain bank (copy). A
+        # tile's last flush always lands in the store first: the drain bank loads
+        # only from the store, so the store's adder drives nothing but the store.
         copy = store_full & ~drain_busy
-        bypass = add & add_tlast & ~drain_busy & ~store_full
         d_shift = drain_busy & crd_ok   # P rows leave the drain bank
         drain_done = d_shift & (dr_q == dr_lastq)
-        m.d.sync += [store_full.eq((add & add_tlast & ~bypass) | (store_full & ~copy)),
-                     drain_busy.eq(bypass | copy | (drain_busy & ~drain_done))]
-        crd_n = crd + d_shift - pop
+        m.d.sync += [store_full.eq((add & add_tlast) | (store_full & ~copy)),
+                     drain_busy.eq(copy | (drain_busy & ~drain_done))]
+        # A popped beat returns its credit a cycle later (through rd_v, the registered
+        # pop): the credit count then waits on no FIFO compare. A beat holds its
+        # credit 11 cycles (decision to FIFO read register), fewer than the 16
+        # entries, so a sink that never stalls never runs out of credits.
+        crd_n = crd + d_shift - rd_v
         m.d.sync += [crd.eq(crd_n), crd_ok.eq(crd_n < FD)]
-        with m.If(add & add_tlast & ~bypass):
+        with m.If(add & add_tlast):
             m.d.sync += [st_tt.eq(a_tt), st_base.eq(a_base), st_mask.eq(a_mask), st_n.eq(a_n)]
-        with m.If(bypass):
-            m.d.sync += [dr_tt.eq(a_tt), dr_mask.eq(a_mask), dr_q.eq(0),
-                         dr_base.eq(a_base), dr_n.eq(a_n), dr_lastq.eq((a_n - 1) >> pb)]
-        with m.Elif(copy):
+        with m.If(copy):
             m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
                          dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
         with m.Elif(d_shift):
@@ -590,19 +605,19 @@ class SparseTensorCore(wiring.Component):
         started = issue & (beat == 0)
         m.d.sync += pend.eq(pend + started - drain_done)
         # The decision tree: the decision register, then a copy per store column, per
-        # lane and per byte of a lane (a lane's store, drain and adder bits are ~100 loads).
+        # lane and per byte of a lane (a lane's store and drain bits are ~64 loads).
+        # `add` does not need to travel: the routed value is zero unless a flush lands.
         assert LAG == 4, "the decision tree below has CTRL_LAG = 4 register levels"
-        ops = Signal(4)
-        m.d.sync += ops.eq(Cat(add, copy, bypass, d_shift))
+        ops = Signal(2)
+        m.d.sync += ops.eq(Cat(copy, d_shift))
         t1 = replicas(m, platform, ops, C, "sctl1")
         t2 = [replicas(m, platform, t1[c], S, f"sctl2c{c}") for c in range(C)]
         t3 = [[replicas(m, platform, t2[c][s_], G, f"sctl3s{s_}c{c}") for c in range(C)]
               for s_ in range(S)]
 
         # ---------------------------------------------------------------- accumulator store
-        # A flush adds into the store. The last flush of a tile goes straight on into
-        # the drain bank when that is free (bypass); otherwise the tile waits in the
-        # store (store_full) and is copied when the drain bank frees.
+        # A flush adds into the store; a finished tile waits there (store_full) until
+        # it is copied into the drain bank, which then shifts it out.
         store = [[Signal(signed(32), name=f"store_{s_}_{c}") for c in range(C)] for s_ in range(S)]
         drain = [[Signal(signed(32), name=f"drain_{s_}_{c}") for c in range(C)] for s_ in range(S)]
         for s_ in range(S):
@@ -616,27 +631,23 @@ class SparseTensorCore(wiring.Component):
                     for r, cond in route[s_][c][k]:
                         contrib = contrib | Mux(cond, fl2[r][c][s_ * NH // S][b], 0)
                     m.d.sync += routed[b].eq(contrib)
-                # The adder sees only registers; the lane's control selects after it
-                # (a copy in the same cycle as an add empties the store, so the
-                # store then takes the routed value alone).
-                total = Signal(signed(32), name=f"sum_{s_}_{c}")
-                m.d.comb += total.eq(store[s_][c] + routed)
+                # The store adds the routed value every cycle (zero unless a flush
+                # lands); a copy empties it, so an add in the same cycle as a copy
+                # leaves the routed value alone. The adder's output is the store's
+                # next value: no enable, no select behind the carry chain.
+                kept = Signal(signed(32), name=f"kept_{s_}_{c}")
                 below = drain[s_ + P][c] if s_ + P < S else Const(0, 32)
                 for k in range(G):
-                    l_add, l_copy, l_bypass, l_shift = t3[s_][c][k]
+                    l_copy, l_shift = t3[s_][c][k]
                     b = slice(k * W, (k + 1) * W)
                     st, dr = store[s_][c][b], drain[s_][c][b]
-                    with m.If(l_add):
-                        m.d.sync += st.eq(Mux(l_bypass, 0, Mux(l_copy, routed[b], total[b])))
-                    with m.Elif(l_copy):
-                        m.d.sync += st.eq(0)
+                    m.d.comb += kept[b].eq(Mux(l_copy, 0, st))
                     # The drain bank is a shift register: P rows leave per beat from the top.
-                    with m.If(l_bypass):
-                        m.d.sync += dr.eq(total[b])
-                    with m.Elif(l_copy):
+                    with m.If(l_copy):
                         m.d.sync += dr.eq(st)
                     with m.Elif(l_shift):
                         m.d.sync += dr.eq(below[b])
+                m.d.sync += store[s_][c].eq(kept + routed)
 
         # ---------------------------------------------------------------- drain / output
         # Output pipeline, one per drain lane (top P rows x cols), free running: each
@@ -672,9 +683,9 @@ class SparseTensorCore(wiring.Component):
                      o_meta[0].eq(Cat((dr_base + (dr_q << pb))[:16], dr_tt, dr_mask, rmask))]
         m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(LAG + NST - 1)]
         wp = Signal(fb + 1); rp = Signal(fb + 1)
-        m.d.comb += ofifo_empty.eq(wp == rp)
-        with m.If(ov[-1]):
-            m.d.sync += wp.eq(wp + 1)
+        wp_n = Signal(fb + 1)
+        m.d.comb += wp_n.eq(wp + ov[-1])
+        m.d.sync += wp.eq(wp_n)
         # The read pointer reaches every lane's FIFO column: one copy per lane (and
         # one for the metadata), next-state copies equal to rp in every cycle.
         # The FIFO is read into a free-running register per lane (beside its LUT
@@ -690,7 +701,9 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += [pop.eq(~ofifo_empty & fin_ok), skid.i.valid.eq(rd_v)]
         rp_n = Signal(fb + 1)
         m.d.comb += rp_n.eq(rp + pop)
-        m.d.sync += rp.eq(rp_n)
+        # the empty flag as a register (its next state from both next pointers), so the
+        # pointer compare is not on the path from the FIFO into pop and the credits
+        m.d.sync += [rp.eq(rp_n), ofifo_empty.eq(wp_n == rp_n)]
         rp_q = replicas(m, platform, rp_n, P * C + 1, "orp")
         mfifo = m.submodules.ofifo_meta = Memory(shape=OW, depth=FD, init=[])
         mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
@@ -705,6 +718,18 @@ class SparseTensorCore(wiring.Component):
         # the cycle after the job starts, long before its first row arrives.
         # Three copies a lane: o1 (mult), o2-o4 (shift), o5 (shift, mode).
         lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C * 3, "ocfg")
+        # Rounding bit and saturation bounds of requant, derived from the job's shift
+        # once (a cycle after start) and copied to every lane: (t >> shift) > 127 iff
+        # t >= 128 << shift, and < -128 iff t < -128 << shift. Comparing t with them
+        # runs beside the barrel shifter (which then only makes 8 bits). Bits 0-6 of
+        # both bounds are always zero and are not copied.
+        rnd_c = Signal(31)
+        sat_hi_c = Signal(signed(40))
+        sat_lo_c = Signal(signed(40))
+        m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
+                     sat_hi_c.eq(Const(128, signed(40)) << shift),
+                     sat_lo_c.eq(Const(-128, signed(40)) << shift)]
+        lane_req = replicas(m, platform, Cat(rnd_c, sat_hi_c[7:], sat_lo_c[7:]), P * C, "oreq")
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
         for p in range(P):
@@ -715,16 +740,11 @@ class SparseTensorCore(wiring.Component):
                 l_mult = qa[7:23]
                 l_shift = qb[:5]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
-                # Rounding bit and saturation bounds of requant, per lane and per job:
-                # (t >> shift) > 127 iff t >= 128 << shift, and < -128 iff
-                # t < -128 << shift. Comparing t with them runs beside the barrel
-                # shifter (which then only makes 8 bits) instead of after it.
-                rnd_bit = Signal(31, name=f"rnd_{n}")
-                sat_hi = Signal(signed(40), name=f"sat_hi_{n}")
-                sat_lo = Signal(signed(40), name=f"sat_lo_{n}")
-                m.d.sync += [rnd_bit.eq((Const(1, unsigned(32)) << (l_shift - 1)[:5])[:31]),
-                             sat_hi.eq(Const(128, signed(40)) << l_shift),
-                             sat_lo.eq(Const(-128, signed(40)) << l_shift)]
+                # this lane's copy of the rounding bit and the saturation bounds
+                rq = lane_req[p * C + c]
+                rnd_bit = rq[:31]
+                sat_hi = Cat(Const(0, 7), rq[31:64]).as_signed()
+                sat_lo = Cat(Const(0, 7), rq[64:97]).as_signed()
                 # o1: the low 17 bits x mult in a DSP (its output register is o1)
                 lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
                                                               in_reg=False)
@@ -779,7 +799,7 @@ class SparseTensorCore(wiring.Component):
                 # decision) and its FIFO column, written at its own pointer
                 lv = Signal(NST, name=f"ov_{n}")
                 lwp = Signal(fb, name=f"owp_{n}")
-                m.d.sync += lv.eq(Cat(t3[p][c][0][3], lv[:-1]))
+                m.d.sync += lv.eq(Cat(t3[p][c][0][1], lv[:-1]))
                 with m.If(lv[-1]):
                     m.d.sync += lwp.eq(lwp + 1)
                 lf = m.submodules[f"ofifo_{n}"] = Memory(shape=32, depth=FD, init=[])
