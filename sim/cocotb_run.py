@@ -46,7 +46,8 @@ VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CMPCONST", "-W
 # in Python (the drivers, monitors and scoreboards step every cycle), not in the
 # model, while g++ -Os on a big netlist dominates a fresh build: one 0.9 MB
 # file of the 8 x 8 SpTC compiles in 21 s at -Os, 10 s at -O1 and 3.4 s at -O0.
-# MOE_VERILATOR_OPT overrides it (e.g. -Os for a long make sim run).
+# MOE_VERILATOR_OPT overrides it (e.g. -Os for a long make sim run); a build
+# whose run time dominates (the SpTC's ECP5 flavour) asks for -Os itself.
 VERILATOR_OPT_DEFAULT = "-O0"
 
 
@@ -108,8 +109,11 @@ def _check_simulator(simulator: str) -> None:
 
 
 def build(name: str, verilog: str, toplevel: str, *, simulator: str = "verilator",
-          waves: bool = False) -> Build:
-    """Compile ``verilog`` (one self-contained file) for ``simulator``, or reuse a build."""
+          waves: bool = False, opt: str | None = None) -> Build:
+    """Compile ``verilog`` (one self-contained file) for ``simulator``, or reuse a build.
+
+    ``opt``: Verilator's C++ optimisation level for this build (default
+    :func:`verilator_opt`)."""
     from cocotb_tools.runner import get_runner
 
     _check_simulator(simulator)
@@ -129,7 +133,7 @@ def build(name: str, verilog: str, toplevel: str, *, simulator: str = "verilator
                 wave_format = "vcd"
     elif waves:
         wave_format = "fst"
-    opt = verilator_opt() if simulator == "verilator" else ""
+    opt = (opt or verilator_opt()) if simulator == "verilator" else ""
     key = hashlib.sha256("\0".join([verilog, toplevel, simulator, str(waves), opt, *build_args])
                          .encode()).hexdigest()[:12]
     build_dir = BUILD_ROOT / f"{name}-{simulator}{'-waves' if waves else ''}-{key}"

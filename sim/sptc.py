@@ -40,7 +40,10 @@ def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool =
         v += "\n" + ECP5_MODELS.read_text()
     tag = (f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
            f"l{cfg.sel_lanes}d{cfg.drain_rows}{'_' + target if target else ''}")
-    return cocotb_run.build(tag, v, sptc.MODULE_NAME, simulator=simulator, waves=waves)
+    # The ECP5 flavour is thousands of primitive instances (a TRELLIS_FF per
+    # replicated bit): its run time, not its compile, dominates, so it is built -Os.
+    return cocotb_run.build(tag, v, sptc.MODULE_NAME, simulator=simulator, waves=waves,
+                            opt="-Os" if target == "ecp5" else None)
 
 
 def as_weight(weight, mode: str | None, nmv=None):

@@ -15,10 +15,9 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
   route   the flush registers are copied once per half of the store, then each
           store lane registers the OR of the copies that land on it (PE row r ->
           its store row: identity, or Samoyeds' indices)
-  store   the routed sums are added into the accumulator store; a tile's
-          last flush goes straight into the drain bank when it is free;
-          otherwise the finished tile moves from the store to the drain bank
-          once the bank frees
+  store   the routed sums are added into the accumulator store (every cycle:
+          the routed value is zero unless a flush lands); a finished tile
+          moves from the store to the drain bank once the bank is free
   drain   the drain bank shifts out ``drain_rows`` rows per cycle into a
           free-running 5-stage output pipeline (x mult, + rounding, + high part,
           saturation compares + coarse shift, fine shift + select), an output
