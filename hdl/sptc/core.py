@@ -410,7 +410,11 @@ class SparseTensorCore(wiring.Component):
                 m.d.sync += [reg.eq(port) for reg, port in group]
         m.d.comb += tt_rd.eq(Mux(tile_done, tt + 1, tt))
         in_sel = fsm.ongoing("SEL")
-        err_terms[ERR_SEL] = [t & in_sel for t in err_terms[ERR_SEL]]
+        # One register per SEL lane (its range and order compares are 16-bit carry
+        # chains from the port): the sticky bit rises a cycle later, long before done.
+        sel_bad = Signal(len(err_terms[ERR_SEL]))
+        m.d.sync += sel_bad.eq(Mux(self.clear, 0, Cat(t & in_sel for t in err_terms[ERR_SEL])))
+        err_terms[ERR_SEL] = [sel_bad.any()]
 
         # ---------------------------------------------------------------- issue stage
         g = Mux(mode == DENSE, beat >> 1, beat)
