@@ -150,6 +150,8 @@ class SparseTensorCore(wiring.Component):
         kw_last = Signal.like(self.k_words); sel_last = Signal(16); ntok_last = Signal(16)
         ld_more = Signal()            # LOAD: tokens left to load
         sel_left = Signal(17)         # SEL: entries not yet loaded (n_sel - cnt * lanes)
+        lane_ok = Signal(L)           # SEL lanes carrying an entry (sel_left > lane), a
+                                      # register so no compare sits before the LUT-RAM enables
         # store rows per tile: rows, or rows * M / N in Samoyeds mode (a job constant)
         spr = Signal(_bits(cfg.store_rows + 1) + 1)
         spr_in = Mux(mode == SAMOYEDS, (cfg.rows * sam_m) >> Mux(
@@ -224,6 +226,9 @@ class SparseTensorCore(wiring.Component):
         # the cycle after the previous tile's last beat (no fetch bubble).
         sel_depth = cfg.max_sel // C
         sel_wr_en = Signal(C)
+        # The write address is a slice of the beat counter, not muxed by the FSM
+        # state (the enables gate the write): a routed path from the state register
+        # to every LUT-RAM's write-address pins limited Fmax (docs/synth.md).
         sel_wr_addr = Signal(_bits(sel_depth))
         tt = Signal(16)
         tt_rd = Signal(16)
@@ -243,6 +248,8 @@ class SparseTensorCore(wiring.Component):
         vb = Signal(kw_bits_)         # beat within the flush block
         rt = Signal(16)               # row tile
         cnt = Signal(16)              # SEL beat counter
+        first = Signal(32)            # SEL entry index of the beat's lane 0
+        m.d.comb += [first.eq(cnt * L), sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
         prev_sel = Signal(16)
         cycles = Signal(32)
         m.d.comb += self.cycles.eq(cycles)
@@ -305,7 +312,7 @@ class SparseTensorCore(wiring.Component):
                     cycles.eq(cycles + 1),
                     sel_last.eq(((n_sel + L - 1) >> _bits(L) if L > 1 else n_sel) - 1),
                     kw_last.eq(k_words - 1), ntok_last.eq(n_tok - 1), ld_more.eq(n_tok != 0),
-                    sel_left.eq(n_sel),
+                    sel_left.eq(n_sel), lane_ok.eq(Cat(n_sel > l for l in range(L))),
                     k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2), rt_last1.eq(n_rt - 2),
                     tt_last1.eq(n_tt_in - 2),
                     k_one.eq(ks_in == 1), v_one.eq(v_in == 1), rt_one.eq(n_rt == 1),
@@ -344,13 +351,10 @@ class SparseTensorCore(wiring.Component):
                     m.next = "IDLE"
             with m.State("SEL"):
                 m.d.sync += cycles.eq(cycles + 1)
-                first = Signal(32)   # SEL entry index of lane 0
-                m.d.comb += [self.sel.ready.eq(1), first.eq(cnt * L),
-                             sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
-                lane_ok = Signal(L)  # lanes carrying an entry (< n_sel)
-                m.d.comb += [lane_ok[l].eq(sel_left > l) for l in range(L)]
+                m.d.comb += self.sel.ready.eq(1)
                 with m.If(self.sel.valid):
-                    m.d.sync += sel_left.eq(sel_left - L)
+                    m.d.sync += [sel_left.eq(sel_left - L),
+                                 lane_ok.eq(Cat(sel_left > l + L for l in range(L)))]
                     grp = (cnt % (C // L)) if C > L else 0
                     for c in range(C):
                         m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
