@@ -221,9 +221,13 @@ class SparseTensorCore(wiring.Component):
         # SEL banks: entry j lives in bank j % cols at address j // cols, so one
         # read at the token-tile index yields the tile's `cols` tokens. A SEL beat
         # (L entries, L dividing C) writes L consecutive banks at one address.
-        # The read port is transparent and addressed with the *next* token tile,
-        # so the tile's tokens are there the cycle after the SEL load ends and
-        # the cycle after the previous tile's last beat (no fetch bubble).
+        # `tok` holds the current token tile's entries in registers (the activation
+        # block RAMs' read addresses come from them, not through the LUT RAM's read
+        # mux). The read port is transparent and addressed with the tile *after*
+        # the one issued next cycle, and `tok` loads its data when a tile's last
+        # beat issues, so the next tile's tokens are there the cycle after (no
+        # fetch bubble); the first tile's tokens are copied from the SEL beat that
+        # writes address 0.
         sel_depth = cfg.max_sel // C
         sel_wr_en = Signal(C)
         # The write address is a slice of the beat counter, not muxed by the FSM
@@ -241,7 +245,12 @@ class SparseTensorCore(wiring.Component):
             rp = mem.read_port(transparent_for=(wp,))
             m.d.comb += [wp.addr.eq(sel_wr_addr), wp.data.eq(self.sel.payload[c % L]),
                          wp.en.eq(sel_wr_en[c]), rp.addr.eq(tt_rd)]
-            tok.append(rp.data)
+            tok_c = Signal(16, name=f"tok{c}")
+            with m.If(tile_done):
+                m.d.sync += tok_c.eq(rp.data)
+            with m.Elif(wp.en & (sel_wr_addr == 0)):
+                m.d.sync += tok_c.eq(wp.data)
+            tok.append(tok_c)
 
         # ---------------------------------------------------------------- counters / FSM
         beat = Signal(kw_bits_)       # beat within the tile
@@ -412,7 +421,7 @@ class SparseTensorCore(wiring.Component):
         for q, group in zip(idle_q, job_groups):
             with m.If(q & self.start & ~self.clear):
                 m.d.sync += [reg.eq(port) for reg, port in group]
-        m.d.comb += tt_rd.eq(Mux(tile_done, tt + 1, tt))
+        m.d.comb += tt_rd.eq(Mux(tile_done, tt + 2, tt + 1))
         in_sel = fsm.ongoing("SEL")
         # One register per SEL lane (its range and order compares are 16-bit carry
         # chains from the port): the sticky bit rises a cycle later, long before done.
