@@ -734,20 +734,22 @@ class SparseTensorCore(wiring.Component):
         # the cycle after the job starts, long before its first row arrives.
         # Three copies a lane: o1 (mult), o2-o4 (shift), o5 (shift, mode).
         lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C * 3, "ocfg")
-        # Rounding bit and saturation bounds of requant, derived from the job's shift
-        # once (a cycle after start) and copied to every lane: (t >> shift) > 127 iff
-        # t >= 128 << shift, and < -128 iff t < -128 << shift. Comparing t with them
-        # runs beside the barrel shifter (which then only makes 8 bits). Bits 0-6 of
-        # both bounds are always zero and are not copied.
-        rnd_c = Signal(31)
-        sat_hi_c = Signal(signed(40))
-        sat_lo_c = Signal(signed(40))
-        m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
-                     sat_hi_c.eq(Const(128, signed(40)) << shift),
-                     sat_lo_c.eq(Const(-128, signed(40)) << shift)]
-        lane_req = replicas(m, platform, Cat(rnd_c, sat_hi_c[7:], sat_lo_c[7:]), P * C, "oreq")
+        # Rounding bit and saturation mask of requant, derived from the job's shift
+        # once (a cycle after start) and copied to every lane. With t the rounded
+        # product, (t >> shift) > 127 iff t >= 128 << shift iff t >= 0 and some bit
+        # k >= shift + 7 of t is set; (t >> shift) < -128 iff t < 0 and some such
+        # bit is clear (two's complement). So the saturation tests are AND-OR trees
+        # of t against the mask (bit k set iff k >= shift + 7): plain LUTs beside
+        # the barrel shifter (which then only makes 8 bits), no carry chain that
+        # every bit of t has to reach.
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
+        TW = hb + 37                      # width of t (o3)
+        rnd_c = Signal(31)
+        sat_mk_c = Signal(TW - 7)         # bits 0-6 of the mask are always clear
+        m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
+                     sat_mk_c.eq(Cat(shift <= k - 7 for k in range(7, TW)))]
+        lane_req = replicas(m, platform, Cat(rnd_c, sat_mk_c), P * C, "oreq")
         for p in range(P):
             for c in range(C):
                 n = f"{p}_{c}"
@@ -756,11 +758,10 @@ class SparseTensorCore(wiring.Component):
                 l_mult = qa[7:23]
                 l_shift = qb[:5]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
-                # this lane's copy of the rounding bit and the saturation bounds
+                # this lane's copy of the rounding bit and the saturation mask
                 rq = lane_req[p * C + c]
                 rnd_bit = rq[:31]
-                sat_hi = Cat(Const(0, 7), rq[31:64]).as_signed()
-                sat_lo = Cat(Const(0, 7), rq[64:97]).as_signed()
+                sat_mk = rq[31:]
                 # o1: the low 17 bits x mult in a DSP (its output register is o1)
                 lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
                                                               in_reg=False)
@@ -771,24 +772,22 @@ class SparseTensorCore(wiring.Component):
                 hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}")
                 s_lo = Signal(unsigned(34), name=f"o2_lo_{n}")
                 s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}")
-                t = Signal(signed(hb + 37), name=f"o3_t_{n}")
+                t = Signal(signed(TW), name=f"o3_t_{n}")
                 o4a = Signal(signed(32), name=f"o4_acc_{n}")
                 big = Signal(name=f"o3_big_{n}")       # int8_sat: o3a > 127
                 small = Signal(name=f"o3_small_{n}")   # int8_sat: o3a < -128
-                # The saturation compares (t >= sat_hi, t < sat_lo: ~40-bit carry
-                # chains) are split at bit SPL: o4 registers the compares of the
-                # high and low parts, o5 combines them.
-                SPL = 20
-                t_hi, t_lo = t[SPL:].as_signed(), t[:SPL]
-                bh_hi, bh_lo = sat_hi[SPL:].as_signed(), sat_hi[:SPL]
-                bl_hi, bl_lo = sat_lo[SPL:].as_signed(), sat_lo[:SPL]
-                ph_gt, ph_eq, pl_ge, nh_lt, nh_eq, nl_lt, big4, small4 = (
-                    Signal(name=f"o4_{x}_{n}")
-                    for x in ("ph_gt", "ph_eq", "pl_ge", "nh_lt", "nh_eq", "nl_lt", "big", "small"))
+                # The saturation tests: o4 registers the sign of t and, per group
+                # of SG bits from bit 7 on, "a masked bit is set" (pos) and "a
+                # masked bit is clear" (neg); o5 ORs the groups.
+                SG = 16
+                groups = [(k, min(k + SG, TW)) for k in range(7, TW, SG)]
+                pos_g = Signal(len(groups), name=f"o4_pos_{n}")
+                neg_g = Signal(len(groups), name=f"o4_neg_{n}")
+                t_neg, big4, small4 = (Signal(name=f"o4_{x}_{n}") for x in ("tneg", "big", "small"))
                 f_pos = Signal(name=f"o5_pos_{n}")     # saturate to +127
                 f_neg = Signal(name=f"o5_neg_{n}")     # saturate to -128
-                m.d.comb += [f_pos.eq(Mux(o5_mode == 1, big4, ph_gt | (ph_eq & pl_ge))),
-                             f_neg.eq(Mux(o5_mode == 1, small4, nh_lt | (nh_eq & nl_lt)))]
+                m.d.comb += [f_pos.eq(Mux(o5_mode == 1, big4, ~t_neg & pos_g.any())),
+                             f_neg.eq(Mux(o5_mode == 1, small4, t_neg & neg_g.any()))]
                 tq = Signal(11, name=f"o4_tq_{n}")     # t >> (shift & ~3): 11 bits suffice
                 o5 = Signal(signed(32), name=f"o5_{n}")
                 hi = src[17:AB].as_signed()
@@ -803,8 +802,9 @@ class SparseTensorCore(wiring.Component):
                              o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
                              big.eq(o2a > 127), small.eq(o2a < -128),
                              o4a.eq(o3a),
-                             ph_gt.eq(t_hi > bh_hi), ph_eq.eq(t_hi == bh_hi), pl_ge.eq(t_lo >= bh_lo),
-                             nh_lt.eq(t_hi < bl_hi), nh_eq.eq(t_hi == bl_hi), nl_lt.eq(t_lo < bl_lo),
+                             t_neg.eq(t[-1]),
+                             pos_g.eq(Cat((t[a:b] & sat_mk[a - 7:b - 7]).any() for a, b in groups)),
+                             neg_g.eq(Cat((~t[a:b] & sat_mk[a - 7:b - 7]).any() for a, b in groups)),
                              big4.eq(big), small4.eq(small),
                              tq.eq(t >> Cat(Const(0, 2), l_shift[2:5])),
                              o5.eq(Mux(o5_mode == 0, o4a,
