@@ -748,7 +748,8 @@ class SparseTensorCore(wiring.Component):
         rnd_c = Signal(31)
         sat_mk_c = Signal(TW - 7)         # bits 0-6 of the mask are always clear
         m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
-                     sat_mk_c.eq(Cat(shift <= k - 7 for k in range(7, TW)))]
+                     sat_mk_c.eq(Cat((shift <= k - 7) if k - 7 < 2 ** len(shift) - 1 else Const(1)
+                                     for k in range(7, TW)))]
         lane_req = replicas(m, platform, Cat(rnd_c, sat_mk_c), P * C, "oreq")
         for p in range(P):
             for c in range(C):
