@@ -730,10 +730,13 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
                         skid.i.payload.rmask).eq(rd_meta)
         # The job constants of the output stage (shift, out_mode, mult) reach every
-        # bit of every lane: each lane gets its own copy (hdl.fpga.replicas), loaded
-        # the cycle after the job starts, long before its first row arrives.
-        # Three copies a lane: o1 (mult), o2-o4 (shift), o5 (shift, mode).
-        lane_cfg = replicas(m, platform, Cat(shift, out_mode, mult), P * C * 3, "ocfg")
+        # bit of every lane: each lane gets its own copies (hdl.fpga.replicas)
+        # through a two-level tree (one copy a lane, then three: o1 mult, o2-o4
+        # shift, o5 shift and mode), loaded two cycles after the job starts, long
+        # before its first row arrives. (One level fanning out to all the lanes'
+        # copies made the job registers' nets the critical path: pure routing.)
+        cfg_l1 = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg1")
+        lane_cfg = [q for i in range(P * C) for q in replicas(m, platform, cfg_l1[i], 3, f"ocfg{i}_")]
         # Rounding bit and saturation mask of requant, derived from the job's shift
         # once (a cycle after start) and copied to every lane. With t the rounded
         # product, (t >> shift) > 127 iff t >= 128 << shift iff t >= 0 and some bit
@@ -750,7 +753,8 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
                      sat_mk_c.eq(Cat((shift <= k - 7) if k - 7 < 2 ** len(shift) - 1 else Const(1)
                                      for k in range(7, TW)))]
-        lane_req = replicas(m, platform, Cat(rnd_c, sat_mk_c), P * C, "oreq")
+        req_l1 = replicas(m, platform, Cat(rnd_c, sat_mk_c), P, "oreq1")
+        lane_req = [q for p in range(P) for q in replicas(m, platform, req_l1[p], C, f"oreq{p}_")]
         for p in range(P):
             for c in range(C):
                 n = f"{p}_{c}"
