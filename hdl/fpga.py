@@ -140,9 +140,12 @@ class RegMul(wiring.Component):
 
 # -------------------------------------------------------------------- replication
 
-def replicas(m: Module, platform, value, n: int, name: str, init: int = 0) -> list[Signal]:
+def replicas(m: Module, platform, value, n: int, name: str, init: int = 0,
+             reset_less: bool = False) -> list[Signal]:
     """``n`` registers loading ``value`` every cycle (reset and power-up value
-    ``init``, with the sync domain's reset).
+    ``init``, with the sync domain's reset; ``reset_less``: power-up value only,
+    for data whose consumers are qualified by a valid bit, so the reset net does
+    not have to reach them).
 
     Two uses: copies of a job constant (one cycle behind it), and copies of a
     state register, given that register's *next-state* value and init, which
@@ -152,14 +155,15 @@ def replicas(m: Module, platform, value, n: int, name: str, init: int = 0) -> li
     width = len(value)
     out = []
     for k in range(n):
-        q = Signal(width, name=f"{name}_r{k}", init=init)
+        q = Signal(width, name=f"{name}_r{k}", init=init, reset_less=reset_less)
         if is_ecp5(platform):
             for i in range(width):
                 m.submodules[f"{name}_r{k}_ff{i}"] = Instance(
                     "TRELLIS_FF", a_keep=1,
                     p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR",
                     p_REGSET="SET" if (init >> i) & 1 else "RESET", p_SRMODE="LSR_OVER_CE",
-                    i_CLK=ClockSignal(), i_LSR=ResetSignal(), i_CE=Const(1, 1),
+                    i_CLK=ClockSignal(), i_LSR=Const(0, 1) if reset_less else ResetSignal(),
+                    i_CE=Const(1, 1),
                     i_DI=value[i], o_Q=q[i])
         else:
             m.d.sync += q.eq(value)

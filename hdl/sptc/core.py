@@ -264,13 +264,20 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += self.cycles.eq(cycles)
 
         # pipeline state (declared here, driven below)
-        s1_valid = Signal(); s1_first = Signal(); s1_blast = Signal(); s1_tlast = Signal()
-        s1_lanes = Signal(weight_layout(cfg))
-        s1_half = Signal()            # dense: which half of the activation word
+        # Data registers whose consumers are qualified by a valid bit have no reset
+        # (`reset_less`): the reset net then reaches only the control, not every
+        # datapath bit (on the ECP5 it was a 10k-load net through the fabric). What
+        # a reset must clear -- valid bits, the FSM and counters, the store and its
+        # route registers and selects -- keeps it.
+        s1_valid = Signal()
+        s1_first = Signal(reset_less=True); s1_blast = Signal(reset_less=True)
+        s1_tlast = Signal(reset_less=True)
+        s1_lanes = Signal(weight_layout(cfg), reset_less=True)
+        s1_half = Signal(reset_less=True)  # dense: which half of the activation word
         NB = _bits(S + 1) + 1         # width of a tile's output-row count
         MW = 32 + C + NB              # tile metadata: token tile, base row, mask, rows
-        s1_meta = Signal(32 + C)      # token tile, base row, mask (the row count joins at s1b)
-        s1_rows = Signal(17)          # rows left in the job at this row tile (-> row count)
+        s1_meta = Signal(32 + C, reset_less=True)  # token tile, base row, mask (+ rows at s1b)
+        s1_rows = Signal(17, reset_less=True)      # rows left in the job at this row tile
         store_full = Signal()
         drain_busy = Signal()
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg), depth=OUT_SKID_DEPTH)
@@ -468,13 +475,15 @@ class SparseTensorCore(wiring.Component):
         #   s4  their sum
         #   acc (first ? 0 : acc) + sum; on a block's last beat also -> flush
         stages = ("s1b", "s1c", "s2", "s3", "s4")
-        s1b_flags, s1c_flags, s2_flags, s3_flags, s4_flags = (Signal(3, name=f"{n}_flags")
-                                                              for n in stages)
-        s1b_meta, s1c_meta, s2_meta, s3_meta, s4_meta = (Signal(MW, name=f"{n}_meta")
-                                                         for n in stages)
-        s1b_lanes = Signal(weight_layout(cfg)); s1b_half = Signal()
-        s1c_idx, s2_idx, s3_idx, s4_idx = ([Signal(4, name=f"{n}_idx{r}") for r in range(R)]
-                                           for n in stages[1:])
+        s1b_flags, s1c_flags, s2_flags, s3_flags, s4_flags = (
+            Signal(3, name=f"{n}_flags", reset_less=True) for n in stages)
+        s1b_meta, s1c_meta, s2_meta, s3_meta, s4_meta = (
+            Signal(MW, name=f"{n}_meta", reset_less=True) for n in stages)
+        s1b_lanes = Signal(weight_layout(cfg), reset_less=True)
+        s1b_half = Signal(reset_less=True)
+        s1c_idx, s2_idx, s3_idx, s4_idx = (
+            [Signal(4, name=f"{n}_idx{r}", reset_less=True) for r in range(R)]
+            for n in stages[1:])
         m.d.sync += [s1b_valid.eq(s1_valid), s1c_valid.eq(s1b_valid), s2_valid.eq(s1c_valid),
                      s3_valid.eq(s2_valid), s4_valid.eq(s3_valid),
                      s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s1c_flags.eq(s1b_flags),
@@ -487,13 +496,16 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [s2_idx[r].eq(s1c_idx[r]) for r in range(R)]
         m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
         m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
-        act_q = [Signal(32, name=f"s1b_act{c}") for c in range(C)]
+        act_q = [Signal(32, name=f"s1b_act{c}", reset_less=True) for c in range(C)]
         m.d.sync += [act_q[c].eq(act_rd[c]) for c in range(C)]
         # s1c: the column's activation word, one copy per PE of the column
-        act_pe = [replicas(m, platform, act_q[c], R, f"s1c_act{c}") for c in range(C)]
+        act_pe = [replicas(m, platform, act_q[c], R, f"s1c_act{c}", reset_less=True)
+                  for c in range(C)]
         s4_blast, s4_tlast = s4_flags[1], s4_flags[2]
-        acc = [[Signal(signed(32), name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
-        flush = [[Signal(signed(32), name=f"flush_{r}_{c}") for c in range(C)] for r in range(R)]
+        acc = [[Signal(signed(32), name=f"acc_{r}_{c}", reset_less=True) for c in range(C)]
+               for r in range(R)]
+        flush = [[Signal(signed(32), name=f"flush_{r}_{c}", reset_less=True) for c in range(C)]
+                 for r in range(R)]
         # The nibble each PE selects with (dense mode: the fixed pair of the beat's
         # half), registered per row at s1b and per PE at s1c: the activation select
         # then waits on a register beside it, not on the job's mode across the array.
@@ -502,12 +514,13 @@ class SparseTensorCore(wiring.Component):
         # array: a copy per PE row at s3, then one per PE at s4
         row_s3 = replicas(m, platform, Cat(s2_valid, s2_flags[0], s2_flags[1]), R, "s3f")
         for r in range(R):
-            nib_b = Signal(4, name=f"s1b_nib{r}")
+            nib_b = Signal(4, name=f"s1b_nib{r}", reset_less=True)
             m.d.sync += nib_b.eq(Mux(row_dense[r],
                                      Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]),
                                      s1_lanes[r].nib))
-            nibs = replicas(m, platform, nib_b, C, f"s1c_nib{r}")
-            w_pe = replicas(m, platform, Cat(s1b_lanes[r].v0, s1b_lanes[r].v1), C, f"s1c_w{r}")
+            nibs = replicas(m, platform, nib_b, C, f"s1c_nib{r}", reset_less=True)
+            w_pe = replicas(m, platform, Cat(s1b_lanes[r].v0, s1b_lanes[r].v1), C, f"s1c_w{r}",
+                            reset_less=True)
             pe_s4 = replicas(m, platform, row_s3[r], C, f"s4c{r}")
             for c in range(C):
                 lo, hi = nibs[c][:2], nibs[c][2:]
@@ -518,7 +531,7 @@ class SparseTensorCore(wiring.Component):
                 # s2 = the DSPs' input registers, s3 = their output registers
                 mul0 = m.submodules[f"pe{r}_{c}_mul0"] = RegMul(signed(8), signed(8))
                 mul1 = m.submodules[f"pe{r}_{c}_mul1"] = RegMul(signed(8), signed(8))
-                ps = Signal(signed(17), name=f"s4_sum_{r}_{c}")
+                ps = Signal(signed(17), name=f"s4_sum_{r}_{c}", reset_less=True)
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
                 m.d.comb += [xa.eq(xs[lo]), xb.eq(xs[hi]),
                              mul0.a.eq(w_pe[c][:8].as_signed()), mul0.b.eq(xa),
@@ -567,8 +580,8 @@ class SparseTensorCore(wiring.Component):
         # store rows it can reach (a pure register hop, which the placer puts between
         # the PE and those store lanes); the second ORs the copies onto each store lane.
         NH = 2 if S >= 2 else 1
-        fl2 = [[replicas(m, platform, flush[r][c], NH, f"fl2_{r}_{c}") for c in range(C)]
-               for r in range(R)]
+        fl2 = [[replicas(m, platform, flush[r][c], NH, f"fl2_{r}_{c}", reset_less=True)
+                for c in range(C)] for r in range(R)]
 
         # ---------------------------------------------------------------- store / drain control
         # The store, drain and output lanes only execute: a small controller decides
@@ -635,7 +648,8 @@ class SparseTensorCore(wiring.Component):
         # A flush adds into the store; a finished tile waits there (store_full) until
         # it is copied into the drain bank, which then shifts it out.
         store = [[Signal(signed(32), name=f"store_{s_}_{c}") for c in range(C)] for s_ in range(S)]
-        drain = [[Signal(signed(32), name=f"drain_{s_}_{c}") for c in range(C)] for s_ in range(S)]
+        drain = [[Signal(signed(32), name=f"drain_{s_}_{c}", reset_less=True) for c in range(C)]
+                 for s_ in range(S)]
         for s_ in range(S):
             for c in range(C):
                 # The route stage: registered beside its store lane, so the adder no
@@ -672,10 +686,10 @@ class SparseTensorCore(wiring.Component):
         #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
         #   o2 lo product + rounding bit; hi partials summed
         #   o3 + (hi product << 17): acc * mult + rounding, exact
-        #   o4 t against the job's saturation bounds, as compares of the high and
-        #      low parts, beside the coarse shift by shift & ~3
-        #   o5 the saturation flags (from those compares, or the int8_sat clamp
-        #      flags compared in o3), the fine shift by shift & 3 and the select
+        #   o4 t against the job's saturation mask (AND-OR trees in 16-bit groups),
+        #      beside the coarse shift by shift & ~3
+        #   o5 the saturation flags (the groups OR-ed, or the int8_sat clamp flags
+        #      compared in o3), the fine shift by shift & 3 and the select
         #      (or the int32 value)
         # and then into the lane's column of the output FIFO (LUT RAM, written at the
         # lane's own write pointer). The row/tile metadata travels the same
@@ -691,7 +705,7 @@ class SparseTensorCore(wiring.Component):
         OW = 32 + C + P
         fb = _bits(FD)
         ov = Signal(LAG + NST)        # the controller's copy of the beats in flight
-        o_meta = [Signal(OW, name=f"om{k}_meta") for k in range(LAG + NST)]
+        o_meta = [Signal(OW, name=f"om{k}_meta", reset_less=True) for k in range(LAG + NST)]
         m.d.comb += out_busy.eq(ov != 0)
         rmask = Signal(P)
         m.d.comb += [rmask[p].eq(((dr_q << pb) | p) < dr_n) for p in range(P)]
@@ -725,7 +739,7 @@ class SparseTensorCore(wiring.Component):
         mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
         m.d.comb += [mwp.addr.eq(wp[:fb]), mwp.data.eq(o_meta[-1]), mwp.en.eq(ov[-1]),
                      mrp.addr.eq(rp_q[P * C][:fb])]
-        rd_meta = Signal(OW)
+        rd_meta = Signal(OW, reset_less=True)
         m.d.sync += rd_meta.eq(mrp.data)
         m.d.comb += Cat(skid.i.payload.row, skid.i.payload.tile, skid.i.payload.mask,
                         skid.i.payload.rmask).eq(rd_meta)
@@ -735,8 +749,9 @@ class SparseTensorCore(wiring.Component):
         # shift, o5 shift and mode), loaded two cycles after the job starts, long
         # before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
-        cfg_l1 = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg1")
-        lane_cfg = [q for i in range(P * C) for q in replicas(m, platform, cfg_l1[i], 3, f"ocfg{i}_")]
+        cfg_l1 = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg1", reset_less=True)
+        lane_cfg = [q for i in range(P * C)
+                    for q in replicas(m, platform, cfg_l1[i], 3, f"ocfg{i}_", reset_less=True)]
         # Rounding bit and saturation mask of requant, derived from the job's shift
         # once (a cycle after start) and copied to every lane. With t the rounded
         # product, (t >> shift) > 127 iff t >= 128 << shift iff t >= 0 and some bit
@@ -753,8 +768,9 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
                      sat_mk_c.eq(Cat((shift <= k - 7) if k - 7 < 2 ** len(shift) - 1 else Const(1)
                                      for k in range(7, TW)))]
-        req_l1 = replicas(m, platform, Cat(rnd_c, sat_mk_c), P, "oreq1")
-        lane_req = [q for p in range(P) for q in replicas(m, platform, req_l1[p], C, f"oreq{p}_")]
+        req_l1 = replicas(m, platform, Cat(rnd_c, sat_mk_c), P, "oreq1", reset_less=True)
+        lane_req = [q for p in range(P)
+                    for q in replicas(m, platform, req_l1[p], C, f"oreq{p}_", reset_less=True)]
         for p in range(P):
             for c in range(C):
                 n = f"{p}_{c}"
@@ -772,29 +788,31 @@ class SparseTensorCore(wiring.Component):
                                                               in_reg=False)
                 m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult)]
                 lo_p = lo_mul.p
-                o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}") for k in (1, 2, 3))
-                ha = Signal(signed(hb + 18), name=f"o1_ha_{n}")
-                hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}")
-                s_lo = Signal(unsigned(34), name=f"o2_lo_{n}")
-                s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}")
-                t = Signal(signed(TW), name=f"o3_t_{n}")
-                o4a = Signal(signed(32), name=f"o4_acc_{n}")
-                big = Signal(name=f"o3_big_{n}")       # int8_sat: o3a > 127
-                small = Signal(name=f"o3_small_{n}")   # int8_sat: o3a < -128
+                DR = dict(reset_less=True)     # the lane's valid bits travel in `lv`
+                o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}", **DR) for k in (1, 2, 3))
+                ha = Signal(signed(hb + 18), name=f"o1_ha_{n}", **DR)
+                hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}", **DR)
+                s_lo = Signal(unsigned(34), name=f"o2_lo_{n}", **DR)
+                s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}", **DR)
+                t = Signal(signed(TW), name=f"o3_t_{n}", **DR)
+                o4a = Signal(signed(32), name=f"o4_acc_{n}", **DR)
+                big = Signal(name=f"o3_big_{n}", **DR)       # int8_sat: o3a > 127
+                small = Signal(name=f"o3_small_{n}", **DR)   # int8_sat: o3a < -128
                 # The saturation tests: o4 registers the sign of t and, per group
                 # of SG bits from bit 7 on, "a masked bit is set" (pos) and "a
                 # masked bit is clear" (neg); o5 ORs the groups.
                 SG = 16
                 groups = [(k, min(k + SG, TW)) for k in range(7, TW, SG)]
-                pos_g = Signal(len(groups), name=f"o4_pos_{n}")
-                neg_g = Signal(len(groups), name=f"o4_neg_{n}")
-                t_neg, big4, small4 = (Signal(name=f"o4_{x}_{n}") for x in ("tneg", "big", "small"))
+                pos_g = Signal(len(groups), name=f"o4_pos_{n}", **DR)
+                neg_g = Signal(len(groups), name=f"o4_neg_{n}", **DR)
+                t_neg, big4, small4 = (Signal(name=f"o4_{x}_{n}", **DR)
+                                       for x in ("tneg", "big", "small"))
                 f_pos = Signal(name=f"o5_pos_{n}")     # saturate to +127
                 f_neg = Signal(name=f"o5_neg_{n}")     # saturate to -128
                 m.d.comb += [f_pos.eq(Mux(o5_mode == 1, big4, ~t_neg & pos_g.any())),
                              f_neg.eq(Mux(o5_mode == 1, small4, t_neg & neg_g.any()))]
-                tq = Signal(11, name=f"o4_tq_{n}")     # t >> (shift & ~3): 11 bits suffice
-                o5 = Signal(signed(32), name=f"o5_{n}")
+                tq = Signal(11, name=f"o4_tq_{n}", **DR)     # t >> (shift & ~3): 11 bits suffice
+                o5 = Signal(signed(32), name=f"o5_{n}", **DR)
                 hi = src[17:AB].as_signed()
                 terms = [Mux(hi[i], l_mult << i, 0) for i in range(hb - 1)]
                 terms.append(Mux(hi[hb - 1],
@@ -827,7 +845,7 @@ class SparseTensorCore(wiring.Component):
                 lfw, lfr = lf.write_port(), lf.read_port(domain="comb")
                 m.d.comb += [lfw.addr.eq(lwp), lfw.data.eq(o5), lfw.en.eq(lv[-1]),
                              lfr.addr.eq(rp_q[p * C + c][:fb])]
-                rd_q = Signal(32, name=f"ord_{n}")
+                rd_q = Signal(32, name=f"ord_{n}", **DR)
                 m.d.sync += rd_q.eq(lfr.data)
                 m.d.comb += skid.i.payload.data[p][c].eq(rd_q)
 
