@@ -79,6 +79,8 @@ class JobSpec:
     out: object = "int32"
     expect_err: int = 0
     mutate: object = None   # callable(Job) -> None: corrupts beats/regs for bad-input tests
+    reset_at: int = 0       # > 0: reset the unit this many cycles into the job (cocotb and
+                            # fast lane only); the job is abandoned, the next must be exact
 
 
 def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
@@ -86,7 +88,7 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
               "sel_lanes": np.int64(cfg.sel_lanes), "drain_rows": np.int64(cfg.drain_rows)}
     for i, s in enumerate(specs):
         job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
-        if s.expect_err:  # a bad-input job: no output, no cycle prediction
+        if s.expect_err or s.reset_at:  # a bad-input or reset job: no output, no cycles
             expected, pred = np.zeros((0, 0), np.int64), -1
         else:
             expected, pred = golden.ssmm(s.weight, s.x, job.sel, s.out), \
@@ -100,6 +102,7 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
             p + "act": gs.act_words(s.x).astype(np.int64), p + "sel": job.sel.astype(np.int64),
             p + "v0": job.v0, p + "v1": job.v1, p + "nib": job.nib, p + "idx": job.idx,
             p + "expected": expected, p + "expect_err": np.int64(s.expect_err),
+            p + "reset_at": np.int64(s.reset_at),
             p + "out_rows": np.int64(job.m * max(1, -(-len(job.sel) // cfg.cols))),
             p + "load_cycles": np.int64(gs.predict_load_cycles(s.x.shape)),
             p + "pred_cycles": np.int64(pred),

@@ -141,6 +141,31 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
         mon.received.clear()
         timeout = 40 * (len(beats) + len(j("sel")) + int(j("out_rows"))) + 200
         results[f"j{i}_start"] = h.cycle
+        reset_at = int(job[f"j{i}_reset_at"]) if f"j{i}_reset_at" in job else 0
+        if reset_at:
+            # Reset the unit mid-job: it must come back idle, clean and silent (no
+            # stale result beat), and the next job must be exact (the datapath
+            # registers without a reset must not leak into it).
+            for name, v in zip(REG_NAMES, j("regs").tolist()):
+                io.set(name, int(v))
+            await pulse("start")
+            for _ in range(reset_at):
+                await h.step()
+            w_drv.flush()
+            s_drv.flush()
+            io.set("rst", 1)
+            for _ in range(2):
+                await h.step()
+            io.set("rst", 0)
+            mon.received.clear()
+            after = [await h.step(lambda: (io.get("busy"), io.get("error"), io.get("done")))
+                     for _ in range(64)]
+            sb.check(tag, all(a == (0, 0, 0) for a in after),
+                     f"after reset: busy/error/done = {sorted(set(after))}, expected (0, 0, 0)")
+            sb.check(tag, not mon.received,
+                     f"{len(mon.received)} result beats after the reset")
+            results[f"j{i}_end"] = h.cycle
+            continue
         cyc, err = await run_phase(j("regs").tolist(), timeout)
         results[f"j{i}_end"] = h.cycle
         expect_err = int(j("expect_err"))
