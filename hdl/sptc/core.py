@@ -510,9 +510,14 @@ class SparseTensorCore(wiring.Component):
         # half), registered per row at s1b and per PE at s1c: the activation select
         # then waits on a register beside it, not on the job's mode across the array.
         row_dense = replicas(m, platform, mode == DENSE, R, "dense")
-        # s4_valid, s4_first, s4_blast select every accumulator and flush bit of the
-        # array: a copy per PE row at s3, then one per PE at s4
-        row_s3 = replicas(m, platform, Cat(s2_valid, s2_flags[0], s2_flags[1]), R, "s3f")
+        # valid, first & valid, blast & valid steer every accumulator and flush bit
+        # of the array: a copy per PE row at s3, then one per PE at s4. The
+        # accumulator has no enable: a sum register that is zero without a valid
+        # beat (cleared by the row's s3 valid copy) and a first flag that is
+        # qualified by valid make it hold by adding zero, so its register takes the
+        # adder's output directly (nothing but the carry chain between them).
+        row_s3 = replicas(m, platform, Cat(s2_valid, s2_valid & s2_flags[0],
+                                           s2_valid & s2_flags[1]), R, "s3f")
         for r in range(R):
             nib_b = Signal(4, name=f"s1b_nib{r}", reset_less=True)
             m.d.sync += nib_b.eq(Mux(row_dense[r],
@@ -521,7 +526,7 @@ class SparseTensorCore(wiring.Component):
             nibs = replicas(m, platform, nib_b, C, f"s1c_nib{r}", reset_less=True)
             w_pe = replicas(m, platform, Cat(s1b_lanes[r].v0, s1b_lanes[r].v1), C, f"s1c_w{r}",
                             reset_less=True)
-            pe_s4 = replicas(m, platform, row_s3[r], C, f"s4c{r}")
+            pe_s4 = replicas(m, platform, row_s3[r][1:], C, f"s4c{r}")   # first, blast
             for c in range(C):
                 lo, hi = nibs[c][:2], nibs[c][2:]
                 a_w = act_pe[c][r]
@@ -536,12 +541,14 @@ class SparseTensorCore(wiring.Component):
                 m.d.comb += [xa.eq(xs[lo]), xb.eq(xs[hi]),
                              mul0.a.eq(w_pe[c][:8].as_signed()), mul0.b.eq(xa),
                              mul1.a.eq(w_pe[c][8:16].as_signed()), mul1.b.eq(xb),
-                             nxt.eq(Mux(pe_s4[c][1], 0, acc[r][c]) + ps)]
-                m.d.sync += ps.eq(mul0.p + mul1.p)
-                with m.If(pe_s4[c][0]):
-                    m.d.sync += acc[r][c].eq(nxt)
-                    with m.If(pe_s4[c][2]):
-                        m.d.sync += flush[r][c].eq(nxt)
+                             nxt.eq(Mux(pe_s4[c][0], 0, acc[r][c]) + ps)]
+                with m.If(row_s3[r][0]):
+                    m.d.sync += ps.eq(mul0.p + mul1.p)
+                with m.Else():
+                    m.d.sync += ps.eq(0)
+                m.d.sync += acc[r][c].eq(nxt)
+                with m.If(pe_s4[c][1]):
+                    m.d.sync += flush[r][c].eq(nxt)
         # Which store row each flushed PE row lands on (one-hot per store row).
         # Candidates are fixed at elaboration by cfg.samoyeds_nm, so the store's
         # crossbar holds only the connections some supported (N, M) can use. The
