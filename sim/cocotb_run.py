@@ -47,7 +47,7 @@ VERILATOR_WAIVERS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CMPCONST", "-W
 # model, while g++ -Os on a big netlist dominates a fresh build: one 0.9 MB
 # file of the 8 x 8 SpTC compiles in 21 s at -Os, 10 s at -O1 and 3.4 s at -O0.
 # MOE_VERILATOR_OPT overrides it (e.g. -Os for a long make sim run); a build
-# whose run time dominates (the SpTC's ECP5 flavour) asks for -Os itself.
+# whose run time dominates its compile may ask for a level itself (build(opt=)).
 VERILATOR_OPT_DEFAULT = "-O0"
 
 
