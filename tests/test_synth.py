@@ -277,3 +277,59 @@ def test_abc9_crash_fallback_script():
     assert lines[1:5] == ["synth_ecp5 -top top -run :map_luts",
                           "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean"]
     assert lines[5] == "synth_ecp5 -top top -run map_cells: -json synth.json"
+
+
+# A hand-made routed netlist in nextpnr's SDF dialect (delays in ps):
+#   ff_a -> lut_x -> ff_b      525 + 300 + 236 + 700 + 130 setup = 1891
+#   ff_a -> ff_c               525 + 4000 + 130 setup            = 4655
+#   GND  -> ff_c/CE (constant, untimed), rst -> ff_b/LSR (async, untimed)
+_SDF = """(DELAYFILE (SDFVERSION "3.0") (TIMESCALE 1ps)
+  (CELL (CELLTYPE "top") (INSTANCE )
+    (DELAY (ABSOLUTE
+      (INTERCONNECT core.ff_a_TRELLIS_FF_Q/Q core.lut_x_LUT4_Z/A (300:300:300) (300:300:300))
+      (INTERCONNECT core.lut_x_LUT4_Z/F core.ff_b_TRELLIS_FF_Q_3/DI (600:650:700) (600:650:700))
+      (INTERCONNECT core.ff_a_TRELLIS_FF_Q/Q core.ff_c_TRELLIS_FF_Q_12/DI (4000:4000:4000) (4000:4000:4000))
+      (INTERCONNECT \\$PACKER_GND/F core.ff_c_TRELLIS_FF_Q_12/CE (9000:9000:9000) (9000:9000:9000))
+      (INTERCONNECT rst\\$TRELLIS_IO_IN/O core.ff_b_TRELLIS_FF_Q_3/LSR (9000:9000:9000) (9000:9000:9000))
+    )))
+  (CELL (CELLTYPE "TRELLIS_FF") (INSTANCE core.ff_a_TRELLIS_FF_Q)
+    (DELAY (ABSOLUTE (IOPATH CLK Q (430:477:525) (430:477:525))))
+    (TIMINGCHECK (SETUPHOLD (posedge DI) (posedge CLK) (0:0:0) (0:0:0))))
+  (CELL (CELLTYPE "TRELLIS_COMB") (INSTANCE core.lut_x_LUT4_Z)
+    (DELAY (ABSOLUTE (IOPATH A F (200:218:236) (200:218:236)))))
+  (CELL (CELLTYPE "TRELLIS_FF") (INSTANCE core.ff_b_TRELLIS_FF_Q_3)
+    (DELAY (ABSOLUTE (IOPATH CLK Q (430:477:525) (430:477:525))))
+    (TIMINGCHECK (SETUPHOLD (posedge DI) (posedge CLK) (100:120:130) (0:0:0))
+                 (SETUPHOLD (posedge LSR) (posedge CLK) (300:350:400) (0:0:0))))
+  (CELL (CELLTYPE "TRELLIS_FF") (INSTANCE core.ff_c_TRELLIS_FF_Q_12)
+    (DELAY (ABSOLUTE (IOPATH CLK Q (430:477:525) (430:477:525))))
+    (TIMINGCHECK (SETUPHOLD (posedge DI) (posedge CLK) (100:120:130) (0:0:0))
+                 (SETUPHOLD (posedge CE) (posedge CLK) (100:120:130) (0:0:0))))
+)
+"""
+
+
+def test_sta_arrivals_slacks_and_groups():
+    """synth.sta on a netlist whose arrivals are known: max delays, clock-to-out as
+    the start, setup at the end, constant and reset sources untimed."""
+    from synth import sta
+    a = sta.analyse(_SDF, period_ps=4000.0)
+    # timed endpoints: ff_a/DI (no driver here: untimed), ff_b/DI, ff_c/DI; the
+    # constant-driven CE and the reset-driven LSR have no timed source
+    assert a.endpoints == 2
+    assert a.failing == 1
+    assert a.worst_slack_ps == pytest.approx(4000 - 4655)
+    assert a.worst_arrival_ps == pytest.approx(4525)
+    (g,) = a.groups
+    assert (g.start, g.end, g.count) == ("core.ff_a", "core.ff_c", 1)
+    assert [p for p, _ in g.path] == ["core.ff_a_TRELLIS_FF_Q/CLK", "core.ff_a_TRELLIS_FF_Q/Q",
+                                      "core.ff_c_TRELLIS_FF_Q_12/DI"]
+    # at 500 MHz both paths fail; bit indices fold into one group per register pair
+    b = sta.analyse(_SDF, period_ps=1000.0)
+    assert b.failing == 2 and {(g.start, g.end) for g in b.groups} == {
+        ("core.ff_a", "core.ff_c"), ("core.ff_a", "core.ff_b")}
+    assert min(g.worst_ps for g in b.groups) == pytest.approx(1000 - 4655)
+    assert [g for g in b.groups if g.end == "core.ff_b"][0].worst_ps == pytest.approx(1000 - 1891)
+    text = sta.report(b)
+    assert text.startswith("2 of 2 endpoints fail 1000.0 MHz") and "core.ff_a -> core.ff_b" in text
+    assert sta.analyse(_SDF, period_ps=5000.0).failing == 0
