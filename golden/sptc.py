@@ -289,8 +289,9 @@ PE_STAGES = 6         # s1 (beat, activation banks addressed), s1b (activations 
                       # sum); then acc
 ROUTE_STAGES = 2      # flush registers -> copies (one per half of the store) -> the OR onto
                       # each store row (registered beside it)
-OUT_STAGES = 5        # x mult (DSP lo / LUT hi partials), + rounding / hi sum, + hi << 17,
-                      # saturation flags + coarse shift, fine shift + select
+OUT_STAGES = 7        # the drain row's copy beside its lane, x mult (DSP lo / LUT hi
+                      # partials), + rounding / hi sum, + hi << 17, saturation flags +
+                      # coarse shift, fine shift + flags OR-ed, select
 CTRL_LAG = 4          # the store/drain controller decides at s3; its decisions reach the
                       # store, drain and output lanes through 4 register levels
 OUT_FIFO_DEPTH = 16   # output FIFO entries (the controller's credits for drain beats)

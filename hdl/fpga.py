@@ -5,9 +5,11 @@ not infer, the component asks the *elaboration target* (Amaranth's
 ``platform`` argument) and builds either the generic, simulation-exact logic
 (``platform=None``: simulators, lint, ``make verilog``) or the primitive
 (``ECP5``: the FPGA flow, ``make synth``). Both have the same cycle behaviour;
-``tests/test_fpga_prims.py`` simulates the ECP5 flavour against the generic one.
+``tests/test_sptc_rtl.py::test_sptc_ecp5_flavour`` simulates the ECP5 flavour of
+the SpTC (against behavioural models of the primitives, sim/models/ecp5_prims.v)
+bit- and cycle-exact against the golden model, as the generic one is.
 
-Two things Yosys 0.70's ECP5 flow does not do on its own:
+Three things Yosys 0.70's ECP5 flow does not do on its own:
 
 * **DSP registers.** ``synth_ecp5`` maps ``$mul`` to a combinational
   MULT18X18D and leaves the pipeline flip-flops in the fabric, so every multiply
@@ -18,12 +20,16 @@ Two things Yosys 0.70's ECP5 flow does not do on its own:
   into one high-fanout register. :func:`replicas` instantiates ``TRELLIS_FF``
   cells marked ``keep`` on ECP5, which Yosys leaves alone; nextpnr then places
   each copy next to its loads.
+* **Block RAM output registers.** A read port becomes a DP16KD without its
+  output register (5.8 ns clock-to-out); :class:`RegReadRAM` instantiates it
+  with REGMODE "OUTREG".
 """
 from __future__ import annotations
 
 from amaranth import ClockSignal, Const, Instance, Module, ResetSignal, Signal, signed, unsigned
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 
@@ -169,3 +175,93 @@ def replicas(m: Module, platform, value, n: int, name: str, init: int = 0,
             m.d.sync += q.eq(value)
         out.append(q)
     return out
+
+
+# ------------------------------------------------------------------- block RAM
+
+# DP16KD configurations of one port: (depth, data width); an address of a
+# narrower-than-18 word still uses ADx13 down, the low bits select within 18.
+_DP16KD_SHAPES = ((1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+
+
+class RegReadRAM(wiring.Component):
+    """A one-write, one-read RAM whose read data is registered twice: ``rd_data``
+    is ``mem[rd_addr]`` two cycles after ``rd_addr`` (a synchronous read, then an
+    output register). A write and a read of the same address in one cycle are
+    not supported (the read's result is undefined on the FPGA).
+
+    Why: Yosys maps a read port into a DP16KD without its output register
+    (REGMODE "NOREG"), whose clock-to-out is 5.8 ns at speed grade 6, most of a
+    150 MHz cycle, and a fabric register behind it cannot take that back. ECP5:
+    one DP16KD per bit slice (``width`` split by what one block holds at
+    ``depth``: 1024 x 18 ... 16384 x 1) with REGMODE_B "OUTREG" (0.96 ns).
+    Generic: ``lib.memory.Memory`` and a register, the same cycle behaviour.
+    """
+
+    def __init__(self, width: int, depth: int):
+        if width < 1:
+            raise ValueError(f"RegReadRAM: width {width} must be at least 1")
+        if depth < 1:
+            raise ValueError(f"RegReadRAM: depth {depth} must be at least 1")
+        self.width, self.depth = width, depth
+        abits = max(1, (depth - 1).bit_length())
+        super().__init__({
+            "wr_addr": In(abits), "wr_data": In(width), "wr_en": In(1),
+            "rd_addr": In(abits), "rd_data": Out(width),
+        })
+
+    @property
+    def slice_width(self) -> int:
+        """Data bits per DP16KD at this depth (ECP5 flavour)."""
+        for d, w in _DP16KD_SHAPES:
+            if self.depth <= d:
+                return w
+        raise ValueError(f"RegReadRAM: depth {self.depth} exceeds {_DP16KD_SHAPES[-1][0]}, the "
+                         f"deepest DP16KD bit slice (the ECP5 flavour does not cascade blocks)")
+
+    def elaborate(self, platform):
+        m = Module()
+        if is_ecp5(platform):
+            sw = self.slice_width
+            low = {18: 4, 9: 3, 4: 2, 2: 1, 1: 0}[sw]   # address bits below the word
+            for k, j in enumerate(range(0, self.width, sw)):
+                n = min(sw, self.width - j)
+                ports = {}
+                for i in range(14):
+                    a = i - low
+                    wa = self.wr_addr[a] if 0 <= a < len(self.wr_addr) else Const(0, 1)
+                    ra = self.rd_addr[a] if 0 <= a < len(self.rd_addr) else Const(0, 1)
+                    if sw == 18 and i < 2:      # x18: ADA1..0 are the write byte enables
+                        wa = Const(1, 1)
+                    ports[f"i_ADA{i}"], ports[f"i_ADB{i}"] = wa, ra
+                doa = Signal(18, name=f"bram{k}_doa")          # port A only writes
+                dob = Signal(18, name=f"bram{k}_dob")
+                m.d.comb += self.rd_data[j:j + n].eq(dob[:n])
+                for i in range(18):
+                    ports[f"i_DIA{i}"] = self.wr_data[j + i] if i < n else Const(0, 1)
+                    ports[f"i_DIB{i}"] = Const(0, 1)
+                    ports[f"o_DOA{i}"], ports[f"o_DOB{i}"] = doa[i], dob[i]
+                for p in ("A", "B"):
+                    for i in range(3):
+                        ports[f"i_CS{p}{i}"] = Const(0, 1)
+                m.submodules[f"bram{k}"] = Instance(
+                    "DP16KD",
+                    p_DATA_WIDTH_A=sw, p_DATA_WIDTH_B=sw,
+                    p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+                    p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                    p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
+                    p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_GSR="DISABLED",
+                    i_CLKA=ClockSignal(), i_CEA=Const(1, 1), i_OCEA=Const(1, 1),
+                    i_WEA=self.wr_en, i_RSTA=Const(0, 1),
+                    i_CLKB=ClockSignal(), i_CEB=Const(1, 1), i_OCEB=Const(1, 1),
+                    i_WEB=Const(0, 1), i_RSTB=Const(0, 1),
+                    **ports)
+            return m
+        mem = m.submodules.mem = Memory(shape=self.width, depth=self.depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port()
+        q = Signal(self.width, reset_less=True)
+        m.d.comb += [wp.addr.eq(self.wr_addr), wp.data.eq(self.wr_data), wp.en.eq(self.wr_en),
+                     rp.addr.eq(self.rd_addr), self.rd_data.eq(q)]
+        m.d.sync += q.eq(rp.data)
+        return m

@@ -238,8 +238,9 @@ def test_sptc_default_config(tmp_path):
 def test_sptc_ecp5_flavour(tmp_path):
     """The Verilog the FPGA flow synthesizes (``target="ecp5"``: every PE and requant
     multiply a MULT18X18D with its own registers, the output lanes' job constants in
-    kept TRELLIS_FF replicas), simulated against behavioural models of those two
-    primitives (sim/models/ecp5_prims.v): bit-exact under stalls (which exercise the
+    kept TRELLIS_FF replicas, the activation buffers DP16KD block RAMs with their
+    output registers), simulated against behavioural models of those primitives
+    (sim/models/ecp5_prims.v): bit-exact under stalls (which exercise the
     requant DSPs' clock enable), and cycle for cycle the generic design's model."""
     specs = coverage_jobs(12)
     run_batch(CFG, specs + bad_jobs(12)[:2], seed=12, stalls=True, workdir=tmp_path / "stalls",

@@ -19,8 +19,9 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
           the routed value is zero unless a flush lands); a finished tile
           moves from the store to the drain bank once the bank is free
   drain   the drain bank shifts out ``drain_rows`` rows per cycle into a
-          free-running 5-stage output pipeline (x mult, + rounding, + high part,
-          saturation compares + coarse shift, fine shift + select), an output
+          free-running 7-stage output pipeline (a copy of the row beside its
+          lane, x mult, + rounding, + high part, saturation flags + coarse
+          shift, fine shift, select), an output
           FIFO, its read register and a skid buffer
 
 The store, drain and output lanes execute what a small controller decided
@@ -43,9 +44,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.sptc import (CTRL_LAG, DENSE_NIBBLES, ERR_CONFIG, ERR_INDEX, ERR_META, ERR_SEL, MODE_CODES,
-                         OP_LOAD, OUT_FIFO_DEPTH, OUT_SKID_DEPTH, SpTCConfig)
+                         OP_LOAD, OUT_FIFO_DEPTH, OUT_SKID_DEPTH, OUT_STAGES, SpTCConfig)
 
-from ..fpga import RegMul, replicas
+from ..fpga import RegMul, RegReadRAM, replicas
 from ..stream import SkidBuffer
 
 DENSE, SPARSE24, SAMOYEDS = MODE_CODES["dense"], MODE_CODES["2:4"], MODE_CODES["samoyeds"]
@@ -199,25 +200,18 @@ class SparseTensorCore(wiring.Component):
         act_depth = cfg.max_tokens * cfg.max_kw
         act_wr_addr = Signal(kw_bits + tok_bits)
         act_wr_en = Signal()
-        act_rd = []
         act_rd_addr = [Signal(kw_bits + tok_bits, name=f"act_rd_addr{c}") for c in range(C)]
-        # Each copy is split by bit slices as wide as one DP16KD is at this depth
-        # (512 x 36, 1024 x 18, 2048 x 9, 4096 x 4, ...), so every block RAM holds
-        # its slice of every word and no read mux follows the block RAMs (Yosys
-        # would otherwise stack them in depth behind a LUT mux).
-        slice_w = next((w for d, w in ((512, 32), (1024, 16), (2048, 8), (4096, 4),
-                                       (8192, 2)) if act_depth <= d), 1)
+        # The words come out of each copy through the block RAM's own output
+        # register (RegReadRAM: on the ECP5 a DP16KD with REGMODE "OUTREG", one per
+        # bit slice, so no read mux follows the block RAMs either): that register
+        # is the s1b stage. Without it the block RAM's 5.8 ns clock-to-out left
+        # under a nanosecond of a 150 MHz cycle for the route to a fabric register.
+        act_q = []
         for c in range(C):
-            word = Signal(32, name=f"act_rd{c}")
-            for j in range(0, 32, slice_w):
-                mem = Memory(shape=slice_w, depth=act_depth, init=[])
-                m.submodules[f"act_buf{c}_{j // slice_w}"] = mem
-                wp = mem.write_port()
-                rp = mem.read_port()
-                m.d.comb += [wp.addr.eq(act_wr_addr), wp.data.eq(self.act.payload[j:j + slice_w]),
-                             wp.en.eq(act_wr_en), rp.addr.eq(act_rd_addr[c]),
-                             word[j:j + slice_w].eq(rp.data)]
-            act_rd.append(word)
+            ram = m.submodules[f"act_buf{c}"] = RegReadRAM(32, act_depth)
+            m.d.comb += [ram.wr_addr.eq(act_wr_addr), ram.wr_data.eq(self.act.payload),
+                         ram.wr_en.eq(act_wr_en), ram.rd_addr.eq(act_rd_addr[c])]
+            act_q.append(ram.rd_data)
         # SEL banks: entry j lives in bank j % cols at address j // cols, so one
         # read at the token-tile index yields the tile's `cols` tokens. A SEL beat
         # (L entries, L dividing C) writes L consecutive banks at one address.
@@ -260,8 +254,18 @@ class SparseTensorCore(wiring.Component):
         first = Signal(32)            # SEL entry index of the beat's lane 0
         m.d.comb += [first.eq(cnt * L), sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
         prev_sel = Signal(16)
+        # `cycles` counts while a job runs. Its enable and its restart come from two
+        # registers written through the FSM's next state (not from the state and
+        # `start` through the FSM logic, a path that limited Fmax): cyc_chk is high
+        # in CHECK, where the count restarts at 1 and the port reads 0 (as if the
+        # register had been cleared at start); cyc_run in every state but IDLE.
         cycles = Signal(32)
-        m.d.comb += self.cycles.eq(cycles)
+        cyc_chk = Signal(); cyc_run = Signal()
+        m.d.comb += self.cycles.eq(Mux(cyc_chk, 0, cycles))
+        with m.If(cyc_chk):
+            m.d.sync += cycles.eq(1)
+        with m.Elif(cyc_run):
+            m.d.sync += cycles.eq(cycles + 1)
 
         # pipeline state (declared here, driven below)
         # Data registers whose consumers are qualified by a valid bit have no reset
@@ -313,19 +317,18 @@ class SparseTensorCore(wiring.Component):
         # ~150 registers: each group has its own copy of "in IDLE" (a mirror of the
         # FSM state, written through its next-state value), ANDed with start.
         enter_idle = Signal(); leave_idle = Signal()
+        enter_load = Signal(); leave_load = Signal(); load_q = Signal()
+        enter_sel = Signal(); sel_q = Signal()
+        enter_run = Signal(); leave_run = Signal(); run_q = Signal()
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & ~self.clear):
                     m.d.comb += leave_idle.eq(1)
-                    m.d.sync += [
-                        cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), cycles.eq(0),
-                        rt_base.eq(0), self.done.eq(0),
-                    ]
+                    m.d.sync += self.done.eq(0)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 v_in = Mux(mode == SAMOYEDS, vs_in, ks_in)
                 m.d.sync += [
-                    cycles.eq(cycles + 1),
                     sel_last.eq(((n_sel + L - 1) >> _bits(L) if L > 1 else n_sel) - 1),
                     kw_last.eq(k_words - 1), ntok_last.eq(n_tok - 1), ld_more.eq(n_tok != 0),
                     sel_left.eq(n_sel), lane_ok.eq(Cat(n_sel > l for l in range(L))),
@@ -345,77 +348,98 @@ class SparseTensorCore(wiring.Component):
                     m.d.comb += enter_idle.eq(1)
                     m.next = "IDLE"
                 with m.Elif(op == OP_LOAD):
+                    m.d.comb += enter_load.eq(1)
                     m.next = "LOAD"
                 with m.Elif(n_sel == 0):
                     m.next = "WAIT"
                 with m.Else():
+                    m.d.comb += enter_sel.eq(1)
                     m.next = "SEL"
             with m.State("LOAD"):
-                m.d.sync += cycles.eq(cycles + 1)
-                # tt counts whole tokens loaded (no n_tok * k_words multiplier)
-                m.d.comb += [self.act.ready.eq(ld_more),
-                             act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits])),
-                             act_wr_en.eq(self.act.valid & self.act.ready)]
-                with m.If(self.act.valid & self.act.ready):
-                    with m.If(beat == kw_last):
-                        m.d.sync += [beat.eq(0), tt.eq(tt + 1), ld_more.eq(tt != ntok_last)]
-                    with m.Else():
-                        m.d.sync += beat.eq(beat + 1)
-                with m.If(~ld_more):
-                    m.d.sync += [self.done.eq(1), tt.eq(0)]
-                    m.d.comb += enter_idle.eq(1)
+                with m.If(leave_load):
                     m.next = "IDLE"
             with m.State("SEL"):
-                m.d.sync += cycles.eq(cycles + 1)
-                m.d.comb += self.sel.ready.eq(1)
-                with m.If(self.sel.valid):
-                    m.d.sync += [sel_left.eq(sel_left - L),
-                                 lane_ok.eq(Cat(sel_left > l + L for l in range(L)))]
-                    grp = (cnt % (C // L)) if C > L else 0
-                    for c in range(C):
-                        m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
-                    m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1])]
-                    for l in range(L):
-                        v = self.sel.payload[l]
-                        prev = self.sel.payload[l - 1] if l else prev_sel
-                        order = (v <= prev) if l else ((cnt != 0) & (v <= prev))
-                        err_terms[ERR_SEL].append(self.sel.valid & lane_ok[l]
-                                                  & ((v >= n_tok) | order))
-                    with m.If(cnt == sel_last):
-                        m.next = "RUN"
+                with m.If(enter_run):
+                    m.next = "RUN"
             with m.State("RUN"):
-                m.d.sync += cycles.eq(cycles + 1)
-                m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
-                with m.If(issue):
-                    m.d.sync += beat_zero.eq(beat_last)
-                    with m.If(last_beat):
-                        m.d.sync += [beat.eq(0), vb.eq(0), beat_last.eq(k_one), vb_last.eq(v_one)]
-                        with m.If(rt_at_last):
-                            m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0),
-                                         rows_left.eq(m_rows), rem.eq(rem - C),
-                                         rt_at_last.eq(rt_one), tt_at_last.eq(tt == tt_last1)]
-                            m.d.comb += tile_done.eq(1)
-                            with m.If(tt_at_last):
-                                m.next = "WAIT"
-                        with m.Else():
-                            m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
-                                         rows_left.eq(rows_left - spr),
-                                         rt_at_last.eq(rt == rt_last1)]
-                    with m.Else():
-                        m.d.sync += [beat.eq(beat + 1), beat_last.eq(beat == k_last1)]
-                        with m.If(last_vb):
-                            m.d.sync += [vb.eq(0), vb_last.eq(v_one)]
-                        with m.Else():
-                            m.d.sync += [vb.eq(vb + 1), vb_last.eq(vb == v_last1)]
+                with m.If(leave_run):
+                    m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.sync += cycles.eq(cycles + 1)
                 with m.If(pipe_empty):
                     m.d.sync += self.done.eq(1)
                     m.d.comb += enter_idle.eq(1)
                     m.next = "IDLE"
+        # The LOAD, SEL and RUN datapaths step under `load_q`, `sel_q`, `run_q`:
+        # registers equal to "in LOAD" / "in SEL" / "in RUN" (written through the
+        # FSM's next state), not under the state decode. The stream handshakes and
+        # the ~100 counter bits they enable then start from a register beside them
+        # instead of the FSM's state register (a routed path that limited Fmax).
+        # The FSM keeps only the transitions.
+        m.d.sync += [load_q.eq(Mux(load_q, ~leave_load, enter_load)),
+                     sel_q.eq(Mux(sel_q, ~enter_run, enter_sel)),
+                     run_q.eq(Mux(run_q, ~leave_run, enter_run))]
+        with m.If(load_q):
+            # tt counts whole tokens loaded (no n_tok * k_words multiplier)
+            m.d.comb += [self.act.ready.eq(ld_more),
+                         act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits])),
+                         act_wr_en.eq(self.act.valid & self.act.ready)]
+            with m.If(self.act.valid & self.act.ready):
+                with m.If(beat == kw_last):
+                    m.d.sync += [beat.eq(0), tt.eq(tt + 1), ld_more.eq(tt != ntok_last)]
+                with m.Else():
+                    m.d.sync += beat.eq(beat + 1)
+            with m.If(~ld_more):
+                m.d.sync += [self.done.eq(1), tt.eq(0)]
+                m.d.comb += [enter_idle.eq(1), leave_load.eq(1)]
+        with m.If(sel_q):
+            m.d.comb += self.sel.ready.eq(1)
+            with m.If(self.sel.valid):
+                m.d.sync += [sel_left.eq(sel_left - L),
+                             lane_ok.eq(Cat(sel_left > l + L for l in range(L)))]
+                grp = (cnt % (C // L)) if C > L else 0
+                for c in range(C):
+                    m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
+                m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1])]
+                for l in range(L):
+                    v = self.sel.payload[l]
+                    prev = self.sel.payload[l - 1] if l else prev_sel
+                    order = (v <= prev) if l else ((cnt != 0) & (v <= prev))
+                    err_terms[ERR_SEL].append(self.sel.valid & lane_ok[l]
+                                              & ((v >= n_tok) | order))
+                with m.If(cnt == sel_last):
+                    m.d.comb += enter_run.eq(1)
+        with m.If(run_q):
+            m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
+            with m.If(issue):
+                m.d.sync += beat_zero.eq(beat_last)
+                with m.If(last_beat):
+                    m.d.sync += [beat.eq(0), vb.eq(0), beat_last.eq(k_one), vb_last.eq(v_one)]
+                    with m.If(rt_at_last):
+                        m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0),
+                                     rows_left.eq(m_rows), rem.eq(rem - C),
+                                     rt_at_last.eq(rt_one), tt_at_last.eq(tt == tt_last1)]
+                        m.d.comb += tile_done.eq(1)
+                        with m.If(tt_at_last):
+                            m.d.comb += leave_run.eq(1)
+                    with m.Else():
+                        m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
+                                     rows_left.eq(rows_left - spr),
+                                     rt_at_last.eq(rt == rt_last1)]
+                with m.Else():
+                    m.d.sync += [beat.eq(beat + 1), beat_last.eq(beat == k_last1)]
+                    with m.If(last_vb):
+                        m.d.sync += [vb.eq(0), vb_last.eq(v_one)]
+                    with m.Else():
+                        m.d.sync += [vb.eq(vb + 1), vb_last.eq(vb == v_last1)]
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         idle_n = Signal()
         m.d.comb += idle_n.eq(Mux(fsm.ongoing("IDLE"), ~leave_idle, enter_idle))
+        m.d.sync += [cyc_chk.eq(leave_idle), cyc_run.eq(~idle_n)]
+        # The counters restart in CHECK (nothing reads them there), from the
+        # registered "CHECK" flag rather than from `start` through the IDLE decode:
+        # that path from the port to ~80 counter bits limited Fmax.
+        with m.If(cyc_chk):
+            m.d.sync += [cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), rt_base.eq(0)]
         job_groups = [
             [(op, self.op), (mode, self.mode), (out_mode, self.out_mode), (shift, self.shift),
              (sam_n, self.sam_n), (sam_m, self.sam_m)],
@@ -429,7 +453,7 @@ class SparseTensorCore(wiring.Component):
             with m.If(q & self.start & ~self.clear):
                 m.d.sync += [reg.eq(port) for reg, port in group]
         m.d.comb += tt_rd.eq(Mux(tile_done, tt + 2, tt + 1))
-        in_sel = fsm.ongoing("SEL")
+        in_sel = sel_q
         # One register per SEL lane (its range and order compares are 16-bit carry
         # chains from the port): the sticky bit rises a cycle later, long before done.
         sel_bad = Signal(len(err_terms[ERR_SEL]))
@@ -496,8 +520,6 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [s2_idx[r].eq(s1c_idx[r]) for r in range(R)]
         m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
         m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
-        act_q = [Signal(32, name=f"s1b_act{c}", reset_less=True) for c in range(C)]
-        m.d.sync += [act_q[c].eq(act_rd[c]) for c in range(C)]
         # s1c: the column's activation word, one copy per PE of the column
         act_pe = [replicas(m, platform, act_q[c], R, f"s1c_act{c}", reset_less=True)
                   for c in range(C)]
@@ -627,7 +649,7 @@ class SparseTensorCore(wiring.Component):
                      drain_busy.eq(copy | (drain_busy & ~drain_done))]
         # A popped beat returns its credit a cycle later (through rd_v, the registered
         # pop): the credit count then waits on no FIFO compare. A beat holds its
-        # credit 11 cycles (decision to FIFO read register), fewer than the 16
+        # credit 13 cycles (decision to FIFO read register), fewer than the 16
         # entries, so a sink that never stalls never runs out of credits.
         crd_n = crd + d_shift - rd_v
         m.d.sync += [crd.eq(crd_n), crd_ok.eq(crd_n < FD)]
@@ -690,17 +712,18 @@ class SparseTensorCore(wiring.Component):
         # Output pipeline, one per drain lane (top P rows x cols), free running: each
         # stage registers every cycle and a valid bit travels with it, from the
         # lane's own copy of the shift decision:
+        #   o0 the drain row, copied beside the lane
         #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
         #   o2 lo product + rounding bit; hi partials summed
         #   o3 + (hi product << 17): acc * mult + rounding, exact
         #   o4 t against the job's saturation mask (AND-OR trees in 16-bit groups),
         #      beside the coarse shift by shift & ~3
         #   o5 the saturation flags (the groups OR-ed, or the int8_sat clamp flags
-        #      compared in o3), the fine shift by shift & 3 and the select
-        #      (or the int32 value)
+        #      compared in o3), the fine shift by shift & 3 (or the int8_sat value)
+        #   o6 the select: +127, -128, the int8 value or the int32 value
         # and then into the lane's column of the output FIFO (LUT RAM, written at the
         # lane's own write pointer). The row/tile metadata travels the same
-        # CTRL_LAG + 5 cycles in the controller and lands in the FIFO's metadata
+        # CTRL_LAG + OUT_STAGES cycles in the controller and lands in the FIFO's metadata
         # column in the same cycle.
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
@@ -708,7 +731,7 @@ class SparseTensorCore(wiring.Component):
         # product is a handful of shifted adds in LUTs. A full 32 x 17 product would
         # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
         # next to the PE array's 128.
-        NST = 5
+        NST = OUT_STAGES
         OW = 32 + C + P
         fb = _bits(FD)
         ov = Signal(LAG + NST)        # the controller's copy of the beats in flight
@@ -752,13 +775,15 @@ class SparseTensorCore(wiring.Component):
                         skid.i.payload.rmask).eq(rd_meta)
         # The job constants of the output stage (shift, out_mode, mult) reach every
         # bit of every lane: each lane gets its own copies (hdl.fpga.replicas)
-        # through a two-level tree (one copy a lane, then three: o1 mult, o2-o4
-        # shift, o5 shift and mode), loaded two cycles after the job starts, long
+        # through a two-level tree (one copy a lane, then five: o1 mult for the DSP
+        # and one for each of the two LUT partial-product trees, o2-o4 shift, o5
+        # shift and mode), loaded two cycles after the job starts, long
         # before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
+        NCFG = 5
         cfg_l1 = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg1", reset_less=True)
         lane_cfg = [q for i in range(P * C)
-                    for q in replicas(m, platform, cfg_l1[i], 3, f"ocfg{i}_", reset_less=True)]
+                    for q in replicas(m, platform, cfg_l1[i], NCFG, f"ocfg{i}_", reset_less=True)]
         # Rounding bit and saturation mask of requant, derived from the job's shift
         # once (a cycle after start) and copied to every lane. With t the rounded
         # product, (t >> shift) > 127 iff t >= 128 << shift iff t >= 0 and some bit
@@ -770,19 +795,30 @@ class SparseTensorCore(wiring.Component):
         AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
         TW = hb + 37                      # width of t (o3)
+        # (From a copy of the job's shift beside them: a cycle later, still long
+        # before the first row, and the shift register's net no longer reaches
+        # both these decoders and the lanes' config tree.)
+        shift_c = replicas(m, platform, shift, 1, "oshift", reset_less=True)[0]
         rnd_c = Signal(31)
         sat_mk_c = Signal(TW - 7)         # bits 0-6 of the mask are always clear
-        m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
-                     sat_mk_c.eq(Cat((shift <= k - 7) if k - 7 < 2 ** len(shift) - 1 else Const(1)
-                                     for k in range(7, TW)))]
+        m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift_c - 1)[:5])[:31]),
+                     sat_mk_c.eq(Cat((shift_c <= k - 7) if k - 7 < 2 ** len(shift_c) - 1
+                                     else Const(1) for k in range(7, TW)))]
         req_l1 = replicas(m, platform, Cat(rnd_c, sat_mk_c), P, "oreq1", reset_less=True)
         lane_req = [q for p in range(P)
                     for q in replicas(m, platform, req_l1[p], C, f"oreq{p}_", reset_less=True)]
         for p in range(P):
             for c in range(C):
                 n = f"{p}_{c}"
-                src = drain[p][c]
-                qa, qb, qc = lane_cfg[(p * C + c) * 3: (p * C + c) * 3 + 3]
+                # o0: the drain bank's row copied beside its lane (a pure register
+                # hop: the bank sits by the store, the lanes by the output FIFO, and
+                # the route between them left no time for o1's multiplier logic)
+                # (two copies: the low bits for the DSP, which sits in a DSP row
+                # away from the lane's fabric, and the rest for the lane)
+                src = Signal(32, name=f"o0_{n}", reset_less=True)
+                src_lo = Signal(17, name=f"o0_lo_{n}", reset_less=True)
+                m.d.sync += [src.eq(drain[p][c]), src_lo.eq(drain[p][c][:17])]
+                qa, qa_h0, qa_h1, qb, qc = lane_cfg[(p * C + c) * NCFG: (p * C + c + 1) * NCFG]
                 l_mult = qa[7:23]
                 l_shift = qb[:5]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
@@ -793,7 +829,7 @@ class SparseTensorCore(wiring.Component):
                 # o1: the low 17 bits x mult in a DSP (its output register is o1)
                 lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
                                                               in_reg=False)
-                m.d.comb += [lo_mul.a.eq(src[:17]), lo_mul.b.eq(l_mult)]
+                m.d.comb += [lo_mul.a.eq(src_lo), lo_mul.b.eq(l_mult)]
                 lo_p = lo_mul.p
                 DR = dict(reset_less=True)     # the lane's valid bits travel in `lv`
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}", **DR) for k in (1, 2, 3))
@@ -819,12 +855,18 @@ class SparseTensorCore(wiring.Component):
                 m.d.comb += [f_pos.eq(Mux(o5_mode == 1, big4, ~t_neg & pos_g.any())),
                              f_neg.eq(Mux(o5_mode == 1, small4, t_neg & neg_g.any()))]
                 tq = Signal(11, name=f"o4_tq_{n}", **DR)     # t >> (shift & ~3): 11 bits suffice
-                o5 = Signal(signed(32), name=f"o5_{n}", **DR)
+                # o5 registers the flags, the int8 candidate and the int32 value;
+                # o6 selects (the select after the flags was the lanes' worst path)
+                f_pos5, f_neg5 = (Signal(name=f"o5_f{x}_{n}", **DR) for x in ("pos", "neg"))
+                v5 = Signal(signed(8), name=f"o5_v_{n}", **DR)
+                o5a = Signal(signed(32), name=f"o5_acc_{n}", **DR)
+                o6 = Signal(signed(32), name=f"o6_{n}", **DR)
                 hi = src[17:AB].as_signed()
-                terms = [Mux(hi[i], l_mult << i, 0) for i in range(hb - 1)]
-                terms.append(Mux(hi[hb - 1],
-                                 -(Cat(l_mult, Const(0, 1)).as_signed() << (hb - 1)), 0))
                 half = (hb + 1) // 2
+                tmult = [(qa_h0 if i < half else qa_h1)[7:23] for i in range(hb)]
+                terms = [Mux(hi[i], tmult[i] << i, 0) for i in range(hb - 1)]
+                terms.append(Mux(hi[hb - 1],
+                                 -(Cat(tmult[hb - 1], Const(0, 1)).as_signed() << (hb - 1)), 0))
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
                 m.d.sync += [o1a.eq(src),
                              ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
@@ -837,10 +879,10 @@ class SparseTensorCore(wiring.Component):
                              neg_g.eq(Cat((~t[a:b] & sat_mk[a - 7:b - 7]).any() for a, b in groups)),
                              big4.eq(big), small4.eq(small),
                              tq.eq(t >> Cat(Const(0, 2), l_shift[2:5])),
-                             o5.eq(Mux(o5_mode == 0, o4a,
-                                       Mux(f_pos, 127, Mux(f_neg, -128,
-                                                           Mux(o5_mode == 1,
-                                                               o4a[:8].as_signed(), low8)))))]
+                             f_pos5.eq(f_pos), f_neg5.eq(f_neg),
+                             v5.eq(Mux(o5_mode == 1, o4a[:8].as_signed(), low8)), o5a.eq(o4a),
+                             o6.eq(Mux(o5_mode == 0, o5a,
+                                       Mux(f_pos5, 127, Mux(f_neg5, -128, v5))))]
                 # the lane's valid bits (from its store lane's copy of the shift
                 # decision) and its FIFO column, written at its own pointer
                 lv = Signal(NST, name=f"ov_{n}")
@@ -850,7 +892,7 @@ class SparseTensorCore(wiring.Component):
                     m.d.sync += lwp.eq(lwp + 1)
                 lf = m.submodules[f"ofifo_{n}"] = Memory(shape=32, depth=FD, init=[])
                 lfw, lfr = lf.write_port(), lf.read_port(domain="comb")
-                m.d.comb += [lfw.addr.eq(lwp), lfw.data.eq(o5), lfw.en.eq(lv[-1]),
+                m.d.comb += [lfw.addr.eq(lwp), lfw.data.eq(o6), lfw.en.eq(lv[-1]),
                              lfr.addr.eq(rp_q[p * C + c][:fb])]
                 rd_q = Signal(32, name=f"ord_{n}", **DR)
                 m.d.sync += rd_q.eq(lfr.data)

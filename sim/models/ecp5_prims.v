@@ -1,4 +1,4 @@
-// Behavioural models of the two ECP5 primitives hdl/fpga.py instantiates, for
+// Behavioural models of the ECP5 primitives hdl/fpga.py instantiates, for
 // simulating the FPGA flavour of a design (sim.sptc.build_design(target="ecp5")).
 // Written from Lattice's sysDSP and slice documentation, independently of the
 // generic RegMul/replicas logic they are compared against: only the features
@@ -92,4 +92,69 @@ module TRELLIS_FF (CLK, LSR, CE, DI, Q);
   always @(posedge CLK)
     if (LSR) Q <= (REGSET == "SET");
     else if (en) Q <= DI;
+endmodule
+
+// Block RAM: only what hdl/fpga.py's RegReadRAM uses -- port A writes, port B
+// reads, both ports the same DATA_WIDTH (1, 2, 4, 9 or 18), WRITEMODE "NORMAL",
+// CSDECODE "0b000" with CS tied low, no reset, REGMODE_B "NOREG" or "OUTREG"
+// (the output register, enabled by OCEB, behind the synchronous read). The
+// contents are modelled as 18432 bits addressed in DATA_WIDTH units (the x18
+// address is ADx13..4, x9 ADx13..3, ... x1 ADx13..0; ADA1..0 of an x18 write
+// are byte enables). Power-up: contents and output registers zero.
+module DP16KD (DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0,
+    ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0,
+    CEA, OCEA, CLKA, WEA, RSTA, CSA2, CSA1, CSA0,
+    DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0,
+    DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0,
+    ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0,
+    CEB, OCEB, CLKB, WEB, RSTB, CSB2, CSB1, CSB0,
+    DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0);
+  parameter DATA_WIDTH_A = 18;
+  parameter DATA_WIDTH_B = 18;
+  parameter REGMODE_A = "NOREG";
+  parameter REGMODE_B = "NOREG";
+  parameter RESETMODE = "SYNC";
+  parameter ASYNC_RESET_RELEASE = "SYNC";
+  parameter CSDECODE_A = "0b000";
+  parameter CSDECODE_B = "0b000";
+  parameter WRITEMODE_A = "NORMAL";
+  parameter WRITEMODE_B = "NORMAL";
+  parameter GSR = "ENABLED";
+  input DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0;
+  input ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0;
+  input CEA, OCEA, CLKA, WEA, RSTA, CSA2, CSA1, CSA0;
+  output DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0;
+  input DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0;
+  input ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0;
+  input CEB, OCEB, CLKB, WEB, RSTB, CSB2, CSB1, CSB0;
+  output DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0;
+  localparam W = DATA_WIDTH_A;
+  localparam LOW = (W == 18) ? 4 : (W == 9) ? 3 : (W == 4) ? 2 : (W == 2) ? 1 : 0;
+  wire [17:0] dia = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+  wire [13:0] ada = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0};
+  wire [13:0] adb = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0};
+  wire [14:0] base_a = (ada >> LOW) * W;
+  wire [14:0] base_b = (adb >> LOW) * W;
+  // x18 writes: ADA0 enables bits 8..0, ADA1 bits 17..9
+  wire [17:0] be = (W == 18) ? {{9{ADA1}}, {9{ADA0}}} : 18'h3ffff;
+  reg mem [0:18431];
+  reg [17:0] rd_q, out_q;
+  integer i;
+  initial begin
+    for (i = 0; i < 18432; i = i + 1) mem[i] = 1'b0;
+    rd_q = 18'd0; out_q = 18'd0;
+  end
+  always @(posedge CLKA)
+    if (CEA && WEA)
+      for (i = 0; i < W; i = i + 1)
+        if (be[i]) mem[base_a + i] <= dia[i];
+  always @(posedge CLKB) begin
+    if (CEB)
+      for (i = 0; i < 18; i = i + 1)
+        rd_q[i] <= (i < W) ? mem[base_b + i] : 1'b0;
+    if (OCEB) out_q <= rd_q;
+  end
+  wire [17:0] dob = (REGMODE_B == "OUTREG") ? out_q : rd_q;
+  assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = dob;
+  assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = 18'd0;
 endmodule
