@@ -26,3 +26,11 @@ def run_dir(tmp_path):
 
 def pytest_configure(config):
     os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run first. pytest-xdist hands tests out in collection
+    order, so a minutes-long test collected late ran alone on one worker while the
+    other sat idle at the end of `make test`. (A stable sort: every worker
+    computes the same order, as xdist requires.)"""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -91,6 +91,7 @@ def assert_same(ref: dict, got: dict, what: str):
         f"{k}: {ref[k]!r} vs {got[k]!r}" for k in diff[:3])
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 @pytest.mark.parametrize("stalls", [True, False], ids=["stalls", "no-stalls"])
 def test_fastlane_matches_cocotb(stalls, tmp_path):

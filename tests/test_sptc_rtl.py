@@ -222,6 +222,7 @@ def test_sptc_stream_width_variants(variant, tmp_path):
     run_batch(cfg, specs, seed=seed, stalls=False, workdir=tmp_path / "cycles")
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 def test_sptc_default_config(tmp_path):
     """The default 8 x 8 build (the one `make sim` and `make synth` use) on trace jobs."""
@@ -234,6 +235,7 @@ def test_sptc_default_config(tmp_path):
     run_batch(cfg, specs, seed=21, stalls=True, workdir=tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 def test_sptc_ecp5_flavour(tmp_path):
     """The Verilog the FPGA flow synthesizes (``target="ecp5"``: every PE and requant
