@@ -230,7 +230,7 @@ class SparseTensorCore(wiring.Component):
         sel_wr_addr = Signal(_bits(sel_depth))
         tt = Signal(16)
         tt_rd = Signal(16)
-        tile_done = Signal()          # the last beat of a token tile issues this cycle
+        tok_load = Signal()           # the last beat of a token tile issues this cycle
         tok = []
         for c in range(C):
             mem = Memory(shape=16, depth=sel_depth, init=[])
@@ -240,7 +240,7 @@ class SparseTensorCore(wiring.Component):
             m.d.comb += [wp.addr.eq(sel_wr_addr), wp.data.eq(self.sel.payload[c % L]),
                          wp.en.eq(sel_wr_en[c]), rp.addr.eq(tt_rd)]
             tok_c = Signal(16, name=f"tok{c}")
-            with m.If(tile_done):
+            with m.If(tok_load):
                 m.d.sync += tok_c.eq(rp.data)
             with m.Elif(wp.en & (sel_wr_addr == 0)):
                 m.d.sync += tok_c.eq(wp.data)
@@ -335,8 +335,7 @@ class SparseTensorCore(wiring.Component):
                     k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2), rt_last1.eq(n_rt - 2),
                     tt_last1.eq(n_tt_in - 2),
                     k_one.eq(ks_in == 1), v_one.eq(v_in == 1), rt_one.eq(n_rt == 1),
-                    beat_last.eq(ks_in == 1), vb_last.eq(v_in == 1), rt_at_last.eq(n_rt == 1),
-                    tt_at_last.eq(n_sel <= C), beat_zero.eq(1),
+                    tt_at_last.eq(n_sel <= C),
                     spr.eq(spr_in), rows_left.eq(m_rows), rem.eq(n_sel),
                     job_sam.eq(mode == SAMOYEDS),
                     job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n == nn) & (sam_m == mm)
@@ -410,27 +409,56 @@ class SparseTensorCore(wiring.Component):
                     m.d.comb += enter_run.eq(1)
         with m.If(run_q):
             m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
-            with m.If(issue):
-                m.d.sync += beat_zero.eq(beat_last)
-                with m.If(last_beat):
-                    m.d.sync += [beat.eq(0), vb.eq(0), beat_last.eq(k_one), vb_last.eq(v_one)]
-                    with m.If(rt_at_last):
-                        m.d.sync += [rt.eq(0), tt.eq(tt + 1), rt_base.eq(0),
-                                     rows_left.eq(m_rows), rem.eq(rem - C),
-                                     rt_at_last.eq(rt_one), tt_at_last.eq(tt == tt_last1)]
-                        m.d.comb += tile_done.eq(1)
-                        with m.If(tt_at_last):
-                            m.d.comb += leave_run.eq(1)
-                    with m.Else():
-                        m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
-                                     rows_left.eq(rows_left - spr),
-                                     rt_at_last.eq(rt == rt_last1)]
-                with m.Else():
-                    m.d.sync += [beat.eq(beat + 1), beat_last.eq(beat == k_last1)]
-                    with m.If(last_vb):
-                        m.d.sync += [vb.eq(0), vb_last.eq(v_one)]
-                    with m.Else():
-                        m.d.sync += [vb.eq(vb + 1), vb_last.eq(vb == v_last1)]
+        m.d.comb += leave_run.eq(issue & last_beat & rt_at_last & tt_at_last)
+        # The issue decision (a beat taken: `w.valid` and the gate, in RUN) enables
+        # ~170 counter bits. Each counter group takes it from its own copies of the
+        # flags it depends on (hdl.fpga.replicas of their next-state values, so
+        # equal to them in every cycle) and ANDs `w.valid` in beside itself: one
+        # flag register and a long route in front of all of them limited Fmax.
+        # The flags' next states (the CHECK values, then the step on an issue):
+        bz_n, bl_n, vbl_n, ral_n = (Signal(name=f"{x}_n") for x in ("bz", "bl", "vbl", "ral"))
+        pend_n = Signal(2)
+        run_n = Signal()
+        m.d.comb += [bz_n.eq(beat_zero), bl_n.eq(beat_last), vbl_n.eq(vb_last),
+                     ral_n.eq(rt_at_last), run_n.eq(Mux(run_q, ~leave_run, enter_run))]
+        with m.If(cyc_chk):
+            m.d.comb += [bz_n.eq(1), bl_n.eq(ks_in == 1), vbl_n.eq(v_in == 1),
+                         ral_n.eq(n_rt == 1)]
+        with m.If(issue):
+            m.d.comb += bz_n.eq(beat_last)
+            with m.If(last_beat):
+                m.d.comb += [bl_n.eq(k_one), vbl_n.eq(v_one),
+                             ral_n.eq(Mux(rt_at_last, rt_one, rt == rt_last1))]
+            with m.Else():
+                m.d.comb += [bl_n.eq(beat == k_last1),
+                             vbl_n.eq(Mux(last_vb, v_one, vb == v_last1))]
+        m.d.sync += [beat_zero.eq(bz_n), beat_last.eq(bl_n), vb_last.eq(vbl_n),
+                     rt_at_last.eq(ral_n)]
+        # groups: 0 beat/vb, 1 rt/rt_base/rows_left, 2 tt/rem, 3 the token registers
+        flag_q = replicas(m, platform, Cat(run_n, bz_n, pend_n[1], bl_n, vbl_n, ral_n), 4, "iss")
+
+        def local_issue(k):
+            run_k, bz_k, p1_k, bl_k, vbl_k, ral_k = (flag_q[k][i] for i in range(6))
+            return self.w.valid & run_k & (~bz_k | ~p1_k), bl_k, vbl_k, ral_k
+
+        iss, bl, vbl, _ = local_issue(0)
+        with m.If(iss):
+            with m.If(bl):
+                m.d.sync += [beat.eq(0), vb.eq(0)]
+            with m.Else():
+                m.d.sync += [beat.eq(beat + 1), vb.eq(Mux(vbl, 0, vb + 1))]
+        iss, bl, _, ral = local_issue(1)
+        with m.If(iss & bl):
+            with m.If(ral):
+                m.d.sync += [rt.eq(0), rt_base.eq(0), rows_left.eq(m_rows)]
+            with m.Else():
+                m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
+                             rows_left.eq(rows_left - spr)]
+        iss, bl, _, ral = local_issue(2)
+        with m.If(iss & bl & ral):
+            m.d.sync += [tt.eq(tt + 1), rem.eq(rem - C), tt_at_last.eq(tt == tt_last1)]
+        iss, bl, _, ral = local_issue(3)
+        m.d.comb += tok_load.eq(iss & bl & ral)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         idle_n = Signal()
         m.d.comb += idle_n.eq(Mux(fsm.ongoing("IDLE"), ~leave_idle, enter_idle))
@@ -452,7 +480,7 @@ class SparseTensorCore(wiring.Component):
         for q, group in zip(idle_q, job_groups):
             with m.If(q & self.start & ~self.clear):
                 m.d.sync += [reg.eq(port) for reg, port in group]
-        m.d.comb += tt_rd.eq(Mux(tile_done, tt + 2, tt + 1))
+        m.d.comb += tt_rd.eq(Mux(tok_load, tt + 2, tt + 1))
         in_sel = sel_q
         # One register per SEL lane (its range and order compares are 16-bit carry
         # chains from the port): the sticky bit rises a cycle later, long before done.
@@ -660,8 +688,9 @@ class SparseTensorCore(wiring.Component):
                          dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
         with m.Elif(d_shift):
             m.d.sync += dr_q.eq(dr_q + 1)
-        started = issue & (beat == 0)
-        m.d.sync += pend.eq(pend + started - drain_done)
+        started = issue & beat_zero   # beat_zero == (beat == 0) in RUN
+        m.d.comb += pend_n.eq(pend + started - drain_done)
+        m.d.sync += pend.eq(pend_n)
         # The decision tree: the decision register, then a copy per store column, per
         # lane and per byte of a lane (a lane's store and drain bits are ~64 loads).
         # `add` does not need to travel: the routed value is zero unless a flush lands.
