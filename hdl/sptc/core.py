@@ -788,11 +788,15 @@ class SparseTensorCore(wiring.Component):
         fin_n = fin + pop - taken
         m.d.sync += [fin.eq(fin_n), fin_ok.eq(fin_n < OUT_SKID_DEPTH), rd_v.eq(pop)]
         m.d.comb += [pop.eq(~ofifo_empty & fin_ok), skid.i.valid.eq(rd_v)]
+        # pop selects between precomputed values (rp + 1 and both pointer compares
+        # do not wait for it): it was the last decision into this carry chain and
+        # compare, and the read pointer's replicas
         rp_n = Signal(fb + 1)
-        m.d.comb += rp_n.eq(rp + pop)
+        rp_inc = Signal(fb + 1)
+        m.d.comb += [rp_inc.eq(rp + 1), rp_n.eq(Mux(pop, rp_inc, rp))]
         # the empty flag as a register (its next state from both next pointers), so the
         # pointer compare is not on the path from the FIFO into pop and the credits
-        m.d.sync += [rp.eq(rp_n), ofifo_empty.eq(wp_n == rp_n)]
+        m.d.sync += [rp.eq(rp_n), ofifo_empty.eq(Mux(pop, wp_n == rp_inc, wp_n == rp))]
         rp_q = replicas(m, platform, rp_n, P * C + 1, "orp")
         mfifo = m.submodules.ofifo_meta = Memory(shape=OW, depth=FD, init=[])
         mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
@@ -893,9 +897,12 @@ class SparseTensorCore(wiring.Component):
                 hi = src[17:AB].as_signed()
                 half = (hb + 1) // 2
                 tmult = [(qa_h0 if i < half else qa_h1)[7:23] for i in range(hb)]
+                # -mult for the sign bit's term, a register beside the lane (mult is
+                # a job constant): no negation carry chain in front of the tree
+                nmult = Signal(signed(17), name=f"o1_nmult_{n}", **DR)
+                m.d.sync += nmult.eq(-Cat(tmult[hb - 1], Const(0, 1)).as_signed())
                 terms = [Mux(hi[i], tmult[i] << i, 0) for i in range(hb - 1)]
-                terms.append(Mux(hi[hb - 1],
-                                 -(Cat(tmult[hb - 1], Const(0, 1)).as_signed() << (hb - 1)), 0))
+                terms.append(Mux(hi[hb - 1], nmult << (hb - 1), 0))
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
                 m.d.sync += [o1a.eq(src),
                              ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
