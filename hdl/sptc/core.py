@@ -773,7 +773,8 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(LAG + NST - 1)]
         wp = Signal(fb + 1); rp = Signal(fb + 1)
         wp_n = Signal(fb + 1)
-        m.d.comb += wp_n.eq(wp + ov[-1])
+        wp_inc = Signal(fb + 1)
+        m.d.comb += [wp_inc.eq(wp + 1), wp_n.eq(Mux(ov[-1], wp_inc, wp))]
         m.d.sync += wp.eq(wp_n)
         # The read pointer reaches every lane's FIFO column: one copy per lane (and
         # one for the metadata), next-state copies equal to rp in every cycle.
@@ -796,7 +797,10 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += [rp_inc.eq(rp + 1), rp_n.eq(Mux(pop, rp_inc, rp))]
         # the empty flag as a register (its next state from both next pointers), so the
         # pointer compare is not on the path from the FIFO into pop and the credits
-        m.d.sync += [rp.eq(rp_n), ofifo_empty.eq(Mux(pop, wp_n == rp_inc, wp_n == rp))]
+        # (wp_n == rp_n from compares of the registers, selected by the write and the pop)
+        m.d.sync += [rp.eq(rp_n),
+                     ofifo_empty.eq(Mux(ov[-1], Mux(pop, wp == rp, wp_inc == rp),
+                                        Mux(pop, wp == rp_inc, wp == rp)))]
         rp_q = replicas(m, platform, rp_n, P * C + 1, "orp")
         mfifo = m.submodules.ofifo_meta = Memory(shape=OW, depth=FD, init=[])
         mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
