@@ -319,7 +319,7 @@ class SparseTensorCore(wiring.Component):
         enter_idle = Signal(); leave_idle = Signal()
         enter_load = Signal(); leave_load = Signal(); load_q = Signal()
         enter_sel = Signal(); sel_q = Signal()
-        enter_run = Signal(); leave_run = Signal(); run_q = Signal()
+        enter_run = Signal(); leave_run = Signal(); run_q = Signal(); run_n = Signal()
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & ~self.clear):
@@ -374,9 +374,10 @@ class SparseTensorCore(wiring.Component):
         # the ~100 counter bits they enable then start from a register beside them
         # instead of the FSM's state register (a routed path that limited Fmax).
         # The FSM keeps only the transitions.
+        m.d.comb += run_n.eq(Mux(run_q, ~leave_run, enter_run))
         m.d.sync += [load_q.eq(Mux(load_q, ~leave_load, enter_load)),
                      sel_q.eq(Mux(sel_q, ~enter_run, enter_sel)),
-                     run_q.eq(Mux(run_q, ~leave_run, enter_run))]
+                     run_q.eq(run_n)]
         with m.If(load_q):
             # tt counts whole tokens loaded (no n_tok * k_words multiplier)
             m.d.comb += [self.act.ready.eq(ld_more),
@@ -418,9 +419,8 @@ class SparseTensorCore(wiring.Component):
         # The flags' next states (the CHECK values, then the step on an issue):
         bz_n, bl_n, vbl_n, ral_n = (Signal(name=f"{x}_n") for x in ("bz", "bl", "vbl", "ral"))
         pend_n = Signal(2)
-        run_n = Signal()
         m.d.comb += [bz_n.eq(beat_zero), bl_n.eq(beat_last), vbl_n.eq(vb_last),
-                     ral_n.eq(rt_at_last), run_n.eq(Mux(run_q, ~leave_run, enter_run))]
+                     ral_n.eq(rt_at_last)]
         with m.If(cyc_chk):
             m.d.comb += [bz_n.eq(1), bl_n.eq(ks_in == 1), vbl_n.eq(v_in == 1),
                          ral_n.eq(n_rt == 1)]
@@ -481,11 +481,10 @@ class SparseTensorCore(wiring.Component):
             with m.If(q & self.start & ~self.clear):
                 m.d.sync += [reg.eq(port) for reg, port in group]
         m.d.comb += tt_rd.eq(Mux(tok_load, tt + 2, tt + 1))
-        in_sel = sel_q
         # One register per SEL lane (its range and order compares are 16-bit carry
         # chains from the port): the sticky bit rises a cycle later, long before done.
         sel_bad = Signal(len(err_terms[ERR_SEL]))
-        m.d.sync += sel_bad.eq(Mux(self.clear, 0, Cat(t & in_sel for t in err_terms[ERR_SEL])))
+        m.d.sync += sel_bad.eq(Mux(self.clear, 0, Cat(t & sel_q for t in err_terms[ERR_SEL])))
         err_terms[ERR_SEL] = [sel_bad.any()]
 
         # ---------------------------------------------------------------- issue stage
@@ -795,9 +794,9 @@ class SparseTensorCore(wiring.Component):
         rp_n = Signal(fb + 1)
         rp_inc = Signal(fb + 1)
         m.d.comb += [rp_inc.eq(rp + 1), rp_n.eq(Mux(pop, rp_inc, rp))]
-        # the empty flag as a register (its next state from both next pointers), so the
-        # pointer compare is not on the path from the FIFO into pop and the credits
-        # (wp_n == rp_n from compares of the registers, selected by the write and the pop)
+        # the empty flag as a register (wp_n == rp_n, from compares of the pointer
+        # registers selected by the write and the pop), so no pointer compare is on
+        # the path from the FIFO into pop and the credits
         m.d.sync += [rp.eq(rp_n),
                      ofifo_empty.eq(Mux(ov[-1], Mux(pop, wp == rp, wp_inc == rp),
                                         Mux(pop, wp == rp_inc, wp == rp)))]
