@@ -284,9 +284,9 @@ def load_regs(x_shape) -> dict:
 
 CHECK_CYCLES = 1      # after start: the job registers are checked, the counters' ends derived
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
-PE_STAGES = 6         # s1 (beat, activation banks addressed), s1b (activations registered),
-                      # s1c (per-PE operand copies), s2 (select), s3 (products), s4 (their
-                      # sum); then acc
+PE_STAGES = 7         # s1 (beat, activation banks addressed), s1b (activations registered),
+                      # s1c (per-PE operand copies), s1d (select, in the fabric), s2 (the
+                      # DSPs' input registers), s3 (products), s4 (their sum); then acc
 ROUTE_STAGES = 2      # flush registers -> copies (one per half of the store) -> the OR onto
                       # each store row (registered beside it)
 OUT_STAGES = 7        # the drain row's copy beside its lane, x mult (DSP lo / LUT hi

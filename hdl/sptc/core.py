@@ -7,8 +7,9 @@ cycle formula. Pipeline (one beat per cycle when nothing stalls):
           at (SEL token of that column, K group)           -> s1_* registers
   act     the activation words out of the block RAMs        -> s1b_*
   copy    each PE's own copy of its operands                -> s1c_*
-  select  the nibble picks 2 of the 4 activations per PE   -> s2_*
-  mult    2 int8 x int8 products per PE (DSP blocks)        -> s3_*
+  select  the nibble picks 2 of the 4 activations per PE   -> s1d_* (fabric)
+  mult    2 int8 x int8 products per PE (DSP blocks: input
+          registers s2_*, output registers)                  -> s3_*
   sum     p0 + p1                                           -> s4_*
   acc     acc + sum; on the last beat of a flush block the partial sums
           go to the flush registers
@@ -287,12 +288,14 @@ class SparseTensorCore(wiring.Component):
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg), depth=OUT_SKID_DEPTH)
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
-        s1b_valid, s1c_valid, s2_valid, s3_valid, s4_valid = (Signal() for _ in range(5))
+        s1b_valid, s1c_valid, s1d_valid, s2_valid, s3_valid, s4_valid = (
+            Signal() for _ in range(6))
         ofifo_empty = Signal(init=1)  # a register equal to (FIFO write ptr == read ptr)
         rd_v = Signal()               # a beat in the FIFO's read register
         out_busy = Signal()   # a row is in the output pipeline
         # (the store controller takes a flush at s3: see "store / drain control")
-        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s1c_valid & ~s2_valid & ~s3_valid
+        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s1c_valid & ~s1d_valid & ~s2_valid
+                                  & ~s3_valid
                                   & ~store_full & ~drain_busy & ~out_busy & ofifo_empty
                                   & ~rd_v & ~skid.o.valid)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
@@ -521,36 +524,41 @@ class SparseTensorCore(wiring.Component):
         #   s1c every PE's own copy of its weight pair, its column's activation word
         #       and its nibble: each operand net that spans a row or a column of the
         #       array is one register-to-register hop
-        #   s2  the nibble has picked two of the four activations per PE
+        #   s1d the nibble has picked two of the four activations per PE (fabric
+        #       registers beside the PE's select LUTs)
+        #   s2  the DSPs' input registers: a pure hop from the fabric into the DSP
+        #       row (the select LUTs sat in the fabric, their outputs crossed to
+        #       the DSP row inside the same cycle: the largest failing group)
         #   s3  the two int8 x int8 products per PE
         #   s4  their sum
         #   acc (first ? 0 : acc) + sum; on a block's last beat also -> flush
-        stages = ("s1b", "s1c", "s2", "s3", "s4")
-        s1b_flags, s1c_flags, s2_flags, s3_flags, s4_flags = (
+        stages = ("s1b", "s1c", "s1d", "s2", "s3", "s4")
+        s1b_flags, s1c_flags, s1d_flags, s2_flags, s3_flags, s4_flags = (
             Signal(3, name=f"{n}_flags", reset_less=True) for n in stages)
-        s1b_meta, s1c_meta, s2_meta, s3_meta, s4_meta = (
+        s1b_meta, s1c_meta, s1d_meta, s2_meta, s3_meta, s4_meta = (
             Signal(MW, name=f"{n}_meta", reset_less=True) for n in stages)
         s1b_lanes = Signal(weight_layout(cfg), reset_less=True)
         s1b_half = Signal(reset_less=True)
-        s1c_idx, s2_idx, s3_idx, s4_idx = (
+        s1c_idx, s1d_idx, s2_idx, s3_idx = (
             [Signal(4, name=f"{n}_idx{r}", reset_less=True) for r in range(R)]
-            for n in stages[1:])
-        m.d.sync += [s1b_valid.eq(s1_valid), s1c_valid.eq(s1b_valid), s2_valid.eq(s1c_valid),
-                     s3_valid.eq(s2_valid), s4_valid.eq(s3_valid),
+            for n in stages[1:-1])
+        m.d.sync += [s1b_valid.eq(s1_valid), s1c_valid.eq(s1b_valid), s1d_valid.eq(s1c_valid),
+                     s2_valid.eq(s1d_valid), s3_valid.eq(s2_valid), s4_valid.eq(s3_valid),
                      s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s1c_flags.eq(s1b_flags),
-                     s2_flags.eq(s1c_flags), s3_flags.eq(s2_flags), s4_flags.eq(s3_flags),
+                     s1d_flags.eq(s1c_flags), s2_flags.eq(s1d_flags), s3_flags.eq(s2_flags),
+                     s4_flags.eq(s3_flags),
                      s1b_meta.eq(Cat(s1_meta, Mux(s1_rows < spr, s1_rows, spr)[:NB])),
-                     s1c_meta.eq(s1b_meta), s2_meta.eq(s1c_meta), s3_meta.eq(s2_meta),
+                     s1c_meta.eq(s1b_meta), s1d_meta.eq(s1c_meta), s2_meta.eq(s1d_meta),
+                     s3_meta.eq(s2_meta),
                      s4_meta.eq(s3_meta),
                      s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
         m.d.sync += [s1c_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
-        m.d.sync += [s2_idx[r].eq(s1c_idx[r]) for r in range(R)]
+        m.d.sync += [s1d_idx[r].eq(s1c_idx[r]) for r in range(R)]
+        m.d.sync += [s2_idx[r].eq(s1d_idx[r]) for r in range(R)]
         m.d.sync += [s3_idx[r].eq(s2_idx[r]) for r in range(R)]
-        m.d.sync += [s4_idx[r].eq(s3_idx[r]) for r in range(R)]
         # s1c: the column's activation word, one copy per PE of the column
         act_pe = [replicas(m, platform, act_q[c], R, f"s1c_act{c}", reset_less=True)
                   for c in range(C)]
-        s4_blast, s4_tlast = s4_flags[1], s4_flags[2]
         acc = [[Signal(signed(32), name=f"acc_{r}_{c}", reset_less=True) for c in range(C)]
                for r in range(R)]
         flush = [[Signal(signed(32), name=f"flush_{r}_{c}", reset_less=True) for c in range(C)]
@@ -573,22 +581,25 @@ class SparseTensorCore(wiring.Component):
                                      Mux(s1_half, DENSE_NIBBLES[1], DENSE_NIBBLES[0]),
                                      s1_lanes[r].nib))
             nibs = replicas(m, platform, nib_b, C, f"s1c_nib{r}", reset_less=True)
-            w_pe = replicas(m, platform, Cat(s1b_lanes[r].v0, s1b_lanes[r].v1), C, f"s1c_w{r}",
-                            reset_less=True)
+            # the weights wait a cycle per row (s1c), then take their per-PE copy at
+            # s1d beside the activations' select
+            w_row = Signal(16, name=f"s1c_w{r}", reset_less=True)
+            m.d.sync += w_row.eq(Cat(s1b_lanes[r].v0, s1b_lanes[r].v1))
+            w_pe = replicas(m, platform, w_row, C, f"s1d_w{r}", reset_less=True)
             pe_s4 = replicas(m, platform, row_s3[r][1:], C, f"s4c{r}")   # first, blast
             for c in range(C):
                 lo, hi = nibs[c][:2], nibs[c][2:]
                 a_w = act_pe[c][r]
                 xs = Array(a_w[8 * i: 8 * i + 8].as_signed() for i in range(4))
-                xa = Signal(signed(8), name=f"s1c_xa_{r}_{c}")
-                xb = Signal(signed(8), name=f"s1c_xb_{r}_{c}")
+                xa = Signal(signed(8), name=f"s1d_xa_{r}_{c}", reset_less=True)
+                xb = Signal(signed(8), name=f"s1d_xb_{r}_{c}", reset_less=True)
                 # s2 = the DSPs' input registers, s3 = their output registers
                 mul0 = m.submodules[f"pe{r}_{c}_mul0"] = RegMul(signed(8), signed(8))
                 mul1 = m.submodules[f"pe{r}_{c}_mul1"] = RegMul(signed(8), signed(8))
                 ps = Signal(signed(17), name=f"s4_sum_{r}_{c}", reset_less=True)
                 nxt = Signal(signed(32), name=f"accn_{r}_{c}")
-                m.d.comb += [xa.eq(xs[lo]), xb.eq(xs[hi]),
-                             mul0.a.eq(w_pe[c][:8].as_signed()), mul0.b.eq(xa),
+                m.d.sync += [xa.eq(xs[lo]), xb.eq(xs[hi])]
+                m.d.comb += [mul0.a.eq(w_pe[c][:8].as_signed()), mul0.b.eq(xa),
                              mul1.a.eq(w_pe[c][8:16].as_signed()), mul1.b.eq(xb),
                              nxt.eq(Mux(pe_s4[c][0], 0, acc[r][c]) + ps)]
                 with m.If(row_s3[r][0]):
@@ -606,32 +617,49 @@ class SparseTensorCore(wiring.Component):
         route = {}
         G, W = 4, 8                   # a store lane's bytes: its route selects and its
                                       # store/drain control have one copy per byte
+        # The select registers are decoded once per store column, from that
+        # column's own copies of the indices and of "a block's last beat" (one
+        # shared select register per store row reached 4 * cols copies spread
+        # over the whole store: 7 ns of pure routing).
+        s4_idx_c = [replicas(m, platform, s3_idx[r], C, f"s4_idx{r}_c", reset_less=True)
+                    for r in range(R)]
+        s4_fl_c = replicas(m, platform, s3_valid & s3_flags[1], C, "s4_fl_c")
         for s_ in range(S):
+            # (row, None) for the identity, (row, (k, i)) for Samoyeds' (N, M) k at index i
             terms = []
             if s_ < R:
-                terms.append((s_, ~job_sam))
+                terms.append((s_, None))
             for k, (nn, mm) in enumerate(cfg.samoyeds_nm):
                 b, i = divmod(s_, mm)
                 if b * nn >= R:
                     continue
                 for r in range(b * nn, b * nn + nn):
-                    terms.append((r, job_nm[k] & (s4_idx[r] == i)))
+                    terms.append((r, (k, i)))
             # one select per PE row that can land here (the modes' conditions OR-ed):
             # fewer select copies and a narrower OR in front of every routed bit
             rows_here = sorted({r for r, _ in terms})
-            terms = [(r, _or([cond for rr, cond in terms if rr == r])) for r in rows_here]
-            # One copy per byte of each store lane, a cycle behind the select
-            # register (as the flush copies below are behind the flush registers):
-            # a shared select register would reach 32 * cols route bits.
+
+            def cond(r, c, t):
+                if t is None:
+                    return ~job_sam
+                k, i = t
+                return job_nm[k] & (s4_idx_c[r][c] == i)
+            # One copy per byte of each store lane, a cycle behind its column's
+            # select register (as the flush copies below are behind the flush
+            # registers): a shared select register would reach 32 * cols route bits.
             # The selects are a one-cycle pulse (zero unless a flush loads), so the
             # routed value is zero except in the cycle its store lane adds it: the
             # store then adds every cycle and needs no load enable or select behind
             # its adder.
-            sels = Signal(len(terms), name=f"f_route{s_}")
-            m.d.sync += sels.eq(Mux(s4_valid & s4_blast, Cat(cond for _, cond in terms), 0))
-            copies = replicas(m, platform, sels, C * G, f"froute{s_}")
-            route[s_] = [[[(r, copies[c * G + k][j]) for j, (r, _) in enumerate(terms)]
-                          for k in range(G)] for c in range(C)]
+            route[s_] = []
+            for c in range(C):
+                sels = Signal(len(rows_here), name=f"f_route{s_}_{c}")
+                m.d.sync += sels.eq(Mux(s4_fl_c[c],
+                                        Cat(_or([cond(r, c, t) for rr, t in terms if rr == r])
+                                            for r in rows_here), 0))
+                copies = replicas(m, platform, sels, G, f"froute{s_}_{c}_")
+                route[s_].append([[(r, copies[k][j]) for j, r in enumerate(rows_here)]
+                                  for k in range(G)])
         # The first route stage: each flush register is copied once per half of the
         # store rows it can reach (a pure register hop, which the placer puts between
         # the PE and those store lanes); the second ORs the copies onto each store lane.
