@@ -784,7 +784,10 @@ class SparseTensorCore(wiring.Component):
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
         # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
-        # product is a handful of shifted adds in LUTs. A full 32 x 17 product would
+        # product is a handful of shifted adds in LUTs: one term per radix-4 digit
+        # of hi (0, mult, 2 mult or 3 mult; 3 mult is a per-lane job constant) and
+        # one for the sign bit (-mult), summed in two trees of at most two terms
+        # for hb <= 7, i.e. one carry chain each. A full 32 x 17 product would
         # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
         # next to the PE array's 128.
         NST = OUT_STAGES
@@ -876,12 +879,12 @@ class SparseTensorCore(wiring.Component):
                 n = f"{p}_{c}"
                 # o0: the drain bank's row copied beside its lane (a pure register
                 # hop: the bank sits by the store, the lanes by the output FIFO, and
-                # the route between them left no time for o1's multiplier logic)
-                # (two copies: the low bits for the DSP, which sits in a DSP row
-                # away from the lane's fabric, and the rest for the lane)
+                # the route between them left no time for o1's multiplier logic).
+                # The low bits' copy is the DSP's own input register: a register in
+                # the fabric in front of the DSP's unregistered input left the route
+                # into the DSP row plus the multiplier in one cycle.
                 src = Signal(32, name=f"o0_{n}", reset_less=True)
-                src_lo = Signal(17, name=f"o0_lo_{n}", reset_less=True)
-                m.d.sync += [src.eq(drain[p][c]), src_lo.eq(drain[p][c][:17])]
+                m.d.sync += src.eq(drain[p][c])
                 qa, qa_h0, qa_h1, qb, qc = lane_cfg[(p * C + c) * NCFG: (p * C + c + 1) * NCFG]
                 l_mult = qa[7:23]
                 l_shift = qb[:5]
@@ -890,10 +893,10 @@ class SparseTensorCore(wiring.Component):
                 rq = lane_req[p * C + c]
                 rnd_bit = rq[:31]
                 sat_mk = rq[31:]
-                # o1: the low 17 bits x mult in a DSP (its output register is o1)
-                lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16),
-                                                              in_reg=False)
-                m.d.comb += [lo_mul.a.eq(src_lo), lo_mul.b.eq(l_mult)]
+                # o0 -> o1: the low 17 bits x mult in a DSP (its input registers are
+                # o0, its output register o1)
+                lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16))
+                m.d.comb += [lo_mul.a.eq(drain[p][c][:17]), lo_mul.b.eq(l_mult)]
                 lo_p = lo_mul.p
                 DR = dict(reset_less=True)     # the lane's valid bits travel in `lv`
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}", **DR) for k in (1, 2, 3))
@@ -926,13 +929,29 @@ class SparseTensorCore(wiring.Component):
                 o5a = Signal(signed(32), name=f"o5_acc_{n}", **DR)
                 o6 = Signal(signed(32), name=f"o6_{n}", **DR)
                 hi = src[17:AB].as_signed()
-                half = (hb + 1) // 2
-                tmult = [(qa_h0 if i < half else qa_h1)[7:23] for i in range(hb)]
-                # -mult for the sign bit's term, a register beside the lane (mult is
-                # a job constant): no negation carry chain in front of the tree
+                # hi * mult: a term per radix-4 digit of hi's unsigned bits, one for
+                # the sign bit; the first half of the terms from one copy of mult,
+                # the rest from the other. 3 mult and -mult are registers beside the
+                # lane (mult is a job constant): no carry chain in front of the trees
+                digits = [(i, min(i + 2, hb - 1)) for i in range(0, hb - 1, 2)]
+                half = (len(digits) + 2) // 2
+                tmult = [(qa_h0 if j < half else qa_h1)[7:23] for j in range(len(digits) + 1)]
+                m3 = {}
+                terms = []
+                for j, (a, b) in enumerate(digits):
+                    mj = tmult[j]
+                    if b - a == 1:
+                        terms.append(Mux(hi[a], mj, 0) << a)
+                        continue
+                    h = int(j >= half)
+                    if h not in m3:
+                        m3[h] = Signal(18, name=f"o1_m3_{h}_{n}", **DR)
+                        m.d.sync += m3[h].eq(mj + (mj << 1))
+                    d = hi[a:b]
+                    terms.append(Mux(d[1], Mux(d[0], m3[h], mj << 1),
+                                     Mux(d[0], mj, 0)) << a)
                 nmult = Signal(signed(17), name=f"o1_nmult_{n}", **DR)
-                m.d.sync += nmult.eq(-Cat(tmult[hb - 1], Const(0, 1)).as_signed())
-                terms = [Mux(hi[i], tmult[i] << i, 0) for i in range(hb - 1)]
+                m.d.sync += nmult.eq(-Cat(tmult[-1], Const(0, 1)).as_signed())
                 terms.append(Mux(hi[hb - 1], nmult << (hb - 1), 0))
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
                 m.d.sync += [o1a.eq(src),
