@@ -135,7 +135,7 @@ class SparseTensorCore(wiring.Component):
         op = Signal(1); mode = Signal(2); out_mode = Signal(2); mult = Signal(16)
         shift = Signal(5); m_rows = Signal(16)
         n_sel = Signal(16); n_tok = Signal(16); sam_n = Signal(5); sam_m = Signal(5)
-        k_words = Signal.like(self.k_words); vs_in = Signal.like(self.v_steps)
+        k_words = Signal.like(self.k_words)
         n_rt = Signal(16)
         # Start latches the control ports; the CHECK cycle after it validates them
         # and derives the job constants below from those registers, so neither the
@@ -156,8 +156,9 @@ class SparseTensorCore(wiring.Component):
                                       # register so no compare sits before the LUT-RAM enables
         # store rows per tile: rows, or rows * M / N in Samoyeds mode (a job constant)
         spr = Signal(_bits(cfg.store_rows + 1) + 1)
-        spr_in = Mux(mode == SAMOYEDS, (cfg.rows * sam_m) >> Mux(
-            sam_n == 1, 0, Mux(sam_n == 2, 1, Mux(sam_n == 4, 2, Mux(sam_n == 8, 3, 4)))),
+        spr_in = Mux(self.mode == SAMOYEDS, (cfg.rows * self.sam_m) >> Mux(
+            self.sam_n == 1, 0, Mux(self.sam_n == 2, 1, Mux(self.sam_n == 4, 2,
+                                                           Mux(self.sam_n == 8, 3, 4)))),
             cfg.rows)
         rt_base = Signal(16)          # first output row of the current row tile
         rows_left = Signal(17)        # m_rows - rt_base
@@ -189,7 +190,16 @@ class SparseTensorCore(wiring.Component):
         chk_any = Signal(len(chk_any_in)); chk_mm = Signal(len(chk_mm_in))
         cfg_bad = Signal()
         m.d.comb += cfg_bad.eq((chk_any != 0) | ((op != OP_LOAD) & (chk_mm != 0)))
-        ks_in = Mux(mode == DENSE, k_words << 1, k_words)
+        # Job constants decoded from the ports at start (registered like the job
+        # registers), so neither CHECK's derivations nor the issue logic wait on a
+        # decode of `mode` behind its register (its fanout was a failing group).
+        ks_port = Mux(self.mode == DENSE, self.k_words << 1, self.k_words)
+        ks_in = Signal.like(ks_port, name="ks_q")       # weight beats per tile
+        v_in = Signal(max(len(ks_port), len(self.v_steps)), name="vs_q")  # beats per flush block
+        job_dense = Signal()
+        job_dec = [(ks_in, ks_port),
+                   (v_in, Mux(self.mode == SAMOYEDS, self.v_steps, ks_port)),
+                   (spr, spr_in), (job_dense, self.mode == DENSE)]
         n_tt_in = (n_sel + C - 1) >> _bits(C) if C > 1 else n_sel
 
         # ---------------------------------------------------------------- memories
@@ -330,7 +340,6 @@ class SparseTensorCore(wiring.Component):
                     m.d.sync += self.done.eq(0)
                     m.next = "CHECK"
             with m.State("CHECK"):
-                v_in = Mux(mode == SAMOYEDS, vs_in, ks_in)
                 m.d.sync += [
                     sel_last.eq(((n_sel + L - 1) >> _bits(L) if L > 1 else n_sel) - 1),
                     kw_last.eq(k_words - 1), ntok_last.eq(n_tok - 1), ld_more.eq(n_tok != 0),
@@ -339,7 +348,7 @@ class SparseTensorCore(wiring.Component):
                     tt_last1.eq(n_tt_in - 2),
                     k_one.eq(ks_in == 1), v_one.eq(v_in == 1), rt_one.eq(n_rt == 1),
                     tt_at_last.eq(n_sel <= C),
-                    spr.eq(spr_in), rows_left.eq(m_rows), rem.eq(n_sel),
+                    rows_left.eq(m_rows), rem.eq(n_sel),
                     job_sam.eq(mode == SAMOYEDS),
                     job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n == nn) & (sam_m == mm)
                                   for nn, mm in cfg.samoyeds_nm)),
@@ -469,15 +478,26 @@ class SparseTensorCore(wiring.Component):
         # The counters restart in CHECK (nothing reads them there), from the
         # registered "CHECK" flag rather than from `start` through the IDLE decode:
         # that path from the port to ~80 counter bits limited Fmax.
-        with m.If(cyc_chk):
-            m.d.sync += [cnt.eq(0), tt.eq(0), rt.eq(0), beat.eq(0), vb.eq(0), rt_base.eq(0)]
+        # (one copy of the CHECK flag per counter group: a single register's
+        # reset net to all of them was a failing group)
+        chk_q = replicas(m, platform, leave_idle, 4, "chk")
+        with m.If(chk_q[0]):
+            m.d.sync += cnt.eq(0)
+        with m.If(chk_q[1]):
+            m.d.sync += [beat.eq(0), vb.eq(0)]
+        with m.If(chk_q[2]):
+            m.d.sync += [rt.eq(0), rt_base.eq(0)]
+        with m.If(chk_q[3]):
+            m.d.sync += tt.eq(0)
+        # (groups of at most ~32 bits: one load enable for ~50 bits was a
+        # failing group)
         job_groups = [
             [(op, self.op), (mode, self.mode), (out_mode, self.out_mode), (shift, self.shift),
              (sam_n, self.sam_n), (sam_m, self.sam_m)],
-            [(mult, self.mult), (m_rows, self.m_rows), (k_words, self.k_words),
-             (vs_in, self.v_steps)],
-            [(n_sel, self.n_sel), (n_tok, self.n_tokens), (n_rt, self.n_row_tiles)],
-            [(chk_any, chk_any_in), (chk_mm, chk_mm_in)],
+            [(mult, self.mult)], [(m_rows, self.m_rows)],
+            [(k_words, self.k_words)],
+            [(n_sel, self.n_sel)], [(n_tok, self.n_tokens), (n_rt, self.n_row_tiles)],
+            [(chk_any, chk_any_in), (chk_mm, chk_mm_in)], job_dec,
         ]
         idle_q = replicas(m, platform, idle_n, len(job_groups), "idle", init=1)
         for q, group in zip(idle_q, job_groups):
@@ -491,7 +511,7 @@ class SparseTensorCore(wiring.Component):
         err_terms[ERR_SEL] = [sel_bad.any()]
 
         # ---------------------------------------------------------------- issue stage
-        g = Mux(mode == DENSE, beat >> 1, beat)
+        g = Mux(job_dense, beat >> 1, beat)
         for c in range(C):
             m.d.comb += act_rd_addr[c].eq(Cat(g[:kw_bits], tok[c][:tok_bits]))
         m.d.sync += s1_valid.eq(issue)
@@ -506,11 +526,11 @@ class SparseTensorCore(wiring.Component):
         lanes = self.w.payload
         for r in range(R):
             lo, hi = lanes[r].nib[:2], lanes[r].nib[2:]
-            err_terms[ERR_META].append(issue & (mode != DENSE) & (hi <= lo))
+            err_terms[ERR_META].append(issue & ~job_dense & (hi <= lo))
             bad = lanes[r].idx >= sam_m
             if r > 0:
                 bad = bad | (((r & (sam_n - 1)) != 0) & (lanes[r].idx <= lanes[r - 1].idx))
-            err_terms[ERR_INDEX].append(issue & (mode == SAMOYEDS) & bad)
+            err_terms[ERR_INDEX].append(issue & job_sam & bad)
         # A tile must end on a flush-block boundary (V divides K).
         err_terms[ERR_CONFIG].append(issue & last_beat & ~last_vb)
 
@@ -559,14 +579,18 @@ class SparseTensorCore(wiring.Component):
         # s1c: the column's activation word, one copy per PE of the column
         act_pe = [replicas(m, platform, act_q[c], R, f"s1c_act{c}", reset_less=True)
                   for c in range(C)]
-        acc = [[Signal(signed(32), name=f"acc_{r}_{c}", reset_less=True) for c in range(C)]
+        # The accumulators and flush registers are cfg.acc_bits wide (every partial
+        # sum fits: |sum| <= max_k * 2**14): a shorter carry chain behind the
+        # accumulator's first-beat select than 32 bits (sign-extended at the route).
+        AB = cfg.acc_bits
+        acc = [[Signal(signed(AB), name=f"acc_{r}_{c}", reset_less=True) for c in range(C)]
                for r in range(R)]
-        flush = [[Signal(signed(32), name=f"flush_{r}_{c}", reset_less=True) for c in range(C)]
+        flush = [[Signal(signed(AB), name=f"flush_{r}_{c}", reset_less=True) for c in range(C)]
                  for r in range(R)]
         # The nibble each PE selects with (dense mode: the fixed pair of the beat's
         # half), registered per row at s1b and per PE at s1c: the activation select
         # then waits on a register beside it, not on the job's mode across the array.
-        row_dense = replicas(m, platform, mode == DENSE, R, "dense")
+        row_dense = replicas(m, platform, job_dense, R, "dense")
         # valid, first & valid, blast & valid steer every accumulator and flush bit
         # of the array: a copy per PE row at s3, then one per PE at s4. The
         # accumulator has no enable: a sum register that is zero without a valid
@@ -597,7 +621,7 @@ class SparseTensorCore(wiring.Component):
                 mul0 = m.submodules[f"pe{r}_{c}_mul0"] = RegMul(signed(8), signed(8))
                 mul1 = m.submodules[f"pe{r}_{c}_mul1"] = RegMul(signed(8), signed(8))
                 ps = Signal(signed(17), name=f"s4_sum_{r}_{c}", reset_less=True)
-                nxt = Signal(signed(32), name=f"accn_{r}_{c}")
+                nxt = Signal(signed(AB), name=f"accn_{r}_{c}")
                 m.d.sync += [xa.eq(xs[lo]), xb.eq(xs[hi])]
                 m.d.comb += [mul0.a.eq(w_pe[c][:8].as_signed()), mul0.b.eq(xa),
                              mul1.a.eq(w_pe[c][8:16].as_signed()), mul1.b.eq(xb),
@@ -624,6 +648,7 @@ class SparseTensorCore(wiring.Component):
         s4_idx_c = [replicas(m, platform, s3_idx[r], C, f"s4_idx{r}_c", reset_less=True)
                     for r in range(R)]
         s4_fl_c = replicas(m, platform, s3_valid & s3_flags[1], C, "s4_fl_c")
+        jm_c = replicas(m, platform, Cat(job_sam, job_nm), C, "jobnm_c")   # job constants
         for s_ in range(S):
             # (row, None) for the identity, (row, (k, i)) for Samoyeds' (N, M) k at index i
             terms = []
@@ -641,9 +666,9 @@ class SparseTensorCore(wiring.Component):
 
             def cond(r, c, t):
                 if t is None:
-                    return ~job_sam
+                    return ~jm_c[c][0]
                 k, i = t
-                return job_nm[k] & (s4_idx_c[r][c] == i)
+                return jm_c[c][1 + k] & (s4_idx_c[r][c] == i)
             # One copy per byte of each store lane, a cycle behind its column's
             # select register (as the flush copies below are behind the flush
             # registers): a shared select register would reach 32 * cols route bits.
@@ -666,6 +691,12 @@ class SparseTensorCore(wiring.Component):
         NH = 2 if S >= 2 else 1
         fl2 = [[replicas(m, platform, flush[r][c], NH, f"fl2_{r}_{c}", reset_less=True)
                 for c in range(C)] for r in range(R)]
+        for r in range(R):            # sign-extended to the store's 32 bits (wires)
+            for c in range(C):
+                for h in range(NH):
+                    x = Signal(signed(32), name=f"fl2x_{r}_{c}_{h}")
+                    m.d.comb += x.eq(fl2[r][c][h].as_signed())
+                    fl2[r][c][h] = x
 
         # ---------------------------------------------------------------- store / drain control
         # The store, drain and output lanes only execute: a small controller decides
@@ -859,7 +890,6 @@ class SparseTensorCore(wiring.Component):
         # of t against the mask (bit k set iff k >= shift + 7): plain LUTs beside
         # the barrel shifter (which then only makes 8 bits), no carry chain that
         # every bit of t has to reach.
-        AB = cfg.acc_bits
         hb = AB - 17                      # >= 1 for every legal max_k
         TW = hb + 37                      # width of t (o3)
         # (From a copy of the job's shift beside them: a cycle later, still long
@@ -868,7 +898,9 @@ class SparseTensorCore(wiring.Component):
         shift_c = replicas(m, platform, shift, 1, "oshift", reset_less=True)[0]
         rnd_c = Signal(31)
         sat_mk_c = Signal(TW - 7)         # bits 0-6 of the mask are always clear
-        m.d.sync += [rnd_c.eq((Const(1, unsigned(32)) << (shift_c - 1)[:5])[:31]),
+        # (the rounding bit decoded by compares: shift - 1 was a carry chain in
+        # front of the decoder)
+        m.d.sync += [rnd_c.eq(Cat(shift_c == k + 1 for k in range(31))),
                      sat_mk_c.eq(Cat((shift_c <= k - 7) if k - 7 < 2 ** len(shift_c) - 1
                                      else Const(1) for k in range(7, TW)))]
         req_l1 = replicas(m, platform, Cat(rnd_c, sat_mk_c), P, "oreq1", reset_less=True)
@@ -889,6 +921,13 @@ class SparseTensorCore(wiring.Component):
                 l_mult = qa[7:23]
                 l_shift = qb[:5]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
+                DR = dict(reset_less=True)     # the lane's valid bits travel in `lv`
+                # the output mode decoded into a register per lane (a job constant,
+                # a cycle behind its copy): the decode was a LUT level on the way
+                # into the select
+                m_i32 = Signal(name=f"o5_i32_{n}", **DR)
+                m_sat = Signal(name=f"o5_sat_{n}", **DR)
+                m.d.sync += [m_i32.eq(o5_mode == 0), m_sat.eq(o5_mode == 1)]
                 # this lane's copy of the rounding bit and the saturation mask
                 rq = lane_req[p * C + c]
                 rnd_bit = rq[:31]
@@ -898,7 +937,6 @@ class SparseTensorCore(wiring.Component):
                 lo_mul = m.submodules[f"req{n}_mul"] = RegMul(unsigned(17), unsigned(16))
                 m.d.comb += [lo_mul.a.eq(drain[p][c][:17]), lo_mul.b.eq(l_mult)]
                 lo_p = lo_mul.p
-                DR = dict(reset_less=True)     # the lane's valid bits travel in `lv`
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}", **DR) for k in (1, 2, 3))
                 ha = Signal(signed(hb + 18), name=f"o1_ha_{n}", **DR)
                 hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}", **DR)
@@ -919,8 +957,8 @@ class SparseTensorCore(wiring.Component):
                                        for x in ("tneg", "big", "small"))
                 f_pos = Signal(name=f"o5_pos_{n}")     # saturate to +127
                 f_neg = Signal(name=f"o5_neg_{n}")     # saturate to -128
-                m.d.comb += [f_pos.eq(Mux(o5_mode == 1, big4, ~t_neg & pos_g.any())),
-                             f_neg.eq(Mux(o5_mode == 1, small4, t_neg & neg_g.any()))]
+                m.d.comb += [f_pos.eq(Mux(m_sat, big4, ~t_neg & pos_g.any())),
+                             f_neg.eq(Mux(m_sat, small4, t_neg & neg_g.any()))]
                 tq = Signal(11, name=f"o4_tq_{n}", **DR)     # t >> (shift & ~3): 11 bits suffice
                 # o5 registers the flags, the int8 candidate and the int32 value;
                 # o6 selects (the select after the flags was the lanes' worst path)
@@ -928,7 +966,10 @@ class SparseTensorCore(wiring.Component):
                 v5 = Signal(signed(8), name=f"o5_v_{n}", **DR)
                 o5a = Signal(signed(32), name=f"o5_acc_{n}", **DR)
                 o6 = Signal(signed(32), name=f"o6_{n}", **DR)
-                hi = src[17:AB].as_signed()
+                # hi's own copies at o0, one per partial-product tree (src feeds
+                # o1a; a shared register fanned out to both trees and o1a)
+                hi_c = [Signal(hb, name=f"o0_hi{h}_{n}", **DR) for h in range(2)]
+                m.d.sync += [q.eq(drain[p][c][17:AB]) for q in hi_c]
                 # hi * mult: a term per radix-4 digit of hi's unsigned bits, one for
                 # the sign bit; the first half of the terms from one copy of mult,
                 # the rest from the other. 3 mult and -mult are registers beside the
@@ -936,23 +977,24 @@ class SparseTensorCore(wiring.Component):
                 digits = [(i, min(i + 2, hb - 1)) for i in range(0, hb - 1, 2)]
                 half = (len(digits) + 2) // 2
                 tmult = [(qa_h0 if j < half else qa_h1)[7:23] for j in range(len(digits) + 1)]
+                thi = [hi_c[int(j >= half)] for j in range(len(digits) + 1)]
                 m3 = {}
                 terms = []
                 for j, (a, b) in enumerate(digits):
                     mj = tmult[j]
                     if b - a == 1:
-                        terms.append(Mux(hi[a], mj, 0) << a)
+                        terms.append(Mux(thi[j][a], mj, 0) << a)
                         continue
                     h = int(j >= half)
                     if h not in m3:
                         m3[h] = Signal(18, name=f"o1_m3_{h}_{n}", **DR)
                         m.d.sync += m3[h].eq(mj + (mj << 1))
-                    d = hi[a:b]
+                    d = thi[j][a:b]
                     terms.append(Mux(d[1], Mux(d[0], m3[h], mj << 1),
                                      Mux(d[0], mj, 0)) << a)
                 nmult = Signal(signed(17), name=f"o1_nmult_{n}", **DR)
                 m.d.sync += nmult.eq(-Cat(tmult[-1], Const(0, 1)).as_signed())
-                terms.append(Mux(hi[hb - 1], nmult << (hb - 1), 0))
+                terms.append(Mux(thi[-1][hb - 1], nmult << (hb - 1), 0))
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
                 m.d.sync += [o1a.eq(src),
                              ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
@@ -966,8 +1008,8 @@ class SparseTensorCore(wiring.Component):
                              big4.eq(big), small4.eq(small),
                              tq.eq(t >> Cat(Const(0, 2), l_shift[2:5])),
                              f_pos5.eq(f_pos), f_neg5.eq(f_neg),
-                             v5.eq(Mux(o5_mode == 1, o4a[:8].as_signed(), low8)), o5a.eq(o4a),
-                             o6.eq(Mux(o5_mode == 0, o5a,
+                             v5.eq(Mux(m_sat, o4a[:8].as_signed(), low8)), o5a.eq(o4a),
+                             o6.eq(Mux(m_i32, o5a,
                                        Mux(f_pos5, 127, Mux(f_neg5, -128, v5))))]
                 # the lane's valid bits (from its store lane's copy of the shift
                 # decision) and its FIFO column, written at its own pointer
