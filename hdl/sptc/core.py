@@ -826,7 +826,10 @@ class SparseTensorCore(wiring.Component):
         fb = _bits(FD)
         ov = Signal(LAG + NST)        # the controller's copy of the beats in flight
         o_meta = [Signal(OW, name=f"om{k}_meta", reset_less=True) for k in range(LAG + NST)]
-        m.d.comb += out_busy.eq(ov != 0)
+        # out_busy as a register equal to (ov != 0) in every cycle (from ov's next
+        # value): the OR of the beats in flight was in front of the FSM's WAIT exit
+        # and the `idle` copies (seed 1's worst path at fdfe42a)
+        m.d.sync += out_busy.eq(d_shift | (ov[:-1] != 0))
         rmask = Signal(P)
         m.d.comb += [rmask[p].eq(((dr_q << pb) | p) < dr_n) for p in range(P)]
         m.d.sync += [ov.eq(Cat(d_shift, ov[:-1])),
