@@ -298,8 +298,7 @@ class SparseTensorCore(wiring.Component):
         skid = m.submodules.skid = SkidBuffer(result_layout(cfg), depth=OUT_SKID_DEPTH)
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
-        s1b_valid, s1c_valid, s1d_valid, s2_valid, s3_valid, s4_valid = (
-            Signal() for _ in range(6))
+        s1b_valid, s1c_valid, s1d_valid, s2_valid, s3_valid = (Signal() for _ in range(5))
         ofifo_empty = Signal(init=1)  # a register equal to (FIFO write ptr == read ptr)
         rd_v = Signal()               # a beat in the FIFO's read register
         out_busy = Signal()   # a row is in the output pipeline
@@ -552,25 +551,25 @@ class SparseTensorCore(wiring.Component):
         #   s3  the two int8 x int8 products per PE
         #   s4  their sum
         #   acc (first ? 0 : acc) + sum; on a block's last beat also -> flush
-        stages = ("s1b", "s1c", "s1d", "s2", "s3", "s4")
-        s1b_flags, s1c_flags, s1d_flags, s2_flags, s3_flags, s4_flags = (
+        # (s4's valid and flags reach the accumulators and route selects as per-row,
+        # per-PE and per-column copies of s3's: no shared s4 register)
+        stages = ("s1b", "s1c", "s1d", "s2", "s3")
+        s1b_flags, s1c_flags, s1d_flags, s2_flags, s3_flags = (
             Signal(3, name=f"{n}_flags", reset_less=True) for n in stages)
-        s1b_meta, s1c_meta, s1d_meta, s2_meta, s3_meta, s4_meta = (
+        s1b_meta, s1c_meta, s1d_meta, s2_meta, s3_meta = (
             Signal(MW, name=f"{n}_meta", reset_less=True) for n in stages)
         s1b_lanes = Signal(weight_layout(cfg), reset_less=True)
         s1b_half = Signal(reset_less=True)
         s1c_idx, s1d_idx, s2_idx, s3_idx = (
             [Signal(4, name=f"{n}_idx{r}", reset_less=True) for r in range(R)]
-            for n in stages[1:-1])
+            for n in stages[1:])
         m.d.sync += [s1b_valid.eq(s1_valid), s1c_valid.eq(s1b_valid), s1d_valid.eq(s1c_valid),
-                     s2_valid.eq(s1d_valid), s3_valid.eq(s2_valid), s4_valid.eq(s3_valid),
+                     s2_valid.eq(s1d_valid), s3_valid.eq(s2_valid),
                      s1b_flags.eq(Cat(s1_first, s1_blast, s1_tlast)), s1c_flags.eq(s1b_flags),
                      s1d_flags.eq(s1c_flags), s2_flags.eq(s1d_flags), s3_flags.eq(s2_flags),
-                     s4_flags.eq(s3_flags),
                      s1b_meta.eq(Cat(s1_meta, Mux(s1_rows < spr, s1_rows, spr)[:NB])),
                      s1c_meta.eq(s1b_meta), s1d_meta.eq(s1c_meta), s2_meta.eq(s1d_meta),
                      s3_meta.eq(s2_meta),
-                     s4_meta.eq(s3_meta),
                      s1b_lanes.eq(s1_lanes), s1b_half.eq(s1_half)]
         m.d.sync += [s1c_idx[r].eq(s1b_lanes[r].idx) for r in range(R)]
         m.d.sync += [s1d_idx[r].eq(s1c_idx[r]) for r in range(R)]
@@ -649,6 +648,12 @@ class SparseTensorCore(wiring.Component):
                     for r in range(R)]
         s4_fl_c = replicas(m, platform, s3_valid & s3_flags[1], C, "s4_fl_c")
         jm_c = replicas(m, platform, Cat(job_sam, job_nm), C, "jobnm_c")   # job constants
+
+        def cond(r, c, t):            # column c's condition for a term (see below)
+            if t is None:
+                return ~jm_c[c][0]
+            k, i = t
+            return jm_c[c][1 + k] & (s4_idx_c[r][c] == i)
         for s_ in range(S):
             # (row, None) for the identity, (row, (k, i)) for Samoyeds' (N, M) k at index i
             terms = []
@@ -663,12 +668,7 @@ class SparseTensorCore(wiring.Component):
             # one select per PE row that can land here (the modes' conditions OR-ed):
             # fewer select copies and a narrower OR in front of every routed bit
             rows_here = sorted({r for r, _ in terms})
-
-            def cond(r, c, t):
-                if t is None:
-                    return ~jm_c[c][0]
-                k, i = t
-                return jm_c[c][1 + k] & (s4_idx_c[r][c] == i)
+            by_row = [[t for rr, t in terms if rr == r] for r in rows_here]
             # One copy per byte of each store lane, a cycle behind its column's
             # select register (as the flush copies below are behind the flush
             # registers): a shared select register would reach 32 * cols route bits.
@@ -680,8 +680,8 @@ class SparseTensorCore(wiring.Component):
             for c in range(C):
                 sels = Signal(len(rows_here), name=f"f_route{s_}_{c}")
                 m.d.sync += sels.eq(Mux(s4_fl_c[c],
-                                        Cat(_or([cond(r, c, t) for rr, t in terms if rr == r])
-                                            for r in rows_here), 0))
+                                        Cat(_or([cond(r, c, t) for t in ts])
+                                            for r, ts in zip(rows_here, by_row)), 0))
                 copies = replicas(m, platform, sels, G, f"froute{s_}_{c}_")
                 route[s_].append([[(r, copies[k][j]) for j, r in enumerate(rows_here)]
                                   for k in range(G)])
