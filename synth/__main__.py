@@ -6,7 +6,8 @@
                             [-o build/lint]
     python -m synth flow    --engine ... [--target ecp5|ice40|all] [--config default]
                             [--ice40-config small] [--param k=v ...] [--freq 150]
-                            [--seed 1] [--jobs 2] [--synth-only] [-o build/synth]
+                            [--seed 1] [--speed 6|7|8] [--jobs 2] [--synth-only]
+                            [-o build/synth]
     python -m synth table   [-o build/synth]       (print the summary table again)
 
 Exit status: 0 success, 1 lint findings or a failed tool run, 2 bad request
@@ -55,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--freq", type=float, default=None,
                     help="nextpnr target MHz (default: ECP5 150, iCE40 24)")
     fp.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
+    from .flow import ECP5_SPEED, ECP5_SPEEDS
+    fp.add_argument("--speed", type=int, choices=ECP5_SPEEDS, default=ECP5_SPEED,
+                    help="ECP5 speed grade nextpnr models (default: 6, the slowest; a "
+                         "non-default grade is its own summary entry, <design>-s<grade>)")
     fp.add_argument("--router", choices=("router1", "router2"), default="router2",
                     help="nextpnr router (default: router2)")
     fp.add_argument("--out-of-context", action="store_true",
@@ -135,7 +140,7 @@ def cmd_flow(args) -> int:
             jobs.append(flow.Job(d, target, str(args.out), freq, args.seed,
                                  synth_only=args.synth_only, timeout=args.timeout,
                                  router=args.router, no_route=args.no_route,
-                                 ooc=args.out_of_context))
+                                 ooc=args.out_of_context, speed=args.speed))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)

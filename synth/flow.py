@@ -56,6 +56,13 @@ SEED = 1
 # (nextpnr's default) was still ripping up after half an hour.
 ROUTER = "router2"
 
+# The ECP5's speed grade for nextpnr's timing model: 6 (nextpnr's default) is the
+# slowest grade and the one of the common open boards (the ULX3S's
+# LFE5U-85F-6BG381C), so every figure we quote is for it unless it says otherwise;
+# ``--speed 8`` models the fastest grade (LFE5U-85F-8BG381C, the ECP5-5G boards).
+ECP5_SPEED = 6
+ECP5_SPEEDS = (6, 7, 8)
+
 TARGETS = {
     "ecp5": {"device": "LFE5U-85F", "package": "CABGA381", "label": "ECP5-85k CABGA381",
              "freq": 150.0},
@@ -207,7 +214,8 @@ def unmapped_cells(cells: dict[str, int]) -> dict[str, int]:
 
 def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                     timeout: float | None = None, router: str = ROUTER,
-                    no_route: bool = False, ooc: bool = False) -> dict:
+                    no_route: bool = False, ooc: bool = False,
+                    speed: int = ECP5_SPEED) -> dict:
     """Run nextpnr on ``synth.json``; returns the parsed report."""
     workdir = Path(workdir)
     common = ["--json", "synth.json", "--report", "report.json", "--freq", f"{freq:g}",
@@ -223,7 +231,9 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
             # (the ULX3S board's 25 MHz input). The other shell pins are left free.
             (workdir / "clk.lpf").write_text(ECP5_LPF)
             lpf = ["--lpf", "clk.lpf"]
-        argv = ["--85k", "--package", TARGETS["ecp5"]["package"],
+        if speed not in ECP5_SPEEDS:
+            raise ValueError(f"speed: ECP5 speed grade {speed!r} is not one of {ECP5_SPEEDS}")
+        argv = ["--85k", "--package", TARGETS["ecp5"]["package"], "--speed", str(speed),
                 *(["--out-of-context"] if ooc else lpf), "--lpf-allow-unconstrained", *common]
         if not no_route:  # the routed delays, for the failing-endpoint report (synth.sta)
             argv += ["--sdf", "routed.sdf"]
@@ -442,10 +452,13 @@ class Job:
     router: str = ROUTER
     no_route: bool = False
     ooc: bool = False  # ECP5 only: out of context instead of the pin-saving wrapper
+    speed: int = ECP5_SPEED  # ECP5 only: the speed grade nextpnr models
 
     @property
     def key(self) -> str:
-        return f"{self.target}-{self.design.name}"
+        # a non-default speed grade is its own design entry (and directory)
+        grade = f"-s{self.speed}" if self.target == "ecp5" and self.speed != ECP5_SPEED else ""
+        return f"{self.target}-{self.design.name}{grade}"
 
 
 def run_design(job: Job) -> dict:
@@ -457,7 +470,9 @@ def run_design(job: Job) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     entry = {"design": job.key, "engine": design.engine, "config": design.config_name,
              "overrides": list(design.params), "target": target,
-             "device": TARGETS[target]["label"], "freq_target_mhz": job.freq,
+             "device": TARGETS[target]["label"] + (f" speed {job.speed}" if target == "ecp5"
+                                                   else ""),
+             "freq_target_mhz": job.freq,
              "seed": job.seed, "status": "ok"}
     try:
         t0 = time.monotonic()
@@ -490,7 +505,7 @@ def run_design(job: Job) -> dict:
             entry["unmapped_cells"] = bad
         if not job.synth_only and not job.fast:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
-                                  job.no_route, ooc=not wrap)
+                                  job.no_route, ooc=not wrap, speed=job.speed)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             entry["fmax_kind"] = "placement estimate" if job.no_route else "routed"
             entry["pnr_seconds"] = pnr["seconds"]

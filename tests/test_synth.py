@@ -235,6 +235,31 @@ def test_parse_report_and_summary_fields():
     assert res["trellis_comb"] == 1000 and res["trellis_slice"] == 750  # max(1000, 1500) / 2
 
 
+def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_path):
+    """The speed grade is part of nextpnr's command line (speed 6 by default) and a
+    non-default grade gets its own summary entry; an unknown grade is refused."""
+    seen = []
+
+    def fake_run(module, func, argv, workdir, out, timeout):
+        seen.append(argv)
+        Path(out).write_text("no nextpnr here\n")
+        return types.SimpleNamespace(returncode=1)
+
+    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    (tmp_path / "synth.json").write_text("{}")
+    for speed in (None, 8):
+        kw = {} if speed is None else {"speed": speed}
+        with pytest.raises(flow.ToolError):
+            flow.place_and_route(tmp_path, "ecp5", 150.0, **kw)
+        i = seen[-1].index("--speed")
+        assert seen[-1][i + 1] == str(speed or 6)
+    with pytest.raises(ValueError, match="speed.*5"):
+        flow.place_and_route(tmp_path, "ecp5", 150.0, speed=5)
+    d = Design("sptc", "small")
+    assert flow.Job(d, "ecp5", "out", 150.0).key == "ecp5-sptc-small"
+    assert flow.Job(d, "ecp5", "out", 150.0, speed=8).key == "ecp5-sptc-small-s8"
+
+
 def test_fmax_from_the_log_when_the_report_has_no_timing():
     log = ("Info: Max frequency for clock 'clk': 17.65 MHz (FAIL at 150.00 MHz)\n"
            "Info: Max frequency for clock 'clk': 35.47 MHz (FAIL at 150.00 MHz)\n")
