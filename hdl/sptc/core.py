@@ -149,8 +149,9 @@ class SparseTensorCore(wiring.Component):
         k_one = Signal(); v_one = Signal(); rt_one = Signal()    # the count is 1
         beat_last = Signal(); vb_last = Signal(); rt_at_last = Signal(); tt_at_last = Signal()
         beat_zero = Signal()
-        kw_last = Signal.like(self.k_words); sel_last = Signal(16); ntok_last = Signal(16)
+        kw_last = Signal.like(self.k_words); ntok_last = Signal(16)
         ld_more = Signal()            # LOAD: tokens left to load
+        sel_end = Signal()            # SEL: the next beat is the last (sel_left <= lanes)
         sel_left = Signal(17)         # SEL: entries not yet loaded (n_sel - cnt * lanes)
         lane_ok = Signal(L)           # SEL lanes carrying an entry (sel_left > lane), a
                                       # register so no compare sits before the LUT-RAM enables
@@ -197,9 +198,21 @@ class SparseTensorCore(wiring.Component):
         ks_in = Signal.like(ks_port, name="ks_q")       # weight beats per tile
         v_in = Signal(max(len(ks_port), len(self.v_steps)), name="vs_q")  # beats per flush block
         job_dense = Signal()
-        job_dec = [(ks_in, ks_port),
-                   (v_in, Mux(self.mode == SAMOYEDS, self.v_steps, ks_port)),
-                   (spr, spr_in), (job_dense, self.mode == DENSE)]
+        # read in CHECK only: registers loading the ports (or their decode) every cycle
+        job_check_only = [(op, self.op), (mode, self.mode), (k_words, self.k_words),
+                          (n_sel, self.n_sel), (n_rt, self.n_row_tiles),
+                          (chk_any, chk_any_in), (chk_mm, chk_mm_in), (ks_in, ks_port),
+                          (v_in, Mux(self.mode == SAMOYEDS, self.v_steps, ks_port))]
+        # read after CHECK: the job register, its every-cycle `_sh` copy of the port
+        job_sh = [(reg, Signal.like(reg, name=f"{name}_sh", reset_less=True), port)
+                  for name, reg, port in [
+                      ("mult", mult, self.mult), ("m_rows", m_rows, self.m_rows),
+                      ("n_tok", n_tok, self.n_tokens), ("out_mode", out_mode, self.out_mode),
+                      ("shift", shift, self.shift), ("sam_n", sam_n, self.sam_n),
+                      ("sam_m", sam_m, self.sam_m), ("spr", spr, spr_in),
+                      ("job_dense", job_dense, self.mode == DENSE)]]
+        (mult_sh, m_rows_sh, n_tok_sh, out_mode_sh, shift_sh, sam_n_sh, sam_m_sh, spr_sh,
+         job_dense_sh) = (sh for _, sh, _ in job_sh)
         n_tt_in = (n_sel + C - 1) >> _bits(C) if C > 1 else n_sel
 
         # ---------------------------------------------------------------- memories
@@ -265,18 +278,14 @@ class SparseTensorCore(wiring.Component):
         first = Signal(32)            # SEL entry index of the beat's lane 0
         m.d.comb += [first.eq(cnt * L), sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
         prev_sel = Signal(16)
-        # `cycles` counts while a job runs. Its enable and its restart come from two
+        # `cycles` counts while a job runs. Its enable and its restart come from
         # registers written through the FSM's next state (not from the state and
-        # `start` through the FSM logic, a path that limited Fmax): cyc_chk is high
-        # in CHECK, where the count restarts at 1 and the port reads 0 (as if the
-        # register had been cleared at start); cyc_run in every state but IDLE.
+        # `start` through the FSM logic, a path that limited Fmax), one copy per
+        # byte (`cyc_q` below): "CHECK", where the count restarts at 1 and the port
+        # reads 0 (as if the register had been cleared at start); `cyc_run`: "not
+        # IDLE". cyc_chk is the same CHECK flag for the other CHECK-cycle logic.
         cycles = Signal(32)
         cyc_chk = Signal(); cyc_run = Signal()
-        m.d.comb += self.cycles.eq(Mux(cyc_chk, 0, cycles))
-        with m.If(cyc_chk):
-            m.d.sync += cycles.eq(1)
-        with m.Elif(cyc_run):
-            m.d.sync += cycles.eq(cycles + 1)
 
         # pipeline state (declared here, driven below)
         # Data registers whose consumers are qualified by a valid bit have no reset
@@ -303,8 +312,11 @@ class SparseTensorCore(wiring.Component):
         rd_v = Signal()               # a beat in the FIFO's read register
         out_busy = Signal()   # a row is in the output pipeline
         # (the store controller takes a flush at s3: see "store / drain control")
-        m.d.comb += pipe_empty.eq(~s1_valid & ~s1b_valid & ~s1c_valid & ~s1d_valid & ~s2_valid
-                                  & ~s3_valid
+        # pe_busy equals "a beat in s1 .. s3" in every cycle (from the valid bits'
+        # next states): one register instead of six in the WAIT -> IDLE decode
+        pe_busy = Signal(); issue = Signal()
+        m.d.sync += pe_busy.eq(issue | s1_valid | s1b_valid | s1c_valid | s1d_valid | s2_valid)
+        m.d.comb += pipe_empty.eq(~pe_busy
                                   & ~store_full & ~drain_busy & ~out_busy & ofifo_empty
                                   & ~rd_v & ~skid.o.valid)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
@@ -315,7 +327,6 @@ class SparseTensorCore(wiring.Component):
         gate = Signal()
         m.d.comb += gate.eq(~beat_zero | (pend <= 1))
 
-        issue = Signal()
         last_beat, last_vb = beat_last, vb_last
         mask_now = Signal(C)
         rem = Signal(17)              # SEL entries from token tile tt on (n_sel - tt * cols)
@@ -325,9 +336,7 @@ class SparseTensorCore(wiring.Component):
         with m.If(self.clear):
             m.d.sync += self.done.eq(0)
 
-        # The job registers load from the ports at start. Their load enable reaches
-        # ~150 registers: each group has its own copy of "in IDLE" (a mirror of the
-        # FSM state, written through its next-state value), ANDed with start.
+        # The job registers: see `job_check_only` / `job_sh` and their loads below.
         enter_idle = Signal(); leave_idle = Signal()
         enter_load = Signal(); leave_load = Signal(); load_q = Signal()
         enter_sel = Signal(); sel_q = Signal()
@@ -340,16 +349,16 @@ class SparseTensorCore(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [
-                    sel_last.eq(((n_sel + L - 1) >> _bits(L) if L > 1 else n_sel) - 1),
-                    kw_last.eq(k_words - 1), ntok_last.eq(n_tok - 1), ld_more.eq(n_tok != 0),
+                    sel_end.eq(n_sel <= L),
+                    kw_last.eq(k_words - 1), ntok_last.eq(n_tok_sh - 1),
                     sel_left.eq(n_sel), lane_ok.eq(Cat(n_sel > l for l in range(L))),
                     k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2), rt_last1.eq(n_rt - 2),
                     tt_last1.eq(n_tt_in - 2),
                     k_one.eq(ks_in == 1), v_one.eq(v_in == 1), rt_one.eq(n_rt == 1),
                     tt_at_last.eq(n_sel <= C),
-                    rows_left.eq(m_rows), rem.eq(n_sel),
+                    rows_left.eq(m_rows_sh), rem.eq(n_sel),
                     job_sam.eq(mode == SAMOYEDS),
-                    job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n == nn) & (sam_m == mm)
+                    job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n_sh == nn) & (sam_m_sh == mm)
                                   for nn, mm in cfg.samoyeds_nm)),
                 ]
                 m.d.comb += err_now.eq(cfg_bad)
@@ -389,36 +398,70 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [load_q.eq(Mux(load_q, ~leave_load, enter_load)),
                      sel_q.eq(Mux(sel_q, ~enter_run, enter_sel)),
                      run_q.eq(run_n)]
-        with m.If(load_q):
-            # tt counts whole tokens loaded (no n_tok * k_words multiplier)
-            m.d.comb += [self.act.ready.eq(ld_more),
-                         act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits])),
-                         act_wr_en.eq(self.act.valid & self.act.ready)]
-            with m.If(self.act.valid & self.act.ready):
-                with m.If(beat == kw_last):
-                    m.d.sync += [beat.eq(0), tt.eq(tt + 1), ld_more.eq(tt != ntok_last)]
-                with m.Else():
-                    m.d.sync += beat.eq(beat + 1)
-            with m.If(~ld_more):
-                m.d.sync += [self.done.eq(1), tt.eq(0)]
-                m.d.comb += [enter_idle.eq(1), leave_load.eq(1)]
+        # LOAD: tt counts whole tokens loaded (no n_tok * k_words multiplier).
+        # "loading" (LOAD and tokens left) and "load finished" are registers with
+        # one copy per group of loads -- the stream's ready and the block RAMs'
+        # write enable, the beat/tt counters, the FSM -- replicas of their
+        # next-state values (one `ld_more` register reaching all of them was a
+        # failing group). The write address is the counters themselves; only the
+        # enable depends on the state.
+        ld_n = Signal(); load_n = Signal()
+        m.d.comb += [ld_n.eq(ld_more), load_n.eq(Mux(load_q, ~leave_load, enter_load))]
+        with m.If(cyc_chk):           # the CHECK cycle
+            m.d.comb += ld_n.eq(n_tok_sh != 0)
+        with m.Elif(load_q & self.act.valid & ld_more & (beat == kw_last)):
+            m.d.comb += ld_n.eq(tt != ntok_last)
+        m.d.sync += ld_more.eq(ld_n)
+        ldg = replicas(m, platform, Cat(load_n & ld_n, load_n & ld_n, load_n & ~ld_n), 1, "ld")[0]
+        m.d.comb += [self.act.ready.eq(ldg[0]), act_wr_en.eq(self.act.valid & ldg[0]),
+                     act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits]))]
+        with m.If(self.act.valid & ldg[1]):
+            with m.If(beat == kw_last):
+                m.d.sync += [beat.eq(0), tt.eq(tt + 1)]
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        with m.If(ldg[2]):
+            m.d.sync += [self.done.eq(1), tt.eq(0)]
+            m.d.comb += [enter_idle.eq(1), leave_load.eq(1)]
+        # SEL: the move to RUN comes from a flag register ("this beat is the
+        # last", from sel_left when it steps), not from a compare of the beat
+        # counter behind the FSM (a failing path).
         with m.If(sel_q):
             m.d.comb += self.sel.ready.eq(1)
             with m.If(self.sel.valid):
                 m.d.sync += [sel_left.eq(sel_left - L),
-                             lane_ok.eq(Cat(sel_left > l + L for l in range(L)))]
+                             lane_ok.eq(Cat(sel_left > l + L for l in range(L))),
+                             sel_end.eq(sel_left <= 2 * L)]
                 grp = (cnt % (C // L)) if C > L else 0
                 for c in range(C):
                     m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
                 m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1])]
-                for l in range(L):
-                    v = self.sel.payload[l]
-                    prev = self.sel.payload[l - 1] if l else prev_sel
-                    order = (v <= prev) if l else ((cnt != 0) & (v <= prev))
-                    err_terms[ERR_SEL].append(self.sel.valid & lane_ok[l]
-                                              & ((v >= n_tok) | order))
-                with m.If(cnt == sel_last):
+                with m.If(sel_end):
                     m.d.comb += enter_run.eq(1)
+        # The SEL checks (range and order: 16-bit compares) run two cycles after the
+        # beat, on two register hops loaded every cycle (the port's payload, the
+        # previous beat's last entry, which lanes carry an entry: one hop left the
+        # compares behind a route from the port's side, a failing path); the
+        # compares' results are registered once more (sel_bad below). The sticky
+        # bit rises three cycles after the beat, long before the job's done (RUN
+        # and the pipeline follow).
+        sc_v1, sc_v = Signal(L), Signal(L)      # lanes carrying an entry of a beat taken
+        sc_p1, sc_p = ([Signal(16, name=f"sc{k}_p{l}", reset_less=True) for l in range(L)]
+                       for k in (1, 2))
+        sc_prev1, sc_prev = (Signal(16, name=f"sc{k}_prev", reset_less=True)
+                             for k in (1, 2))   # the previous beat's last entry
+        sc_nz1, sc_nz = (Signal(name=f"sc{k}_nz", reset_less=True)
+                         for k in (1, 2))       # not the job's first beat
+        m.d.sync += [sc_v1.eq(Mux(sel_q & self.sel.valid & ~self.clear, lane_ok, 0)),
+                     sc_v.eq(Mux(self.clear, 0, sc_v1)),
+                     sc_prev1.eq(prev_sel), sc_nz1.eq(cnt != 0),
+                     sc_prev.eq(sc_prev1), sc_nz.eq(sc_nz1)]
+        m.d.sync += [sc_p1[l].eq(self.sel.payload[l]) for l in range(L)]
+        m.d.sync += [sc_p[l].eq(sc_p1[l]) for l in range(L)]
+        for l in range(L):
+            v = sc_p[l]
+            order = (v <= sc_p[l - 1]) if l else (sc_nz & (v <= sc_prev))
+            err_terms[ERR_SEL].append(sc_v[l] & ((v >= n_tok) | order))
         with m.If(run_q):
             m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
         m.d.comb += leave_run.eq(issue & last_beat & rt_at_last & tt_at_last)
@@ -453,6 +496,7 @@ class SparseTensorCore(wiring.Component):
             return self.w.valid & run_k & (~bz_k | ~p1_k), bl_k, vbl_k, ral_k
 
         iss, bl, vbl, _ = local_issue(0)
+        iss0, bl0 = iss, bl
         with m.If(iss):
             with m.If(bl):
                 m.d.sync += [beat.eq(0), vb.eq(0)]
@@ -474,6 +518,18 @@ class SparseTensorCore(wiring.Component):
         idle_n = Signal()
         m.d.comb += idle_n.eq(Mux(fsm.ongoing("IDLE"), ~leave_idle, enter_idle))
         m.d.sync += [cyc_chk.eq(leave_idle), cyc_run.eq(~idle_n)]
+        # the counter and its port mux take their own copies of the CHECK flag, one
+        # per byte (cyc_chk reaching all 64 bits was a failing group at 046b47e);
+        # `cyc_run` stays one register (its next state is the deep idle decode)
+        cyc_q = replicas(m, platform, leave_idle, 4, "cyc")
+        inc = cycles + 1
+        for k in range(4):
+            b = slice(8 * k, 8 * k + 8)
+            m.d.comb += self.cycles[b].eq(Mux(cyc_q[k], 0, cycles[b]))
+            with m.If(cyc_q[k]):
+                m.d.sync += cycles[b].eq(1 if k == 0 else 0)
+            with m.Elif(cyc_run):
+                m.d.sync += cycles[b].eq(inc[b])
         # The counters restart in CHECK (nothing reads them there), from the
         # registered "CHECK" flag rather than from `start` through the IDLE decode:
         # that path from the port to ~80 counter bits limited Fmax.
@@ -490,29 +546,48 @@ class SparseTensorCore(wiring.Component):
             m.d.sync += tt.eq(0)
         # (groups of at most ~32 bits: one load enable for ~50 bits was a
         # failing group)
-        job_groups = [
-            [(op, self.op), (mode, self.mode), (out_mode, self.out_mode), (shift, self.shift),
-             (sam_n, self.sam_n), (sam_m, self.sam_m)],
-            [(mult, self.mult)], [(m_rows, self.m_rows)],
-            [(k_words, self.k_words)],
-            [(n_sel, self.n_sel)], [(n_tok, self.n_tokens), (n_rt, self.n_row_tiles)],
-            [(chk_any, chk_any_in), (chk_mm, chk_mm_in)], job_dec,
-        ]
-        idle_q = replicas(m, platform, idle_n, len(job_groups), "idle", init=1)
-        for q, group in zip(idle_q, job_groups):
-            with m.If(q & self.start & ~self.clear):
-                m.d.sync += [reg.eq(port) for reg, port in group]
+        # The control ports are registered in every cycle (`*_sh`, no enable), so in
+        # CHECK those registers hold what the ports carried with start: CHECK reads
+        # them. What the job reads after CHECK is copied from them in CHECK, under
+        # the CHECK flag's copies (registers written from `start` through one LUT).
+        # A load enable "IDLE and start" needed IDLE's copies, whose next state is
+        # the FSM's deep WAIT -> IDLE decode (pipe_empty): copies of it spread over
+        # the job registers were failing paths.
+        m.d.sync += [reg.eq(port) for reg, port in job_check_only]
+        m.d.sync += [sh.eq(port) for _, sh, port in job_sh]
+        held = [[(mult, mult_sh)], [(m_rows, m_rows_sh)], [(n_tok, n_tok_sh)],
+                [(out_mode, out_mode_sh), (shift, shift_sh), (sam_n, sam_n_sh),
+                 (sam_m, sam_m_sh), (spr, spr_sh), (job_dense, job_dense_sh)]]
+        for q, group in zip(replicas(m, platform, leave_idle, len(held), "jld"), held):
+            with m.If(q):
+                m.d.sync += [reg.eq(sh) for reg, sh in group]
         m.d.comb += tt_rd.eq(Mux(tok_load, tt + 2, tt + 1))
         # One register per SEL lane (its range and order compares are 16-bit carry
-        # chains from the port): the sticky bit rises a cycle later, long before done.
+        # chains): the compare trees end in a register.
         sel_bad = Signal(len(err_terms[ERR_SEL]))
-        m.d.sync += sel_bad.eq(Mux(self.clear, 0, Cat(t & sel_q for t in err_terms[ERR_SEL])))
+        m.d.sync += sel_bad.eq(Mux(self.clear, 0, Cat(err_terms[ERR_SEL])))
         err_terms[ERR_SEL] = [sel_bad.any()]
 
         # ---------------------------------------------------------------- issue stage
-        g = Mux(job_dense, beat >> 1, beat)
+        # The activation word of the beat (beat // 2 in dense mode, else beat) is a
+        # counter of its own with a copy per column (replicas of its next state,
+        # stepped by counter group 0's issue), so each block RAM's read address is
+        # registers only: the dense select behind `beat` and the route to the
+        # block RAMs of every column in one cycle were a failing group.
+        gw = Signal(kw_bits)
+        gw_n = Signal(kw_bits)
+        m.d.comb += gw_n.eq(gw)
+        with m.If(cyc_chk):
+            m.d.comb += gw_n.eq(0)
+        with m.If(iss0):
+            with m.If(bl0):
+                m.d.comb += gw_n.eq(0)
+            with m.Else():
+                m.d.comb += gw_n.eq(gw + Mux(job_dense, beat[0], 1))
+        m.d.sync += gw.eq(gw_n)
+        gw_c = replicas(m, platform, gw_n, C, "gw")
         for c in range(C):
-            m.d.comb += act_rd_addr[c].eq(Cat(g[:kw_bits], tok[c][:tok_bits]))
+            m.d.comb += act_rd_addr[c].eq(Cat(gw_c[c], tok[c][:tok_bits]))
         m.d.sync += s1_valid.eq(issue)
         # The s1 registers load every cycle (only s1_valid says a beat is there and
         # everything behind them is qualified by the valid bits), so the issue
@@ -521,17 +596,22 @@ class SparseTensorCore(wiring.Component):
                      s1_blast.eq(last_vb | last_beat),
                      s1_tlast.eq(last_beat), s1_half.eq(beat[0]),
                      s1_meta.eq(Cat(tt, rt_base, mask_now)), s1_rows.eq(rows_left)]
-        # Bad-input checks on every beat taken (sticky; the job runs on).
-        lanes = self.w.payload
+        # Bad-input checks on every beat taken (sticky; the job runs on), from the
+        # s1 registers a cycle after the issue (the issue decision and the port's
+        # payload through the compares into `err_q` in one cycle was a failing
+        # path); the flags rise long before the job's done.
+        s1_vbl = Signal(reset_less=True)
+        m.d.sync += s1_vbl.eq(last_vb)
+        lanes = s1_lanes
         for r in range(R):
             lo, hi = lanes[r].nib[:2], lanes[r].nib[2:]
-            err_terms[ERR_META].append(issue & ~job_dense & (hi <= lo))
+            err_terms[ERR_META].append(s1_valid & ~job_dense & (hi <= lo))
             bad = lanes[r].idx >= sam_m
             if r > 0:
                 bad = bad | (((r & (sam_n - 1)) != 0) & (lanes[r].idx <= lanes[r - 1].idx))
-            err_terms[ERR_INDEX].append(issue & job_sam & bad)
+            err_terms[ERR_INDEX].append(s1_valid & job_sam & bad)
         # A tile must end on a flush-block boundary (V divides K).
-        err_terms[ERR_CONFIG].append(issue & last_beat & ~last_vb)
+        err_terms[ERR_CONFIG].append(s1_valid & s1_tlast & ~s1_vbl)
 
         # ---------------------------------------------------------------- PE array
         # Register stages, so the block RAM output, every operand hop, every
@@ -878,7 +958,7 @@ class SparseTensorCore(wiring.Component):
         # bit of every lane: each lane gets its own copies (hdl.fpga.replicas)
         # through a two-level tree (one copy a lane, then five: o1 mult for the DSP
         # and one for each of the two LUT partial-product trees, o2-o4 shift, o5
-        # shift and mode), loaded two cycles after the job starts, long
+        # shift and mode), loaded three cycles after the job starts, long
         # before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
         NCFG = 5
