@@ -1049,35 +1049,39 @@ class SparseTensorCore(wiring.Component):
                 v5 = Signal(signed(8), name=f"o5_v_{n}", **DR)
                 o5a = Signal(signed(32), name=f"o5_acc_{n}", **DR)
                 o6 = Signal(signed(32), name=f"o6_{n}", **DR)
-                # hi's own copies at o0, one per partial-product tree (src feeds
-                # o1a; a shared register fanned out to both trees and o1a)
-                hi_c = [Signal(hb, name=f"o0_hi{h}_{n}", **DR) for h in range(2)]
-                m.d.sync += [q.eq(drain[p][c][17:AB]) for q in hi_c]
+                # hi's own copies at o0: each radix-4 term its digit's bits (kept
+                # registers: plain copies were merged into src by Yosys, and src's
+                # hi bits then reached o1a and every term's ~18 select LUTs, a
+                # failing group)
+                digits = [(i, min(i + 2, hb - 1)) for i in range(0, hb - 1, 2)]
+                hi_t = [replicas(m, platform, drain[p][c][17 + a:17 + b], 1,
+                                 f"o0_hi{j}_{n}", reset_less=True)[0]
+                        for j, (a, b) in enumerate(digits)]
+                hi_t.append(replicas(m, platform, drain[p][c][AB - 1], 1,
+                                     f"o0_hs_{n}", reset_less=True)[0])
                 # hi * mult: a term per radix-4 digit of hi's unsigned bits, one for
                 # the sign bit; the first half of the terms from one copy of mult,
                 # the rest from the other. 3 mult and -mult are registers beside the
                 # lane (mult is a job constant): no carry chain in front of the trees
-                digits = [(i, min(i + 2, hb - 1)) for i in range(0, hb - 1, 2)]
                 half = (len(digits) + 2) // 2
                 tmult = [(qa_h0 if j < half else qa_h1)[7:23] for j in range(len(digits) + 1)]
-                thi = [hi_c[int(j >= half)] for j in range(len(digits) + 1)]
                 m3 = {}
                 terms = []
                 for j, (a, b) in enumerate(digits):
                     mj = tmult[j]
                     if b - a == 1:
-                        terms.append(Mux(thi[j][a], mj, 0) << a)
+                        terms.append(Mux(hi_t[j][0], mj, 0) << a)
                         continue
                     h = int(j >= half)
                     if h not in m3:
                         m3[h] = Signal(18, name=f"o1_m3_{h}_{n}", **DR)
                         m.d.sync += m3[h].eq(mj + (mj << 1))
-                    d = thi[j][a:b]
+                    d = hi_t[j]
                     terms.append(Mux(d[1], Mux(d[0], m3[h], mj << 1),
                                      Mux(d[0], mj, 0)) << a)
                 nmult = Signal(signed(17), name=f"o1_nmult_{n}", **DR)
                 m.d.sync += nmult.eq(-Cat(tmult[-1], Const(0, 1)).as_signed())
-                terms.append(Mux(thi[-1][hb - 1], nmult << (hb - 1), 0))
+                terms.append(Mux(hi_t[-1][0], nmult << (hb - 1), 0))
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
                 m.d.sync += [o1a.eq(src),
                              ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
