@@ -348,19 +348,7 @@ class SparseTensorCore(wiring.Component):
                     m.d.sync += self.done.eq(0)
                     m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [
-                    sel_end.eq(n_sel <= L),
-                    kw_last.eq(k_words - 1), ntok_last.eq(n_tok_sh - 1),
-                    sel_left.eq(n_sel), lane_ok.eq(Cat(n_sel > l for l in range(L))),
-                    k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2), rt_last1.eq(n_rt - 2),
-                    tt_last1.eq(n_tt_in - 2),
-                    k_one.eq(ks_in == 1), v_one.eq(v_in == 1), rt_one.eq(n_rt == 1),
-                    tt_at_last.eq(n_sel <= C),
-                    rows_left.eq(m_rows_sh), rem.eq(n_sel),
-                    job_sam.eq(mode == SAMOYEDS),
-                    job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n_sh == nn) & (sam_m_sh == mm)
-                                  for nn, mm in cfg.samoyeds_nm)),
-                ]
+                # (CHECK's derivations load under the CHECK flag's copies: below)
                 m.d.comb += err_now.eq(cfg_bad)
                 with m.If(cfg_bad):
                     m.d.sync += self.done.eq(1)
@@ -536,14 +524,27 @@ class SparseTensorCore(wiring.Component):
         # (one copy of the CHECK flag per counter group: a single register's
         # reset net to all of them was a failing group)
         chk_q = replicas(m, platform, leave_idle, 4, "chk")
+        # CHECK's derivations of the job constants load under the same copies,
+        # grouped by the counters they serve (under the FSM's state decode, the
+        # state register reached ~150 of them: a failing group)
         with m.If(chk_q[0]):
-            m.d.sync += cnt.eq(0)
+            m.d.sync += [cnt.eq(0), sel_end.eq(n_sel <= L), sel_left.eq(n_sel),
+                         lane_ok.eq(Cat(n_sel > l for l in range(L)))]
         with m.If(chk_q[1]):
-            m.d.sync += [beat.eq(0), vb.eq(0)]
+            m.d.sync += [beat.eq(0), vb.eq(0),
+                         kw_last.eq(k_words - 1), ntok_last.eq(n_tok_sh - 1),
+                         k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2),
+                         k_one.eq(ks_in == 1), v_one.eq(v_in == 1)]
         with m.If(chk_q[2]):
-            m.d.sync += [rt.eq(0), rt_base.eq(0)]
+            m.d.sync += [rt.eq(0), rt_base.eq(0), rt_last1.eq(n_rt - 2), rt_one.eq(n_rt == 1),
+                         rows_left.eq(m_rows_sh)]
         with m.If(chk_q[3]):
-            m.d.sync += tt.eq(0)
+            m.d.sync += [tt.eq(0), tt_last1.eq(n_tt_in - 2), tt_at_last.eq(n_sel <= C),
+                         rem.eq(n_sel)]
+        with m.If(cyc_chk):
+            m.d.sync += [job_sam.eq(mode == SAMOYEDS),
+                         job_nm.eq(Cat((mode == SAMOYEDS) & (sam_n_sh == nn) & (sam_m_sh == mm)
+                                       for nn, mm in cfg.samoyeds_nm))]
         # (groups of at most ~32 bits: one load enable for ~50 bits was a
         # failing group)
         # The control ports are registered in every cycle (`*_sh`, no enable), so in
