@@ -213,7 +213,19 @@ class SparseTensorCore(wiring.Component):
                       ("job_dense", job_dense, self.mode == DENSE)]]
         (mult_sh, m_rows_sh, n_tok_sh, out_mode_sh, shift_sh, sam_n_sh, sam_m_sh, spr_sh,
          job_dense_sh) = (sh for _, sh, _ in job_sh)
-        n_tt_in = (n_sel + C - 1) >> _bits(C) if C > 1 else n_sel
+        # token tiles: decoded from the port every cycle like the CHECK-only job
+        # registers (in CHECK, n_sel's tiles - 2 was two chained carry chains)
+        n_tt_in = Signal(17, name="ntt_sh", reset_less=True)
+        ntt_one = Signal(name="ntt_one_sh", reset_less=True)    # n_sel <= cols
+        m.d.sync += [n_tt_in.eq((self.n_sel + C - 1) >> _bits(C) if C > 1 else self.n_sel),
+                     ntt_one.eq(self.n_sel <= C)]
+        # "the count is 1" for the beat, flush-block and row-tile counters, decoded
+        # from the ports the same way (they feed the counters' flag copies in CHECK)
+        ks_one, vs_one, nrt_one = (Signal(name=f"{x}_one_sh", reset_less=True)
+                                   for x in ("ks", "vs", "nrt"))
+        m.d.sync += [ks_one.eq(ks_port == 1),
+                     vs_one.eq(Mux(self.mode == SAMOYEDS, self.v_steps, ks_port) == 1),
+                     nrt_one.eq(self.n_row_tiles == 1)]
 
         # ---------------------------------------------------------------- memories
         # One copy of the activation buffer per PE column: every column reads a
@@ -252,8 +264,11 @@ class SparseTensorCore(wiring.Component):
         # state (the enables gate the write): a routed path from the state register
         # to every LUT-RAM's write-address pins limited Fmax (docs/synth.md).
         sel_wr_addr = Signal(_bits(sel_depth))
-        tt = Signal(16)
-        tt_rd = Signal(16)
+        # tt counts tokens (LOAD, up to max_tokens) or token tiles (RUN, up to
+        # max_sel / cols): as wide as those need, not the port's 16 bits (its
+        # load enable and carry chain were a failing group)
+        tt = Signal(max(_bits(cfg.max_tokens + 1), _bits(-(-cfg.max_sel // C) + 2)) + 1)
+        tt_rd = Signal(len(tt) + 1)
         tok_load = Signal()           # the last beat of a token tile issues this cycle
         tok = []
         for c in range(C):
@@ -329,7 +344,8 @@ class SparseTensorCore(wiring.Component):
 
         last_beat, last_vb = beat_last, vb_last
         mask_now = Signal(C)
-        rem = Signal(17)              # SEL entries from token tile tt on (n_sel - tt * cols)
+        rem = Signal(_bits(cfg.max_sel + 1) + 2)  # SEL entries from token tile tt on
+                                                  # (n_sel - tt * cols; at most max_sel)
         for c in range(C):
             m.d.comb += mask_now[c].eq(rem > c)
 
@@ -449,7 +465,9 @@ class SparseTensorCore(wiring.Component):
         for l in range(L):
             v = sc_p[l]
             order = (v <= sc_p[l - 1]) if l else (sc_nz & (v <= sc_prev))
-            err_terms[ERR_SEL].append(sc_v[l] & ((v >= n_tok) | order))
+            # range and order registered apiece (each compare's carry chain ends
+            # in its register: the OR behind them was two LUT levels more)
+            err_terms[ERR_SEL] += [sc_v[l] & (v >= n_tok), sc_v[l] & order]
         with m.If(run_q):
             m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
         m.d.comb += leave_run.eq(issue & last_beat & rt_at_last & tt_at_last)
@@ -464,8 +482,7 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += [bz_n.eq(beat_zero), bl_n.eq(beat_last), vbl_n.eq(vb_last),
                      ral_n.eq(rt_at_last)]
         with m.If(cyc_chk):
-            m.d.comb += [bz_n.eq(1), bl_n.eq(ks_in == 1), vbl_n.eq(v_in == 1),
-                         ral_n.eq(n_rt == 1)]
+            m.d.comb += [bz_n.eq(1), bl_n.eq(ks_one), vbl_n.eq(vs_one), ral_n.eq(nrt_one)]
         with m.If(issue):
             m.d.comb += bz_n.eq(beat_last)
             with m.If(last_beat):
@@ -534,12 +551,12 @@ class SparseTensorCore(wiring.Component):
             m.d.sync += [beat.eq(0), vb.eq(0),
                          kw_last.eq(k_words - 1), ntok_last.eq(n_tok_sh - 1),
                          k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2),
-                         k_one.eq(ks_in == 1), v_one.eq(v_in == 1)]
+                         k_one.eq(ks_one), v_one.eq(vs_one)]
         with m.If(chk_q[2]):
-            m.d.sync += [rt.eq(0), rt_base.eq(0), rt_last1.eq(n_rt - 2), rt_one.eq(n_rt == 1),
+            m.d.sync += [rt.eq(0), rt_base.eq(0), rt_last1.eq(n_rt - 2), rt_one.eq(nrt_one),
                          rows_left.eq(m_rows_sh)]
         with m.If(chk_q[3]):
-            m.d.sync += [tt.eq(0), tt_last1.eq(n_tt_in - 2), tt_at_last.eq(n_sel <= C),
+            m.d.sync += [tt.eq(0), tt_last1.eq(n_tt_in - 2), tt_at_last.eq(ntt_one),
                          rem.eq(n_sel)]
         with m.If(cyc_chk):
             m.d.sync += [job_sam.eq(mode == SAMOYEDS),
@@ -590,13 +607,15 @@ class SparseTensorCore(wiring.Component):
         for c in range(C):
             m.d.comb += act_rd_addr[c].eq(Cat(gw_c[c], tok[c][:tok_bits]))
         m.d.sync += s1_valid.eq(issue)
+        tt16 = Signal(16)             # the token tile in the metadata's 16-bit field
+        m.d.comb += tt16.eq(tt)
         # The s1 registers load every cycle (only s1_valid says a beat is there and
         # everything behind them is qualified by the valid bits), so the issue
         # logic does not drive the enable of ~200 register bits.
         m.d.sync += [s1_lanes.eq(self.w.payload), s1_first.eq(vb == 0),
                      s1_blast.eq(last_vb | last_beat),
                      s1_tlast.eq(last_beat), s1_half.eq(beat[0]),
-                     s1_meta.eq(Cat(tt, rt_base, mask_now)), s1_rows.eq(rows_left)]
+                     s1_meta.eq(Cat(tt16, rt_base, mask_now)), s1_rows.eq(rows_left)]
         # Bad-input checks on every beat taken (sticky; the job runs on), from the
         # s1 registers a cycle after the issue (the issue decision and the port's
         # payload through the compares into `err_q` in one cycle was a failing
