@@ -268,10 +268,15 @@ class SparseTensorCore(wiring.Component):
         # max_sel / cols): as wide as those need, not the port's 16 bits (its
         # load enable and carry chain were a failing group)
         tt = Signal(max(_bits(cfg.max_tokens + 1), _bits(-(-cfg.max_sel // C) + 2)) + 1)
-        tt_rd = Signal(len(tt) + 1)
-        tok_load = Signal()           # the last beat of a token tile issues this cycle
+        # the last beat of a token tile issues this cycle: one decision per SEL bank
+        # (from its own copies of the counter flags), which steers the bank's read
+        # address and its `tok` register (one shared decision reaching every
+        # bank's address mux was a failing group)
+        tok_load = Signal(C)
         tok = []
         for c in range(C):
+            tt_rd = Signal(len(tt) + 1, name=f"tt_rd{c}")
+            m.d.comb += tt_rd.eq(Mux(tok_load[c], tt + 2, tt + 1))
             mem = Memory(shape=16, depth=sel_depth, init=[])
             m.submodules[f"sel_buf{c}"] = mem
             wp = mem.write_port()
@@ -279,7 +284,7 @@ class SparseTensorCore(wiring.Component):
             m.d.comb += [wp.addr.eq(sel_wr_addr), wp.data.eq(self.sel.payload[c % L]),
                          wp.en.eq(sel_wr_en[c]), rp.addr.eq(tt_rd)]
             tok_c = Signal(16, name=f"tok{c}")
-            with m.If(tok_load):
+            with m.If(tok_load[c]):
                 m.d.sync += tok_c.eq(rp.data)
             with m.Elif(wp.en & (sel_wr_addr == 0)):
                 m.d.sync += tok_c.eq(wp.data)
@@ -493,8 +498,10 @@ class SparseTensorCore(wiring.Component):
                              vbl_n.eq(Mux(last_vb, v_one, vb == v_last1))]
         m.d.sync += [beat_zero.eq(bz_n), beat_last.eq(bl_n), vb_last.eq(vbl_n),
                      rt_at_last.eq(ral_n)]
-        # groups: 0 beat/vb, 1 rt/rt_base/rows_left, 2 tt/rem, 3 the token registers
-        flag_q = replicas(m, platform, Cat(run_n, bz_n, pend_n[1], bl_n, vbl_n, ral_n), 4, "iss")
+        # groups: 0 beat/vb, 1 rt/rt_base/rows_left, 2 tt/rem, 3 + c SEL bank c (its
+        # read address and token register)
+        flag_q = replicas(m, platform, Cat(run_n, bz_n, pend_n[1], bl_n, vbl_n, ral_n),
+                          3 + C, "iss")
 
         def local_issue(k):
             run_k, bz_k, p1_k, bl_k, vbl_k, ral_k = (flag_q[k][i] for i in range(6))
@@ -517,8 +524,9 @@ class SparseTensorCore(wiring.Component):
         iss, bl, _, ral = local_issue(2)
         with m.If(iss & bl & ral):
             m.d.sync += [tt.eq(tt + 1), rem.eq(rem - C), tt_at_last.eq(tt == tt_last1)]
-        iss, bl, _, ral = local_issue(3)
-        m.d.comb += tok_load.eq(iss & bl & ral)
+        for c in range(C):
+            iss, bl, _, ral = local_issue(3 + c)
+            m.d.comb += tok_load[c].eq(iss & bl & ral)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         idle_n = Signal()
         m.d.comb += idle_n.eq(Mux(fsm.ongoing("IDLE"), ~leave_idle, enter_idle))
@@ -579,7 +587,6 @@ class SparseTensorCore(wiring.Component):
         for q, group in zip(replicas(m, platform, leave_idle, len(held), "jld"), held):
             with m.If(q):
                 m.d.sync += [reg.eq(sh) for reg, sh in group]
-        m.d.comb += tt_rd.eq(Mux(tok_load, tt + 2, tt + 1))
         # One register per SEL lane (its range and order compares are 16-bit carry
         # chains): the compare trees end in a register.
         sel_bad = Signal(len(err_terms[ERR_SEL]))
