@@ -188,9 +188,12 @@ class SparseTensorCore(wiring.Component):
                         (self.mode == SAMOYEDS) & ~nm_ok,
                         (self.mode == SAMOYEDS) & (self.v_steps == 0),
                         (self.mode == SAMOYEDS) & (self.v_steps > self.k_words))
-        chk_any = Signal(len(chk_any_in)); chk_mm = Signal(len(chk_mm_in))
+        # each group's checks OR-ed on the port side of its register, so CHECK's
+        # decision is one LUT of three registers (the OR trees behind them sat in
+        # front of the FSM, done, error and the LOAD copies: a failing group)
+        chk_any = Signal(); chk_mm = Signal()
         cfg_bad = Signal()
-        m.d.comb += cfg_bad.eq((chk_any != 0) | ((op != OP_LOAD) & (chk_mm != 0)))
+        m.d.comb += cfg_bad.eq(chk_any | ((op != OP_LOAD) & chk_mm))
         # Job constants decoded from the ports at start (registered like the job
         # registers), so neither CHECK's derivations nor the issue logic wait on a
         # decode of `mode` behind its register (its fanout was a failing group).
@@ -201,7 +204,8 @@ class SparseTensorCore(wiring.Component):
         # read in CHECK only: registers loading the ports (or their decode) every cycle
         job_check_only = [(op, self.op), (mode, self.mode), (k_words, self.k_words),
                           (n_sel, self.n_sel), (n_rt, self.n_row_tiles),
-                          (chk_any, chk_any_in), (chk_mm, chk_mm_in), (ks_in, ks_port),
+                          (chk_any, chk_any_in.any()), (chk_mm, chk_mm_in.any()),
+                          (ks_in, ks_port),
                           (v_in, Mux(self.mode == SAMOYEDS, self.v_steps, ks_port))]
         # read after CHECK: the job register, its every-cycle `_sh` copy of the port
         job_sh = [(reg, Signal.like(reg, name=f"{name}_sh", reset_less=True), port)
@@ -837,7 +841,11 @@ class SparseTensorCore(wiring.Component):
         # only from the store, so the store's adder drives nothing but the store.
         copy = store_full & ~drain_busy
         d_shift = drain_busy & crd_ok   # P rows leave the drain bank
-        drain_done = d_shift & (dr_q == dr_lastq)
+        # dr_at_last == (dr_q == dr_lastq) in every cycle, stepped with dr_q: no
+        # compare between the drain registers and drain_done, which reaches the
+        # issue gate's copies through `pend` (a failing group)
+        dr_at_last = Signal()
+        drain_done = d_shift & dr_at_last
         m.d.sync += [store_full.eq((add & add_tlast) | (store_full & ~copy)),
                      drain_busy.eq(copy | (drain_busy & ~drain_done))]
         # A popped beat returns its credit a cycle later (through rd_v, the registered
@@ -850,9 +858,10 @@ class SparseTensorCore(wiring.Component):
             m.d.sync += [st_tt.eq(a_tt), st_base.eq(a_base), st_mask.eq(a_mask), st_n.eq(a_n)]
         with m.If(copy):
             m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
-                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb)]
+                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb),
+                         dr_at_last.eq(((st_n - 1) >> pb) == 0)]
         with m.Elif(d_shift):
-            m.d.sync += dr_q.eq(dr_q + 1)
+            m.d.sync += [dr_q.eq(dr_q + 1), dr_at_last.eq(dr_q + 1 == dr_lastq)]
         started = issue & beat_zero   # beat_zero == (beat == 0) in RUN
         m.d.comb += pend_n.eq(pend + started - drain_done)
         m.d.sync += pend.eq(pend_n)
