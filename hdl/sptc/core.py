@@ -186,14 +186,15 @@ class SparseTensorCore(wiring.Component):
                          self.k_words > cfg.max_kw)
         chk_mm_in = Cat(self.n_sel > cfg.max_sel, self.n_row_tiles == 0, self.m_rows == 0,
                         (self.mode == SAMOYEDS) & ~nm_ok,
-                        (self.mode == SAMOYEDS) & (self.v_steps == 0),
-                        (self.mode == SAMOYEDS) & (self.v_steps > self.k_words))
-        # each group's checks OR-ed on the port side of its register, so CHECK's
-        # decision is one LUT of three registers (the OR trees behind them sat in
+                        (self.mode == SAMOYEDS) & (self.v_steps == 0))
+        chk_vk_in = (self.mode == SAMOYEDS) & (self.v_steps > self.k_words)
+        # each group's checks OR-ed on the port side of its register (V > K, a
+        # compare of two ports, has a register of its own), so CHECK's decision
+        # is one LUT of four registers (the OR trees behind them sat in
         # front of the FSM, done, error and the LOAD copies: a failing group)
-        chk_any = Signal(); chk_mm = Signal()
+        chk_any = Signal(); chk_mm = Signal(); chk_vk = Signal()
         cfg_bad = Signal()
-        m.d.comb += cfg_bad.eq(chk_any | ((op != OP_LOAD) & chk_mm))
+        m.d.comb += cfg_bad.eq(chk_any | ((op != OP_LOAD) & (chk_mm | chk_vk)))
         # Job constants decoded from the ports at start (registered like the job
         # registers), so neither CHECK's derivations nor the issue logic wait on a
         # decode of `mode` behind its register (its fanout was a failing group).
@@ -205,6 +206,7 @@ class SparseTensorCore(wiring.Component):
         job_check_only = [(op, self.op), (mode, self.mode), (k_words, self.k_words),
                           (n_sel, self.n_sel), (n_rt, self.n_row_tiles),
                           (chk_any, chk_any_in.any()), (chk_mm, chk_mm_in.any()),
+                          (chk_vk, chk_vk_in),
                           (ks_in, ks_port),
                           (v_in, Mux(self.mode == SAMOYEDS, self.v_steps, ks_port))]
         # read after CHECK: the job register, its every-cycle `_sh` copy of the port
