@@ -23,7 +23,8 @@ per input bit, two per output bit) are part of the
 reported numbers and ``wrapper`` in each entry gives its size.
 
 ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381``,
-``--freq`` target, ``--seed 1`` for repeatability, ``--router router2``,
+``--speed 6`` (the speed grade: option ``speed``), ``--freq`` target, ``--seed 1``
+for repeatability, ``--router router2``,
 ``--timing-allow-fail`` so a design that misses the target still reports its
 Fmax. ``--out-of-context`` (option ``ooc``) skips the shell, but nextpnr then
 also skips global buffer insertion: the clock (thousands of FFs) is routed on
