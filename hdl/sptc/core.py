@@ -199,6 +199,7 @@ class SparseTensorCore(wiring.Component):
         # registers), so neither CHECK's derivations nor the issue logic wait on a
         # decode of `mode` behind its register (its fanout was a failing group).
         ks_port = Mux(self.mode == DENSE, self.k_words << 1, self.k_words)
+        vs_port = Mux(self.mode == SAMOYEDS, self.v_steps, ks_port)
         ks_in = Signal.like(ks_port, name="ks_q")       # weight beats per tile
         v_in = Signal(max(len(ks_port), len(self.v_steps)), name="vs_q")  # beats per flush block
         job_dense = Signal()
@@ -208,7 +209,7 @@ class SparseTensorCore(wiring.Component):
                           (chk_any, chk_any_in.any()), (chk_mm, chk_mm_in.any()),
                           (chk_vk, chk_vk_in),
                           (ks_in, ks_port),
-                          (v_in, Mux(self.mode == SAMOYEDS, self.v_steps, ks_port))]
+                          (v_in, vs_port)]
         # read after CHECK: the job register, its every-cycle `_sh` copy of the port
         job_sh = [(reg, Signal.like(reg, name=f"{name}_sh", reset_less=True), port)
                   for name, reg, port in [
@@ -230,7 +231,7 @@ class SparseTensorCore(wiring.Component):
         ks_one, vs_one, nrt_one = (Signal(name=f"{x}_one_sh", reset_less=True)
                                    for x in ("ks", "vs", "nrt"))
         m.d.sync += [ks_one.eq(ks_port == 1),
-                     vs_one.eq(Mux(self.mode == SAMOYEDS, self.v_steps, ks_port) == 1),
+                     vs_one.eq(vs_port == 1),
                      nrt_one.eq(self.n_row_tiles == 1)]
 
         # ---------------------------------------------------------------- memories
@@ -858,10 +859,11 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [crd.eq(crd_n), crd_ok.eq(crd_n < FD)]
         with m.If(add & add_tlast):
             m.d.sync += [st_tt.eq(a_tt), st_base.eq(a_base), st_mask.eq(a_mask), st_n.eq(a_n)]
+        st_lastq = (st_n - 1) >> pb     # the drain's last beat index
         with m.If(copy):
             m.d.sync += [dr_tt.eq(st_tt), dr_mask.eq(st_mask), dr_q.eq(0),
-                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq((st_n - 1) >> pb),
-                         dr_at_last.eq(((st_n - 1) >> pb) == 0)]
+                         dr_base.eq(st_base), dr_n.eq(st_n), dr_lastq.eq(st_lastq),
+                         dr_at_last.eq(st_lastq == 0)]
         with m.Elif(d_shift):
             m.d.sync += [dr_q.eq(dr_q + 1), dr_at_last.eq(dr_q + 1 == dr_lastq)]
         started = issue & beat_zero   # beat_zero == (beat == 0) in RUN
