@@ -24,7 +24,8 @@ reported numbers and ``wrapper`` in each entry gives its size.
 
 ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381``,
 ``--speed 6`` (the speed grade: option ``speed``), ``--freq`` target, ``--seed 1``
-for repeatability, ``--router router2``,
+for repeatability, ``--router router2``, ``--placer-heap-timingweight 30``
+(``ECP5_PLACER_TIMING_WEIGHT``),
 ``--timing-allow-fail`` so a design that misses the target still reports its
 Fmax. ``--out-of-context`` (option ``ooc``) skips the shell, but nextpnr then
 also skips global buffer insertion: the clock (thousands of FFs) is routed on
@@ -63,6 +64,12 @@ ROUTER = "router2"
 # ``--speed 8`` models the fastest grade (LFE5U-85F-8BG381C, the ECP5-5G boards).
 ECP5_SPEED = 6
 ECP5_SPEEDS = (6, 7, 8)
+
+# nextpnr's heap placer weighs timing against wirelength by this factor (its
+# default is 10). Measured on the SpTC small at 697c0e3 (routed, speed grade 6,
+# seeds 1/2/3): 10 -> 122.9 / 129.7 / 95.7 MHz, 30 -> 130.9 / 139.1 / 139.0;
+# seed 1 at 20 / 50 / 100: 124.6 / 137.3 / 130.1 (docs/synth.md).
+ECP5_PLACER_TIMING_WEIGHT = 30
 
 TARGETS = {
     "ecp5": {"device": "LFE5U-85F", "package": "CABGA381", "label": "ECP5-85k CABGA381",
@@ -235,7 +242,8 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
         if speed not in ECP5_SPEEDS:
             raise ValueError(f"speed: ECP5 speed grade {speed!r} is not one of {ECP5_SPEEDS}")
         argv = ["--85k", "--package", TARGETS["ecp5"]["package"], "--speed", str(speed),
-                *(["--out-of-context"] if ooc else lpf), "--lpf-allow-unconstrained", *common]
+                *(["--out-of-context"] if ooc else lpf), "--lpf-allow-unconstrained",
+                "--placer-heap-timingweight", str(ECP5_PLACER_TIMING_WEIGHT), *common]
         if not no_route:  # the routed delays, for the failing-endpoint report (synth.sta)
             argv += ["--sdf", "routed.sdf"]
     elif target == "ice40":
@@ -508,6 +516,8 @@ def run_design(job: Job) -> dict:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
                                   job.no_route, ooc=not wrap, speed=job.speed)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
+            if target == "ecp5":
+                entry["placer_timing_weight"] = ECP5_PLACER_TIMING_WEIGHT
             entry["fmax_kind"] = "placement estimate" if job.no_route else "routed"
             entry["pnr_seconds"] = pnr["seconds"]
             entry["pnr_cached"] = pnr.get("cached", False)

@@ -236,8 +236,9 @@ def test_parse_report_and_summary_fields():
 
 
 def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_path):
-    """The speed grade is part of nextpnr's command line (speed 6 by default) and a
-    non-default grade gets its own summary entry; an unknown grade is refused."""
+    """The speed grade and the placer's timing weight are part of nextpnr's command
+    line (speed 6 by default); a non-default grade gets its own summary entry; an
+    unknown grade is refused."""
     seen = []
 
     def fake_run(module, func, argv, workdir, out, timeout):
@@ -253,6 +254,9 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
             flow.place_and_route(tmp_path, "ecp5", 150.0, **kw)
         i = seen[-1].index("--speed")
         assert seen[-1][i + 1] == str(speed or 6)
+        # the placer's timing weight (ECP5_PLACER_TIMING_WEIGHT) reaches nextpnr too
+        i = seen[-1].index("--placer-heap-timingweight")
+        assert seen[-1][i + 1] == "30"
     with pytest.raises(ValueError, match="speed.*5"):
         flow.place_and_route(tmp_path, "ecp5", 150.0, speed=5)
     d = Design("sptc", "small")
