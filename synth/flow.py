@@ -67,8 +67,9 @@ ECP5_SPEEDS = (6, 7, 8)
 
 # nextpnr's heap placer weighs timing against wirelength by this factor (its
 # default is 10). Measured on the SpTC small at 697c0e3 (routed, speed grade 6,
-# seeds 1/2/3): 10 -> 122.9 / 129.7 / 95.7 MHz, 30 -> 130.9 / 139.1 / 139.0;
-# seed 1 at 20 / 50 / 100: 124.6 / 137.3 / 130.1 (docs/synth.md).
+# seeds 1/2/3): 10 -> 122.9 / 129.7 / 95.7 MHz, 30 -> 130.9 / 139.1 / 139.0,
+# 50 -> 137.3 / 132.1 / 130.0, 20 -> 124.6 / 135.9 (seeds 1/2); 100 -> 130.1
+# (seed 1) (docs/synth.md).
 ECP5_PLACER_TIMING_WEIGHT = 30
 
 TARGETS = {
