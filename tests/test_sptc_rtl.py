@@ -74,6 +74,12 @@ def coverage_jobs(seed):
                          ("requant", 100, 31)))
     specs.append(JobSpec("extremes requant -", full, np.full((64, 3), 127, np.int8), None,
                          ("requant", 65535, 31)))
+    # One activation word per token (K <= 4) and a single token: LOAD's and RUN's
+    # "count is 1" paths (their counters' last-value flags start set).
+    specs.append(JobSpec("one word, one token", to_mode(rand(rng, (8, 4)), "2:4"),
+                         rand(rng, (4, 1)), [0], "int32"))
+    specs.append(JobSpec("one word dense", rand(rng, (12, 3)), rand(rng, (3, 2)), None,
+                         "int8_sat"))
     return specs
 
 

@@ -57,6 +57,20 @@ def _bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def _le_const(x: Value, k: int) -> Value:
+    """``x <= k`` (x unsigned, k a constant) as and/or logic from the top bit down.
+    Yosys makes a carry chain of ``<=``; a decoder of a few bits is one LUT level
+    this way."""
+    if k < 0:
+        return Const(0, 1)
+    if k >= 2 ** len(x) - 1:
+        return Const(1, 1)
+    out = Const(1, 1)                  # all bits below equal: x <= k
+    for i in range(len(x)):            # bit 0 up: out = "x[:i+1] <= k[:i+1]"
+        out = (~x[i] | out) if (k >> i) & 1 else (~x[i] & out)
+    return out
+
+
 def _tree(terms):
     """Sum as a balanced adder tree (log depth), not the chain ``sum()`` builds."""
     terms = list(terms)
@@ -145,12 +159,21 @@ class SparseTensorCore(wiring.Component):
         # compare sits between a counter and the FSM; the other ends are registers.
         kw_bits_ = self.k_words.shape().width + 1
         k_last1 = Signal(kw_bits_); v_last1 = Signal(kw_bits_)   # last value - 1
-        rt_last1 = Signal(16); tt_last1 = Signal(16)
+        rt_last2 = Signal(16); tt_last1 = Signal(16)
+        # the row tile one before its last (rt == n_row_tiles - 2), a flag stepped
+        # with rt: the 16-bit compare sat in the "at last" flag's next state, in
+        # front of the issue flags' copies (a failing path)
+        rt_pen = Signal(); rt_two = Signal()
         k_one = Signal(); v_one = Signal(); rt_one = Signal()    # the count is 1
         beat_last = Signal(); vb_last = Signal(); rt_at_last = Signal(); tt_at_last = Signal()
         beat_zero = Signal()
-        kw_last = Signal.like(self.k_words); ntok_last = Signal(16)
         ld_more = Signal()            # LOAD: tokens left to load
+        # LOAD's counters carry "at the last value" flags the same way: the beat at
+        # k_words - 1 (ld_bl), the token at n_tokens - 1 (ld_tl), set from compares
+        # with (last - 1); the compares of the counters with their last values sat
+        # in front of the "loading" copies and the counters (a failing group).
+        kw_last1 = Signal.like(self.k_words); ntok_last1 = Signal(16)
+        ld_bl = Signal(); ld_tl = Signal()
         sel_end = Signal()            # SEL: the next beat is the last (sel_left <= lanes)
         sel_left = Signal(17)         # SEL: entries not yet loaded (n_sel - cnt * lanes)
         lane_ok = Signal(L)           # SEL lanes carrying an entry (sel_left > lane), a
@@ -228,11 +251,18 @@ class SparseTensorCore(wiring.Component):
                      ntt_one.eq(self.n_sel <= C)]
         # "the count is 1" for the beat, flush-block and row-tile counters, decoded
         # from the ports the same way (they feed the counters' flag copies in CHECK)
-        ks_one, vs_one, nrt_one = (Signal(name=f"{x}_one_sh", reset_less=True)
-                                   for x in ("ks", "vs", "nrt"))
-        m.d.sync += [ks_one.eq(ks_port == 1),
+        ks_one, vs_one, nrt_one, kw_one_in, ntok_one_in = (
+            Signal(name=f"{x}_one_sh", reset_less=True) for x in ("ks", "vs", "nrt", "kw", "ntok"))
+        nrt_two = Signal(name="nrt_two_sh", reset_less=True)
+        # and "no SEL entries" (CHECK's move to WAIT: a compare of n_sel's register
+        # in front of the move to SEL was a failing path)
+        nsel_zero = Signal(name="nsel_zero_sh", reset_less=True)
+        m.d.sync += nsel_zero.eq(self.n_sel == 0)
+        kw_one = Signal()     # the job's k_words is 1 (LOAD's beat flag after a token)
+        m.d.sync += [kw_one_in.eq(self.k_words == 1), ntok_one_in.eq(self.n_tokens == 1),
+                     ks_one.eq(ks_port == 1),
                      vs_one.eq(vs_port == 1),
-                     nrt_one.eq(self.n_row_tiles == 1)]
+                     nrt_one.eq(self.n_row_tiles == 1), nrt_two.eq(self.n_row_tiles == 2)]
 
         # ---------------------------------------------------------------- memories
         # One copy of the activation buffer per PE column: every column reads a
@@ -280,6 +310,12 @@ class SparseTensorCore(wiring.Component):
         # address and its `tok` register (one shared decision reaching every
         # bank's address mux was a failing group)
         tok_load = Signal(C)
+        # the next SEL beat writes bank c's address 0 (the first tile's token, which
+        # `tok` copies from the beat): a register per bank, stepped with the SEL
+        # counters, so `tok`'s load enable is not behind the write enable's decode
+        # of the beat counter (sel.valid -> that decode -> `tok` was a failing group)
+        t0q = Signal(C)
+        sel_q = Signal()              # in SEL (a register: see load_q below)
         tok = []
         for c in range(C):
             tt_rd = Signal(len(tt) + 1, name=f"tt_rd{c}")
@@ -293,7 +329,7 @@ class SparseTensorCore(wiring.Component):
             tok_c = Signal(16, name=f"tok{c}")
             with m.If(tok_load[c]):
                 m.d.sync += tok_c.eq(rp.data)
-            with m.Elif(wp.en & (sel_wr_addr == 0)):
+            with m.Elif(sel_q & self.sel.valid & t0q[c]):
                 m.d.sync += tok_c.eq(wp.data)
             tok.append(tok_c)
 
@@ -304,6 +340,13 @@ class SparseTensorCore(wiring.Component):
         cnt = Signal(16)              # SEL beat counter
         first = Signal(32)            # SEL entry index of the beat's lane 0
         m.d.comb += [first.eq(cnt * L), sel_wr_addr.eq(first >> _bits(C) if C > 1 else first)]
+
+        def sel_grp(k):     # the bank group SEL beat k writes
+            return (k % (C // L)) if C > L else 0
+
+        def writes_addr0(k, c, lane_has_entry):    # SEL beat k writes bank c's address 0
+            addr = (k * L) >> _bits(C) if C > 1 else k * L
+            return (sel_grp(k) == c // L) & (addr == 0) & lane_has_entry
         prev_sel = Signal(16)
         # `cycles` counts while a job runs. Its enable and its restart come from
         # registers written through the FSM's next state (not from the state and
@@ -367,7 +410,7 @@ class SparseTensorCore(wiring.Component):
         # The job registers: see `job_check_only` / `job_sh` and their loads below.
         enter_idle = Signal(); leave_idle = Signal()
         enter_load = Signal(); leave_load = Signal(); load_q = Signal()
-        enter_sel = Signal(); sel_q = Signal()
+        enter_sel = Signal()
         enter_run = Signal(); leave_run = Signal(); run_q = Signal(); run_n = Signal()
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
@@ -385,7 +428,7 @@ class SparseTensorCore(wiring.Component):
                 with m.Elif(op == OP_LOAD):
                     m.d.comb += enter_load.eq(1)
                     m.next = "LOAD"
-                with m.Elif(n_sel == 0):
+                with m.Elif(nsel_zero):
                     m.next = "WAIT"
                 with m.Else():
                     m.d.comb += enter_sel.eq(1)
@@ -425,17 +468,18 @@ class SparseTensorCore(wiring.Component):
         m.d.comb += [ld_n.eq(ld_more), load_n.eq(Mux(load_q, ~leave_load, enter_load))]
         with m.If(cyc_chk):           # the CHECK cycle
             m.d.comb += ld_n.eq(n_tok_sh != 0)
-        with m.Elif(load_q & self.act.valid & ld_more & (beat == kw_last)):
-            m.d.comb += ld_n.eq(tt != ntok_last)
+        with m.Elif(load_q & self.act.valid & ld_more & ld_bl):
+            m.d.comb += ld_n.eq(~ld_tl)
         m.d.sync += ld_more.eq(ld_n)
         ldg = replicas(m, platform, Cat(load_n & ld_n, load_n & ld_n, load_n & ~ld_n), 1, "ld")[0]
         m.d.comb += [self.act.ready.eq(ldg[0]), act_wr_en.eq(self.act.valid & ldg[0]),
                      act_wr_addr.eq(Cat(beat[:kw_bits], tt[:tok_bits]))]
         with m.If(self.act.valid & ldg[1]):
-            with m.If(beat == kw_last):
-                m.d.sync += [beat.eq(0), tt.eq(tt + 1)]
+            with m.If(ld_bl):
+                m.d.sync += [beat.eq(0), tt.eq(tt + 1), ld_bl.eq(kw_one),
+                             ld_tl.eq(tt == ntok_last1)]
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += [beat.eq(beat + 1), ld_bl.eq(beat == kw_last1)]
         with m.If(ldg[2]):
             m.d.sync += [self.done.eq(1), tt.eq(0)]
             m.d.comb += [enter_idle.eq(1), leave_load.eq(1)]
@@ -448,10 +492,11 @@ class SparseTensorCore(wiring.Component):
                 m.d.sync += [sel_left.eq(sel_left - L),
                              lane_ok.eq(Cat(sel_left > l + L for l in range(L))),
                              sel_end.eq(sel_left <= 2 * L)]
-                grp = (cnt % (C // L)) if C > L else 0
                 for c in range(C):
-                    m.d.comb += sel_wr_en[c].eq((grp == c // L) & lane_ok[c % L])
-                m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1])]
+                    m.d.comb += sel_wr_en[c].eq((sel_grp(cnt) == c // L) & lane_ok[c % L])
+                m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1]),
+                             t0q.eq(Cat(writes_addr0(cnt + 1, c, sel_left > c % L + L)
+                                        for c in range(C)))]
                 with m.If(sel_end):
                     m.d.comb += enter_run.eq(1)
         # The SEL checks (range and order: 16-bit compares) run two cycles after the
@@ -499,7 +544,7 @@ class SparseTensorCore(wiring.Component):
             m.d.comb += bz_n.eq(beat_last)
             with m.If(last_beat):
                 m.d.comb += [bl_n.eq(k_one), vbl_n.eq(v_one),
-                             ral_n.eq(Mux(rt_at_last, rt_one, rt == rt_last1))]
+                             ral_n.eq(Mux(rt_at_last, rt_one, rt_pen))]
             with m.Else():
                 m.d.comb += [bl_n.eq(beat == k_last1),
                              vbl_n.eq(Mux(last_vb, v_one, vb == v_last1))]
@@ -524,10 +569,10 @@ class SparseTensorCore(wiring.Component):
         iss, bl, _, ral = local_issue(1)
         with m.If(iss & bl):
             with m.If(ral):
-                m.d.sync += [rt.eq(0), rt_base.eq(0), rows_left.eq(m_rows)]
+                m.d.sync += [rt.eq(0), rt_base.eq(0), rows_left.eq(m_rows), rt_pen.eq(rt_two)]
             with m.Else():
                 m.d.sync += [rt.eq(rt + 1), rt_base.eq(rt_base + spr),
-                             rows_left.eq(rows_left - spr)]
+                             rows_left.eq(rows_left - spr), rt_pen.eq(rt == rt_last2)]
         iss, bl, _, ral = local_issue(2)
         with m.If(iss & bl & ral):
             m.d.sync += [tt.eq(tt + 1), rem.eq(rem - C), tt_at_last.eq(tt == tt_last1)]
@@ -561,14 +606,17 @@ class SparseTensorCore(wiring.Component):
         # state register reached ~150 of them: a failing group)
         with m.If(chk_q[0]):
             m.d.sync += [cnt.eq(0), sel_end.eq(n_sel <= L), sel_left.eq(n_sel),
+                         t0q.eq(Cat(writes_addr0(0, c, n_sel > c % L) for c in range(C))),
                          lane_ok.eq(Cat(n_sel > l for l in range(L)))]
         with m.If(chk_q[1]):
             m.d.sync += [beat.eq(0), vb.eq(0),
-                         kw_last.eq(k_words - 1), ntok_last.eq(n_tok_sh - 1),
+                         kw_last1.eq(k_words - 2), ntok_last1.eq(n_tok_sh - 2),
+                         ld_bl.eq(kw_one_in), ld_tl.eq(ntok_one_in), kw_one.eq(kw_one_in),
                          k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2),
                          k_one.eq(ks_one), v_one.eq(vs_one)]
         with m.If(chk_q[2]):
-            m.d.sync += [rt.eq(0), rt_base.eq(0), rt_last1.eq(n_rt - 2), rt_one.eq(nrt_one),
+            m.d.sync += [rt.eq(0), rt_base.eq(0), rt_last2.eq(n_rt - 3), rt_one.eq(nrt_one),
+                         rt_pen.eq(nrt_two), rt_two.eq(nrt_two),
                          rows_left.eq(m_rows_sh)]
         with m.If(chk_q[3]):
             m.d.sync += [tt.eq(0), tt_last1.eq(n_tt_in - 2), tt_at_last.eq(ntt_one),
@@ -602,24 +650,26 @@ class SparseTensorCore(wiring.Component):
 
         # ---------------------------------------------------------------- issue stage
         # The activation word of the beat (beat // 2 in dense mode, else beat) is a
-        # counter of its own with a copy per column (replicas of its next state,
-        # stepped by counter group 0's issue), so each block RAM's read address is
-        # registers only: the dense select behind `beat` and the route to the
-        # block RAMs of every column in one cycle were a failing group.
-        gw = Signal(kw_bits)
-        gw_n = Signal(kw_bits)
-        m.d.comb += gw_n.eq(gw)
-        with m.If(cyc_chk):
-            m.d.comb += gw_n.eq(0)
-        with m.If(iss0):
-            with m.If(bl0):
-                m.d.comb += gw_n.eq(0)
-            with m.Else():
-                m.d.comb += gw_n.eq(gw + Mux(job_dense, beat[0], 1))
-        m.d.sync += gw.eq(gw_n)
-        gw_c = replicas(m, platform, gw_n, C, "gw")
+        # counter per column, each stepped by its SEL bank's copies of the issue
+        # flags (local_issue(3 + c)) and restarted by its own CHECK copy, so each
+        # block RAM's read address is registers only and the next-state logic sits
+        # beside its counter: one counter's next state copied to every column (its
+        # mux behind the issue decision, then a route to each copy) and before that
+        # the dense select behind `beat` were failing groups.
+        gw_chk = replicas(m, platform, leave_idle, C, "gwchk")
+        word_step = Signal()          # this beat steps the word (dense: every other beat)
+        m.d.comb += word_step.eq(~job_dense | beat[0])
         for c in range(C):
-            m.d.comb += act_rd_addr[c].eq(Cat(gw_c[c], tok[c][:tok_bits]))
+            gw_c = Signal(kw_bits, name=f"gw{c}")
+            iss_c, bl_c, _, _ = local_issue(3 + c)
+            with m.If(gw_chk[c]):
+                m.d.sync += gw_c.eq(0)
+            with m.Elif(iss_c):
+                with m.If(bl_c):
+                    m.d.sync += gw_c.eq(0)
+                with m.Elif(word_step):
+                    m.d.sync += gw_c.eq(gw_c + 1)
+            m.d.comb += act_rd_addr[c].eq(Cat(gw_c, tok[c][:tok_bits]))
         m.d.sync += s1_valid.eq(issue)
         tt16 = Signal(16)             # the token tile in the metadata's 16-bit field
         m.d.comb += tt16.eq(tt)
@@ -1022,10 +1072,10 @@ class SparseTensorCore(wiring.Component):
         rnd_c = Signal(31)
         sat_mk_c = Signal(TW - 7)         # bits 0-6 of the mask are always clear
         # (the rounding bit decoded by compares: shift - 1 was a carry chain in
-        # front of the decoder)
+        # front of the decoder; the mask's "shift <= k" as plain logic, not the
+        # carry-chain compares Yosys makes of `<=`, a failing group)
         m.d.sync += [rnd_c.eq(Cat(shift_c == k + 1 for k in range(31))),
-                     sat_mk_c.eq(Cat((shift_c <= k - 7) if k - 7 < 2 ** len(shift_c) - 1
-                                     else Const(1) for k in range(7, TW)))]
+                     sat_mk_c.eq(Cat(_le_const(shift_c, k - 7) for k in range(7, TW)))]
         req_l1 = replicas(m, platform, Cat(rnd_c, sat_mk_c), P, "oreq1", reset_less=True)
         lane_req = [q for p in range(P)
                     for q in replicas(m, platform, req_l1[p], C, f"oreq{p}_", reset_less=True)]
