@@ -61,7 +61,20 @@ class SkidBuffer(wiring.Component):
         parts = [slice(32 * k, min(32 * (k + 1), width)) for k in range(n)] if n > 1 \
             else [slice(0, width)]
         if n > 1:
-            copies = replicas(m, platform, Cat(occ_n, rp_n), n, "ctl")
+            # each copy steps itself (its own occupancy and pointer, the shared
+            # push and pop): equal to occ/rp in every cycle, and its next-state
+            # logic can sit beside it and its payload muxes (copies of one shared
+            # next state sat between that logic and the muxes, 5 ns from the
+            # muxes on the SpTC's output, a failing path into the pin shell)
+            copies = []
+            for k in range(n):
+                nxt = Signal(N + len(rp), name=f"ctl{k}_n")
+                q = replicas(m, platform, nxt, 1, f"ctl{k}")[0]
+                c_occ, c_rp = q[:N], q[N:]
+                m.d.comb += nxt.eq(Cat(
+                    Cat((c_occ[j] & ~(pop & (c_rp == j))) | (push & (wp == j)) for j in range(N)),
+                    Mux(pop, step(c_rp), c_rp)))
+                copies.append(q)
         else:
             copies = [Cat(occ, rp)]
         for q, b in zip(copies, parts):

@@ -207,17 +207,20 @@ class SparseTensorCore(wiring.Component):
                          (self.out_mode == 2) & (self.shift == 0),
                          self.n_tokens > cfg.max_tokens, self.k_words == 0,
                          self.k_words > cfg.max_kw)
-        chk_mm_in = Cat(self.n_sel > cfg.max_sel, self.n_row_tiles == 0, self.m_rows == 0,
-                        (self.mode == SAMOYEDS) & ~nm_ok,
-                        (self.mode == SAMOYEDS) & (self.v_steps == 0))
-        chk_vk_in = (self.mode == SAMOYEDS) & (self.v_steps > self.k_words)
+        # (the checks a LOAD ignores take the port's op in, so CHECK's decision
+        # is an OR of the four registers)
+        not_load = self.op != OP_LOAD
+        chk_mm_in = not_load & Cat(self.n_sel > cfg.max_sel, self.n_row_tiles == 0).any()
+        chk_mm2_in = not_load & Cat(self.m_rows == 0, (self.mode == SAMOYEDS) & ~nm_ok,
+                                    (self.mode == SAMOYEDS) & (self.v_steps == 0)).any()
+        chk_vk_in = not_load & (self.mode == SAMOYEDS) & (self.v_steps > self.k_words)
         # each group's checks OR-ed on the port side of its register (V > K, a
         # compare of two ports, has a register of its own), so CHECK's decision
         # is one LUT of four registers (the OR trees behind them sat in
         # front of the FSM, done, error and the LOAD copies: a failing group)
-        chk_any = Signal(); chk_mm = Signal(); chk_vk = Signal()
+        chk_any = Signal(); chk_mm = Signal(); chk_mm2 = Signal(); chk_vk = Signal()
         cfg_bad = Signal()
-        m.d.comb += cfg_bad.eq(chk_any | ((op != OP_LOAD) & (chk_mm | chk_vk)))
+        m.d.comb += cfg_bad.eq(chk_any | chk_mm | chk_mm2 | chk_vk)
         # Job constants decoded from the ports at start (registered like the job
         # registers), so neither CHECK's derivations nor the issue logic wait on a
         # decode of `mode` behind its register (its fanout was a failing group).
@@ -229,8 +232,8 @@ class SparseTensorCore(wiring.Component):
         # read in CHECK only: registers loading the ports (or their decode) every cycle
         job_check_only = [(op, self.op), (mode, self.mode), (k_words, self.k_words),
                           (n_sel, self.n_sel), (n_rt, self.n_row_tiles),
-                          (chk_any, chk_any_in.any()), (chk_mm, chk_mm_in.any()),
-                          (chk_vk, chk_vk_in),
+                          (chk_any, chk_any_in.any()), (chk_mm, chk_mm_in),
+                          (chk_mm2, chk_mm2_in), (chk_vk, chk_vk_in),
                           (ks_in, ks_port),
                           (v_in, vs_port)]
         # read after CHECK: the job register, its every-cycle `_sh` copy of the port
@@ -257,7 +260,8 @@ class SparseTensorCore(wiring.Component):
         # and "no SEL entries" (CHECK's move to WAIT: a compare of n_sel's register
         # in front of the move to SEL was a failing path)
         nsel_zero = Signal(name="nsel_zero_sh", reset_less=True)
-        m.d.sync += nsel_zero.eq(self.n_sel == 0)
+        ntok_nz = Signal(name="ntok_nz_sh", reset_less=True)     # LOAD has tokens
+        m.d.sync += [nsel_zero.eq(self.n_sel == 0), ntok_nz.eq(self.n_tokens != 0)]
         kw_one = Signal()     # the job's k_words is 1 (LOAD's beat flag after a token)
         m.d.sync += [kw_one_in.eq(self.k_words == 1), ntok_one_in.eq(self.n_tokens == 1),
                      ks_one.eq(ks_port == 1),
@@ -464,10 +468,14 @@ class SparseTensorCore(wiring.Component):
         # next-state values (one `ld_more` register reaching all of them was a
         # failing group). The write address is the counters themselves; only the
         # enable depends on the state.
+        # (CHECK's move to LOAD from the CHECK flag, not the FSM's state decode, and
+        # "there are tokens" decoded on the port side: both sat in front of the
+        # "loading" copies, a failing path)
         ld_n = Signal(); load_n = Signal()
-        m.d.comb += [ld_n.eq(ld_more), load_n.eq(Mux(load_q, ~leave_load, enter_load))]
+        m.d.comb += [ld_n.eq(ld_more),
+                     load_n.eq(Mux(load_q, ~leave_load, cyc_chk & ~cfg_bad & (op == OP_LOAD)))]
         with m.If(cyc_chk):           # the CHECK cycle
-            m.d.comb += ld_n.eq(n_tok_sh != 0)
+            m.d.comb += ld_n.eq(ntok_nz)
         with m.Elif(load_q & self.act.valid & ld_more & ld_bl):
             m.d.comb += ld_n.eq(~ld_tl)
         m.d.sync += ld_more.eq(ld_n)
