@@ -58,9 +58,9 @@ def _bits(n: int) -> int:
 
 
 def _le_const(x: Value, k: int) -> Value:
-    """``x <= k`` (x unsigned, k a constant) as and/or logic from the top bit down.
-    Yosys makes a carry chain of ``<=``; a decoder of a few bits is one LUT level
-    this way."""
+    """``x <= k`` (x unsigned, k a constant) as and/or logic, one term per bit of
+    x (built from bit 0 up, so the top bit decides first). Yosys makes a carry
+    chain of ``<=``; a decoder of a few bits is one LUT level this way."""
     if k < 0:
         return Const(0, 1)
     if k >= 2 ** len(x) - 1:
@@ -568,7 +568,6 @@ class SparseTensorCore(wiring.Component):
             return self.w.valid & run_k & (~bz_k | ~p1_k), bl_k, vbl_k, ral_k
 
         iss, bl, vbl, _ = local_issue(0)
-        iss0, bl0 = iss, bl
         with m.If(iss):
             with m.If(bl):
                 m.d.sync += [beat.eq(0), vb.eq(0)]
