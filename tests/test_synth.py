@@ -256,7 +256,7 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
         assert seen[-1][i + 1] == str(speed or 6)
         # the placer's timing weight (ECP5_PLACER_TIMING_WEIGHT) reaches nextpnr too
         i = seen[-1].index("--placer-heap-timingweight")
-        assert seen[-1][i + 1] == "30"
+        assert seen[-1][i + 1] == str(flow.ECP5_PLACER_TIMING_WEIGHT)
     with pytest.raises(ValueError, match="speed.*5"):
         flow.place_and_route(tmp_path, "ecp5", 150.0, speed=5)
     d = Design("sptc", "small")
