@@ -216,6 +216,12 @@ CONFIG_DEFAULT = PIMConfig()
 CONFIG_SMALL = PIMConfig(bank_groups=4, banks_per_group=2, banks_per_bundle=4, rows=64, cols=16,
                          bundle_bits=128, max_tokens=8, max_k_words=16, instr_depth=8,
                          wfifo_depth=16, out_depth=16)
+#: The ECP5-85k build (``python -m synth flow`` takes it for ``--config default``): the
+#: default's 512-bit bundles (64 MACs per cycle), 2 bundles, HBM3 timing and field
+#: widths, with a 32-row x 64-column slice of each bundle (4096 words, 2 Mbit) and a
+#: 16-token buffer (512 kbit). The default's 128 x 128 slice is 16 Mbit of bank
+#: storage; the ECP5-85k has 3.7 Mbit of block RAM (208 DP16KD).
+CONFIG_FPGA = PIMConfig(rows=32, cols=64, max_tokens=16)
 
 # --------------------------------------------------------------------------- ISA
 

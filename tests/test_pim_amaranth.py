@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from golden import pim as gp
 from golden.numerics import apply_out
-from hdl.pim import build
+from hdl.pim import CONFIGS, build
 from hdl.pim.gemm import OutputStage
 from tb.pim import TimingChecker, random_program
 
@@ -138,3 +138,29 @@ def test_unit_stress_config_random_programs(seed):
     prog = random_program(cfg, rng, n_instr=14, max_rows=16, first_gemm_unloaded=True)
     res = run_unit(cfg, prog.words, prog.din)
     _check_against_golden(cfg, prog, res)
+
+
+def test_unit_fpga_config_full_width_and_top_of_banks():
+    """The ECP5 build (``CONFIGS["fpga"]``: 512-bit bundles, a 4096-word bank slice, 16
+    tokens) is not in the cocotb regression, so it runs here once: a full token buffer,
+    the highest addresses of both bundles, every output mode, bad instructions mixed in."""
+    cfg = CONFIGS["fpga"]
+    rng = np.random.default_rng(23)
+    prog = gp.Program(cfg)
+    kw, n = 2, 3
+    top = cfg.words - n * kw                                  # ends on the last word
+    prog.write_matrix(top, rng.integers(-128, 128, (n, kw * cfg.elems), dtype=np.int8))
+    prog.write_matrix(0, rng.integers(-128, 128, (n, kw * cfg.elems - 5), dtype=np.int8))
+    prog.load_tokens(rng.integers(-128, 128, (cfg.max_tokens, kw * cfg.elems), dtype=np.int8))
+    prog.raw(gp.encode("GEMM", addr=cfg.words - 1, n=2))    # runs past the banks -> ERR_ADDR
+    prog.gemm(top, n)
+    prog.set_out("int8_sat")
+    prog.gemm(0, n)
+    prog.raw(gp.encode("LOAD_TOKENS", t=cfg.max_tokens + 1, kw=1))   # -> ERR_TOKENS
+    prog.load_tokens(rng.integers(-128, 128, (3, kw * cfg.elems - 7), dtype=np.int8))
+    prog.set_out(("requant", 40000, 16))
+    prog.gemm(top, n)
+    res = run_unit(cfg, prog.words, prog.din)
+    gold, _ = _check_against_golden(cfg, prog, res)
+    assert len(gold.values) == (cfg.max_tokens + cfg.max_tokens + 3) * n
+    assert gold.err == gp.ERR_ADDR | gp.ERR_TOKENS

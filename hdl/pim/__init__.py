@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from golden.pim import CONFIG_DEFAULT, CONFIG_SMALL, PIMConfig
+from golden.pim import CONFIG_DEFAULT, CONFIG_FPGA, CONFIG_SMALL, PIMConfig
 
 from .unit import PIMUnit
 
 MODULE_NAME = "moe_pim"
 
-CONFIGS = {"default": CONFIG_DEFAULT, "small": CONFIG_SMALL}
+# "fpga": the default's datapath with a bank slice that fits the ECP5-85k's block
+# RAM (golden.pim.CONFIG_FPGA); the FPGA flow builds it for --config default.
+CONFIGS = {"default": CONFIG_DEFAULT, "small": CONFIG_SMALL, "fpga": CONFIG_FPGA}
 
 
 def build(config: PIMConfig = CONFIG_DEFAULT) -> PIMUnit:
