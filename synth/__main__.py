@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--out-of-context", action="store_true",
                     help="ECP5: nextpnr --out-of-context instead of the pin-saving wrapper "
                          "(no global clock network: the clock is routed on fabric)")
+    fp.add_argument("--no-router-stop", action="store_true",
+                    help="let router2 run until it converges (or --timeout); by default a "
+                         "router that is not converging is stopped and the design reported "
+                         "as placed, not routed (synth.flow.ROUTER_STALL_*)")
     fp.add_argument("--no-route", action="store_true",
                     help="place only: Fmax/critical path are nextpnr's post-placement estimates")
     fp.add_argument("--jobs", type=int, default=2, help="designs in parallel (default: 2)")
@@ -140,7 +144,8 @@ def cmd_flow(args) -> int:
             jobs.append(flow.Job(d, target, str(args.out), freq, args.seed,
                                  synth_only=args.synth_only, timeout=args.timeout,
                                  router=args.router, no_route=args.no_route,
-                                 ooc=args.out_of_context, speed=args.speed))
+                                 ooc=args.out_of_context, speed=args.speed,
+                                 router_stop=not args.no_router_stop))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)

@@ -47,6 +47,7 @@ import subprocess
 import sys
 import time
 import traceback
+import types
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,23 @@ SEED = 1
 # router2 routes the congested default configurations in minutes where router1
 # (nextpnr's default) was still ripping up after half an hour.
 ROUTER = "router2"
+
+# router2 on a placement that needs more wires than the fabric has where it put
+# them (the SpTC default) does not converge: its overused wires fall fast, then
+# plateau (70,635 -> 16,632 in 9 iterations, about 1 % an iteration at the end) and
+# it would run for hours. A design that routes falls steadily into a long tail of
+# a few overused wires (the SpTC small 17,037 -> 915 in 6 iterations; the CIM fpga
+# 50,739 -> 3,821 in 10, then 1-50 for a hundred more). So the flow stops router2
+# when, from iteration ROUTER_STALL_MIN_ITER on, more than ROUTER_STALL_OVERUSED
+# wires are still overused and the last ROUTER_STALL_WINDOW iterations removed
+# less than ROUTER_STALL_FALL of them: the entry is then "unrouted" and carries
+# nextpnr's post-placement Fmax estimate. The rule reads router2's own iteration
+# log, so where it stops does not depend on the machine's speed (unlike
+# ``--timeout``); ``--no-router-stop`` lets router2 run on.
+ROUTER_STALL_MIN_ITER = 8
+ROUTER_STALL_OVERUSED = 2000
+ROUTER_STALL_WINDOW = 5
+ROUTER_STALL_FALL = 0.15
 
 # The ECP5's speed grade for nextpnr's timing model: 6 (nextpnr's default) is the
 # slowest grade and the one of the common open boards (the ULX3S's
@@ -104,12 +122,66 @@ def have_ice40() -> bool:
 
 
 def run_yowasp(module: str, func: str, argv: list[str], cwd: Path, log: Path,
-               timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run a YoWASP tool (``module.func(argv)``) in its own process; output to ``log``."""
+               timeout: float | None = None, watch=None, poll: float = 10.0):
+    """Run a YoWASP tool (``module.func(argv)``) in its own process; output to ``log``.
+
+    ``watch()``, if given, is called every ``poll`` seconds while the tool runs; a
+    true value (the reason) stops the tool, and is returned as ``stopped``.
+    Returns an object with ``returncode`` and ``stopped`` (None if it ran to its end)."""
     cmd = [sys.executable, "-c", _RUNNER, module, func, *argv]
+    t0 = time.monotonic()
     with open(log, "w") as fh:
-        return subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                              timeout=timeout, check=False)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                left = None if timeout is None else timeout - (time.monotonic() - t0)
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+                try:
+                    rc = proc.wait(timeout=poll if left is None else min(poll, left))
+                    return types.SimpleNamespace(returncode=rc, stopped=None)
+                except subprocess.TimeoutExpired:
+                    pass
+                reason = watch() if watch is not None else None
+                if reason:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    return types.SimpleNamespace(returncode=proc.returncode, stopped=reason)
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+
+
+_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.M)
+
+
+def router2_progress(log: str) -> list[tuple[int, int]]:
+    """(iteration, overused wires) of every router2 iteration in a nextpnr log."""
+    return [(int(m.group(1)), int(m.group(2))) for m in _ROUTER2_ITER.finditer(log)]
+
+
+def router2_stalled(progress: list[tuple[int, int]]) -> str | None:
+    """The reason to stop router2 (ROUTER_STALL_*), or None to let it go on."""
+    if not progress:
+        return None
+    it, over = progress[-1]
+    if it < ROUTER_STALL_MIN_ITER or over <= ROUTER_STALL_OVERUSED:
+        return None
+    before = [o for i, o in progress if i == it - ROUTER_STALL_WINDOW]
+    if not before or before[0] <= 0:
+        return None
+    fall = 1 - over / before[0]
+    if fall >= ROUTER_STALL_FALL:
+        return None
+    return (f"router2 stopped at iteration {it}: {over} wires still overused, "
+            f"{fall:.0%} fewer than {ROUTER_STALL_WINDOW} iterations before "
+            f"(less than {ROUTER_STALL_FALL:.0%}: not converging)")
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -224,8 +296,12 @@ def unmapped_cells(cells: dict[str, int]) -> dict[str, int]:
 def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                     timeout: float | None = None, router: str = ROUTER,
                     no_route: bool = False, ooc: bool = False,
-                    speed: int = ECP5_SPEED) -> dict:
-    """Run nextpnr on ``synth.json``; returns the parsed report."""
+                    speed: int = ECP5_SPEED, router_stop: bool = True) -> dict:
+    """Run nextpnr on ``synth.json``; returns the parsed report.
+
+    With ``router_stop`` (and router2) a router that is not converging is stopped
+    (:func:`router2_stalled`): the result then has ``routed`` False, ``router_stop``
+    (why and where) and the post-placement Fmax estimate from the log."""
     workdir = Path(workdir)
     common = ["--json", "synth.json", "--report", "report.json", "--freq", f"{freq:g}",
               "--seed", str(seed), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
@@ -257,18 +333,47 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     h.update((workdir / "synth.json").read_bytes())
     if "--lpf" in argv:
         h.update((workdir / argv[argv.index("--lpf") + 1]).read_bytes())
+    watch = None
+    if router_stop and router == "router2" and not no_route:
+        h.update(repr(("router_stop", ROUTER_STALL_MIN_ITER, ROUTER_STALL_OVERUSED,
+                       ROUTER_STALL_WINDOW, ROUTER_STALL_FALL)).encode())
+
+        def watch():
+            try:
+                return router2_stalled(router2_progress(
+                    (workdir / "nextpnr.log").read_text(errors="replace")))
+            except OSError:
+                return None
     key, keyfile = h.hexdigest(), workdir / "pnr.key"
+    stopfile = workdir / "router_stop.json"
     cached = (keyfile.exists() and keyfile.read_text().strip() == key
-              and (workdir / "report.json").exists() and (workdir / "nextpnr.log").exists())
-    seconds, returncode = 0.0, 0
+              and ((workdir / "report.json").exists() or stopfile.exists())
+              and (workdir / "nextpnr.log").exists())
+    seconds, returncode, stopped = 0.0, 0, None
     if not cached:  # same netlist and options as the last run: reuse its report
         keyfile.unlink(missing_ok=True)
+        stopfile.unlink(missing_ok=True)
         (workdir / "report.json").unlink(missing_ok=True)
         t0 = time.monotonic()
-        returncode = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out",
-                                timeout).returncode
+        res = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out", timeout,
+                         watch=watch)
+        returncode, stopped = res.returncode, getattr(res, "stopped", None)
         seconds = time.monotonic() - t0
+    elif stopfile.exists():
+        stopped = json.loads(stopfile.read_text())["reason"]
     log = (workdir / "nextpnr.log").read_text(errors="replace") if (workdir / "nextpnr.log").exists() else ""
+    if stopped:
+        # placed, not routed: the log has the utilization and the post-placement
+        # timing (nextpnr prints both before routing)
+        prog = router2_progress(log)
+        stop = {"reason": stopped, "iteration": prog[-1][0] if prog else None,
+                "overused_wires": prog[-1][1] if prog else None,
+                "overused_by_iteration": [o for _, o in prog]}
+        stopfile.write_text(json.dumps(stop, indent=1) + "\n")
+        keyfile.write_text(key + "\n")
+        return {"fits": True, "routed": False, "router_stop": stop,
+                "utilization": _log_utilization(log), "fmax": log_fmax(log),
+                "critical_paths": [], "seconds": round(seconds, 1), "cached": cached}
     if returncode != 0 or not (workdir / "report.json").exists():
         nofit = _no_fit(log + (workdir / "nextpnr.out").read_text(errors="replace"))
         if nofit:
@@ -283,7 +388,8 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     out = parse_report(report)
     if not out["fmax"]:  # --no-route: the report has no timing; the log has the estimate
         out["fmax"] = log_fmax(log)
-    out.update(fits=True, seconds=round(seconds, 1), cached=cached, critical_path_text=crit)
+    out.update(fits=True, routed=not no_route, seconds=round(seconds, 1), cached=cached,
+               critical_path_text=crit)
     if (workdir / "routed.sdf").exists() and "--sdf" in argv:
         out["timing"] = failing_endpoints(workdir, freq, out)
     return out
@@ -463,6 +569,7 @@ class Job:
     no_route: bool = False
     ooc: bool = False  # ECP5 only: out of context instead of the pin-saving wrapper
     speed: int = ECP5_SPEED  # ECP5 only: the speed grade nextpnr models
+    router_stop: bool = True  # stop router2 when it is not converging (ROUTER_STALL_*)
 
     @property
     def key(self) -> str:
@@ -515,11 +622,15 @@ def run_design(job: Job) -> dict:
             entry["unmapped_cells"] = bad
         if not job.synth_only and not job.fast:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
-                                  job.no_route, ooc=not wrap, speed=job.speed)
+                                  job.no_route, ooc=not wrap, speed=job.speed,
+                                  router_stop=job.router_stop)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             if target == "ecp5":
                 entry["placer_timing_weight"] = ECP5_PLACER_TIMING_WEIGHT
-            entry["fmax_kind"] = "placement estimate" if job.no_route else "routed"
+            entry["fmax_kind"] = "routed" if pnr.get("routed") else "placement estimate"
+            if "router_stop" in pnr:
+                entry["status"] = "unrouted"
+                entry["router_stop"] = pnr["router_stop"]
             entry["pnr_seconds"] = pnr["seconds"]
             entry["pnr_cached"] = pnr.get("cached", False)
             entry["fits"] = pnr["fits"]
@@ -538,7 +649,9 @@ def run_design(job: Job) -> dict:
                 entry["fmax_by_clock"] = clocks
                 if clocks:
                     entry["fmax_mhz"] = round(min(c["achieved"] for c in clocks.values()), 2)
-                    entry["meets_target"] = entry["fmax_mhz"] >= job.freq
+                    # an estimate of a placement the router could not finish meets nothing
+                    entry["meets_target"] = (entry["fmax_mhz"] >= job.freq
+                                             and entry["status"] != "unrouted")
                 if pnr["critical_paths"]:
                     entry["critical_path"] = pnr["critical_paths"][0]
                 if "timing" in pnr:
@@ -611,6 +724,11 @@ def run_jobs(jobs: list[Job], workers: int = 2, progress=print) -> list[dict]:
 def _status_line(e: dict) -> str:
     if e["status"] == "error":
         return "ERROR " + e["error"].splitlines()[0]
+    if e["status"] == "unrouted":
+        est = e.get("fmax_mhz")
+        return (f"{e.get('lut4', '?')} LUT4, {e.get('ff', '?')} FF, placed"
+                + (f" (Fmax estimate {est:.1f} MHz)" if est is not None else "")
+                + f", not routed: {e['router_stop']['reason']}")
     if e["status"] == "no-fit":
         over = ", ".join(f"{k} {v}" for k, v in e.get("overuse", {}).items())
         return "does not fit: " + (over or e.get("no_fit", ""))

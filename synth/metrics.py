@@ -25,9 +25,11 @@ NOTES = {
     "trellis_slice": "nextpnr SLICEs; newer nextpnr reports COMB/FF halves, then "
                      "max(TRELLIS_COMB, TRELLIS_FF)/2 (lower bound)",
     "fmax_mhz": "nextpnr achieved Fmax of the slowest clock (seed 1; see mode: pin wrapper "
-                "or out of context)",
+                "or out of context); fmax_kind 'placement estimate' when the design was not "
+                "routed (--no-route, or status 'unrouted': router2 stopped, see router_stop)",
+    "status": "ok | unrouted (placed; router2 not converging, stopped) | no-fit | error",
     "sptc_gops": "2 x effective MACs/cycle x Fmax; dense 2*rows*cols, 2:4 4*rows*cols "
-                 "dense-equivalent MACs/cycle",
+                 "dense-equivalent MACs/cycle; only from a routed Fmax",
 }
 
 
@@ -39,7 +41,9 @@ def sptc_metrics(cfg, entry: dict) -> dict:
     rows, cols = cfg.rows, cfg.cols
     modes = {"dense": 2 * rows * cols, "2:4": 4 * rows * cols}
     out = {"macs_per_cycle": 2 * rows * cols}
-    fmax = entry.get("fmax_mhz")
+    # GOPS only from a routed Fmax: a placement estimate (--no-route, or a router that
+    # was stopped) is no throughput figure
+    fmax = entry.get("fmax_mhz") if entry.get("fmax_kind", "routed") == "routed" else None
     luts = _luts(entry)
     perf = {}
     for mode, macs in modes.items():

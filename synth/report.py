@@ -31,6 +31,10 @@ def table(designs: list[dict]) -> str:
             status = f"does not fit ({over})" if over else "does not fit"
         elif status == "error":
             status = "error: " + e.get("error", "").splitlines()[0][:60]
+        elif status == "unrouted":
+            st = e.get("router_stop", {})
+            status = (f"not routed: router2 stopped at iteration {st.get('iteration', '?')}, "
+                      f"{_fmt(st.get('overused_wires'))} wires overused")
         rows.append("| " + " | ".join([
             e["design"], e.get("device", e["target"]),
             _fmt(e.get("lut4")),
@@ -56,7 +60,9 @@ def sptc_table(designs: list[dict]) -> str:
             rows.append("| " + " | ".join([
                 e["design"], f"{p.get('rows', '?')}x{p.get('cols', '?')}", mode,
                 str(m["effective_macs_per_cycle"]),
-                _fmt(e.get("fmax_mhz"), 1), _fmt(m.get("effective_gops"), 1),
+                _fmt(e.get("fmax_mhz"), 1) + (" placed est." if e.get("fmax_kind") ==
+                                              "placement estimate" else ""),
+                _fmt(m.get("effective_gops"), 1),
                 _fmt(m.get("luts_per_effective_mac"), 1),
                 f"{_fmt(e.get('mult18'))} / {e.get('macs_per_cycle', '?')}"]) + " |")
     if not rows:

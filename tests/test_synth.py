@@ -241,7 +241,7 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
     unknown grade is refused."""
     seen = []
 
-    def fake_run(module, func, argv, workdir, out, timeout):
+    def fake_run(module, func, argv, workdir, out, timeout, **kw):
         seen.append(argv)
         Path(out).write_text("no nextpnr here\n")
         return types.SimpleNamespace(returncode=1)
@@ -262,6 +262,104 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
     d = Design("sptc", "small")
     assert flow.Job(d, "ecp5", "out", 150.0).key == "ecp5-sptc-small"
     assert flow.Job(d, "ecp5", "out", 150.0, speed=8).key == "ecp5-sptc-small-s8"
+
+
+# router2's overused wires per iteration, from nextpnr logs of this repository's designs:
+# the SpTC small and the MoE top route (a steady fall into a tail of a few wires); the
+# SpTC default's first 9 iterations are measured, then it flattens at about 1 % an iteration
+SPTC_SMALL_ROUTES = [17037, 9018, 5311, 2864, 1600, 915, 563, 334, 245, 141, 106, 65, 43, 35,
+                     29, 23, 16, 12, 6, 3, 3, 3, 3, 1, 1, 1, 0]
+MOE_TOP_ROUTES = [23985, 11516, 5981, 3164, 1755, 1104, 723, 483, 349, 237, 198, 156, 145]
+SPTC_DEFAULT = [70635, 45376, 31631, 24292, 20220, 18287, 17135, 16766, 16632]
+
+
+def _iters(overused):
+    return list(enumerate(overused, start=1))
+
+
+def test_router2_stall_rule():
+    for seq in (SPTC_SMALL_ROUTES, MOE_TOP_ROUTES):
+        for n in range(1, len(seq) + 1):
+            assert flow.router2_stalled(_iters(seq[:n])) is None
+    # a tail that stays flat below ROUTER_STALL_OVERUSED (the CIM: 1 wire for 60 iterations)
+    assert flow.router2_stalled(_iters([50739, 3821, 1046] + [1] * 60)) is None
+    # the measured 9 iterations of the SpTC default still fall fast enough (31 % over 5) ...
+    for n in range(1, len(SPTC_DEFAULT) + 1):
+        assert flow.router2_stalled(_iters(SPTC_DEFAULT[:n])) is None
+    # ... and 1 % an iteration after them stops it once 5 iterations removed < 15 %
+    seq = list(SPTC_DEFAULT)
+    while flow.router2_stalled(_iters(seq)) is None:
+        seq.append(int(seq[-1] * 0.99))
+        assert len(seq) < 20
+    reason = flow.router2_stalled(_iters(seq))
+    assert f"iteration {len(seq)}" in reason and str(seq[-1]) in reason
+    assert 1 - seq[-1] / seq[-1 - flow.ROUTER_STALL_WINDOW] < flow.ROUTER_STALL_FALL
+    assert 1 - seq[-2] / seq[-2 - flow.ROUTER_STALL_WINDOW] >= flow.ROUTER_STALL_FALL
+    log = "".join(f"Info:     iter={i} wires={900000 + i} overused={o} overuse={o + 7} archfail=NA\n"
+                  for i, o in _iters(SPTC_DEFAULT))
+    assert flow.router2_progress("Info: Running router2...\n" + log) == _iters(SPTC_DEFAULT)
+
+
+FAKE_PNR = """
+import time
+def run(argv):
+    # a router that never converges: one iteration line every 20 ms, forever
+    with open("nextpnr.log", "w") as fh:
+        fh.write("Info: Max frequency for clock 'clk': 78.90 MHz (FAIL at 150.00 MHz)\\n")
+        fh.write("Info:     TRELLIS_COMB: 44774/83640    53%\\n")
+        for i in range(1, 10**6):
+            fh.write(f"Info:     iter={i} wires=1000 overused={20000 - 10 * i} overuse=1 archfail=NA\\n")
+            fh.flush()
+            time.sleep(0.02)
+    return 0
+"""
+
+
+def test_stalled_router_is_stopped_and_reported_placed_not_routed(monkeypatch, tmp_path):
+    """A real child process that never converges: run_yowasp stops it through the
+    watch, place_and_route returns the placement's estimate and the router's state,
+    the entry says 'unrouted', and a rerun with the same netlist reuses the result."""
+    (tmp_path / "fakepnr.py").write_text(FAKE_PNR)
+    (tmp_path / "synth.json").write_text("{}")
+    real = flow.run_yowasp
+    calls = []
+
+    def run(module, func, argv, workdir, out, timeout, **kw):
+        calls.append(kw)
+        assert kw.get("watch") is not None
+        t0 = __import__("time").monotonic()
+        res = real("fakepnr", "run", argv, workdir, out, timeout, watch=kw["watch"], poll=0.1)
+        assert __import__("time").monotonic() - t0 < 30
+        return res
+
+    monkeypatch.setattr(flow, "run_yowasp", run)
+    pnr = flow.place_and_route(tmp_path, "ecp5", 150.0)
+    assert pnr["routed"] is False and pnr["fits"]
+    st = pnr["router_stop"]
+    assert st["iteration"] >= flow.ROUTER_STALL_MIN_ITER and st["overused_wires"] > 19000
+    assert "not converging" in st["reason"]
+    assert pnr["fmax"] == {"clk": {"achieved": 78.9, "constraint": 150.0}}
+    assert pnr["utilization"]["TRELLIS_COMB"] == {"used": 44774, "available": 83640}
+    # the child is gone: the log stops growing
+    size = (tmp_path / "nextpnr.log").stat().st_size
+    __import__("time").sleep(0.3)
+    assert (tmp_path / "nextpnr.log").stat().st_size == size
+    again = flow.place_and_route(tmp_path, "ecp5", 150.0)
+    assert len(calls) == 1 and again["cached"] and again["router_stop"] == st
+    # without the stop, nothing watches the router
+    monkeypatch.setattr(flow, "run_yowasp", lambda *a, **kw: calls.append(kw) or
+                        types.SimpleNamespace(returncode=1, stopped=None))
+    with pytest.raises(flow.ToolError):
+        flow.place_and_route(tmp_path, "ecp5", 150.0, router_stop=False)
+    assert calls[-1]["watch"] is None
+    e = {"design": "ecp5-sptc-default", "target": "ecp5", "status": "unrouted",
+         "fmax_mhz": 78.9, "fmax_kind": "placement estimate", "freq_target_mhz": 150.0,
+         "router_stop": st, "params": {"rows": 8, "cols": 8}}
+    row = report.table([e]).splitlines()[-1]
+    assert "78.9 (150) placed est." in row and "not routed: router2 stopped" in row
+    from golden.sptc import SpTCConfig
+    m = metrics.sptc_metrics(SpTCConfig(rows=8, cols=8), e)
+    assert all("effective_gops" not in v for v in m["sptc_modes"].values())
 
 
 def test_fmax_from_the_log_when_the_report_has_no_timing():
