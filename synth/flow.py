@@ -61,8 +61,8 @@ ROUTER = "router2"
 
 # router2 on a placement that needs more wires than the fabric has where it put
 # them (the SpTC default) does not converge: its overused wires fall fast, then
-# plateau (70,635 -> 16,632 in 9 iterations, about 1 % an iteration at the end) and
-# it would run for hours. A design that routes falls steadily into a long tail of
+# plateau and turn up again (70,635 -> 16,632 in 9 iterations, 17,392 at the 11th)
+# while each iteration takes minutes. A design that routes falls steadily into a long tail of
 # a few overused wires (the SpTC small 17,037 -> 915 in 6 iterations; the CIM fpga
 # 50,739 -> 3,821 in 10, then 1-50 for a hundred more). So the flow stops router2
 # when, from iteration ROUTER_STALL_MIN_ITER on, more than ROUTER_STALL_OVERUSED
