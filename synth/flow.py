@@ -349,7 +349,7 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     cached = (keyfile.exists() and keyfile.read_text().strip() == key
               and ((workdir / "report.json").exists() or stopfile.exists())
               and (workdir / "nextpnr.log").exists())
-    seconds, returncode, stopped = 0.0, 0, None
+    seconds, returncode, stopped, stop = 0.0, 0, None, None
     if not cached:  # same netlist and options as the last run: reuse its report
         keyfile.unlink(missing_ok=True)
         stopfile.unlink(missing_ok=True)
@@ -360,17 +360,18 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
         returncode, stopped = res.returncode, getattr(res, "stopped", None)
         seconds = time.monotonic() - t0
     elif stopfile.exists():
-        stopped = json.loads(stopfile.read_text())["reason"]
+        stop = json.loads(stopfile.read_text())
     log = (workdir / "nextpnr.log").read_text(errors="replace") if (workdir / "nextpnr.log").exists() else ""
     if stopped:
-        # placed, not routed: the log has the utilization and the post-placement
-        # timing (nextpnr prints both before routing)
         prog = router2_progress(log)
         stop = {"reason": stopped, "iteration": prog[-1][0] if prog else None,
                 "overused_wires": prog[-1][1] if prog else None,
                 "overused_by_iteration": [o for _, o in prog]}
         stopfile.write_text(json.dumps(stop, indent=1) + "\n")
         keyfile.write_text(key + "\n")
+    if stop:
+        # placed, not routed: the log has the utilization and the post-placement
+        # timing (nextpnr prints both before routing)
         return {"fits": True, "routed": False, "router_stop": stop,
                 "utilization": _log_utilization(log), "fmax": log_fmax(log),
                 "critical_paths": [], "seconds": round(seconds, 1), "cached": cached}
@@ -627,7 +628,6 @@ def run_design(job: Job) -> dict:
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             if target == "ecp5":
                 entry["placer_timing_weight"] = ECP5_PLACER_TIMING_WEIGHT
-            entry["fmax_kind"] = "routed" if pnr.get("routed") else "placement estimate"
             if "router_stop" in pnr:
                 entry["status"] = "unrouted"
                 entry["router_stop"] = pnr["router_stop"]
@@ -644,6 +644,7 @@ def run_design(job: Job) -> dict:
                 if target == "ice40":
                     entry.update(resources_from_pnr(target, pnr["utilization"]))
             else:
+                entry["fmax_kind"] = "routed" if pnr["routed"] else "placement estimate"
                 entry.update(resources_from_pnr(target, pnr["utilization"]))
                 clocks = pnr["fmax"]
                 entry["fmax_by_clock"] = clocks
