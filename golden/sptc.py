@@ -53,6 +53,11 @@ def _pow2(v: int) -> bool:
     return v >= 1 and (v & (v - 1)) == 0
 
 
+# MULT18X18D blocks of the LFE5U-85F, the FPGA the flow targets (synth/flow.py);
+# sets the default of SpTCConfig.requant_hi_dsp.
+ECP5_85K_MULT18 = 156
+
+
 @dataclass(frozen=True)
 class SpTCConfig:
     """Parameters of one Sparse Tensor Core build.
@@ -76,8 +81,16 @@ class SpTCConfig:
     drain_rows
         Output rows per beat of the ``res`` stream (1, 2 or 4). The last tile of
         a job drains after its last beat, so this is a per-job overhead: 2 halves
-        it. Each lane has its own requantizer (one DSP + a small LUT multiplier,
-        see hdl/sptc/core.py).
+        it. Each lane has its own requantizer (see ``requant_hi_dsp``).
+    requant_hi_dsp
+        How each output lane multiplies the accumulator's high bits (17 and up)
+        by the requant multiplier; the low 17 bits always use one MULT18X18D.
+        True: a second MULT18X18D per lane, so every multiply is in a DSP block.
+        False: a few shifted adds in LUTs. None (the default) picks True when the
+        PE array's and the lanes' multipliers fit the ECP5-85k's DSP blocks,
+        ``2*rows*cols + 2*drain_rows*cols <= ECP5_85K_MULT18`` (156): the 4 x 4
+        build needs 48, the 8 x 8 default 128 + 32 = 160, so its lanes use LUTs.
+        Results and cycle counts are the same either way.
     """
 
     rows: int = 8
@@ -88,6 +101,7 @@ class SpTCConfig:
     samoyeds_nm: tuple = ((1, 2), (2, 4), (4, 8))
     sel_lanes: int | None = None
     drain_rows: int = 2
+    requant_hi_dsp: bool | None = None
 
     def __post_init__(self):
         if self.sel_lanes is None:
@@ -107,6 +121,12 @@ class SpTCConfig:
         if self.drain_rows not in (1, 2, 4):
             raise FormatError(f"drain_rows: {self.drain_rows} must be 1, 2 or 4")
         object.__setattr__(self, "samoyeds_nm", tuple(tuple(p) for p in self.samoyeds_nm))
+        if self.requant_hi_dsp is None:
+            dsps = 2 * self.rows * self.cols + 2 * self.drain_rows * self.cols
+            object.__setattr__(self, "requant_hi_dsp", dsps <= ECP5_85K_MULT18)
+        elif not isinstance(self.requant_hi_dsp, bool):
+            raise FormatError(f"requant_hi_dsp: {self.requant_hi_dsp!r} must be True, False "
+                              f"or None")
         for n, m in self.samoyeds_nm:
             if not (_pow2(n) and _pow2(m) and n < m and m <= 16 and self.rows % n == 0):
                 raise FormatError(f"samoyeds_nm: ({n}, {m}) unsupported: need N < M <= 16, powers "

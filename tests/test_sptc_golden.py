@@ -107,6 +107,19 @@ def test_config_rejects_unbuildable():
         gs.SpTCConfig(rows=4, samoyeds_nm=((8, 16),))
     with pytest.raises(FormatError, match="max_sel"):
         gs.SpTCConfig(max_sel=12)
+    with pytest.raises(FormatError, match="requant_hi_dsp: 1 "):
+        gs.SpTCConfig(requant_hi_dsp=1)
+
+
+def test_requant_hi_dsp_follows_the_ecp5_dsp_budget():
+    """The lanes' second DSP is the default only where PE + lane multipliers fit the
+    ECP5-85k's 156 MULT18X18D (PE array 2*rows*cols, lanes 2*drain_rows*cols)."""
+    assert gs.ECP5_85K_MULT18 == 156
+    assert CFG.requant_hi_dsp is True                               # 32 + 16
+    assert gs.SpTCConfig().requant_hi_dsp is False                  # 128 + 32 = 160
+    assert gs.SpTCConfig(drain_rows=1).requant_hi_dsp is True       # 128 + 16 = 144
+    assert gs.SpTCConfig(requant_hi_dsp=True).requant_hi_dsp is True
+    assert gs.SpTCConfig(rows=4, cols=4, requant_hi_dsp=False).requant_hi_dsp is False
 
 
 def test_cycle_model_shape():

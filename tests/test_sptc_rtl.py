@@ -5,6 +5,8 @@ configuration and simulator, reused). With stalls on, every stream sees random
 valid/ready stalls and the scoreboard checks data and status; with stalls off
 it also checks every job's cycle count against ``golden.sptc``'s cycle model.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -69,7 +71,8 @@ def coverage_jobs(seed):
     full = np.full((4, 64), -128, np.int8)
     specs.append(JobSpec("extremes", full, np.full((64, 4), -128, np.int8), None, "int32"))
     # The largest accumulator magnitudes a max_k build can see, through requant's
-    # split multiplier (DSP low part + LUT high part): +2**20 and -64*128*127.
+    # split multiplier (a DSP for the low 17 bits, a DSP or LUTs for the high
+    # part, see requant_hi_dsp): +2**20 and -64*128*127.
     specs.append(JobSpec("extremes requant +", full, np.full((64, 5), -128, np.int8), None,
                          ("requant", 100, 31)))
     specs.append(JobSpec("extremes requant -", full, np.full((64, 3), 127, np.int8), None,
@@ -254,3 +257,19 @@ def test_sptc_ecp5_flavour(tmp_path):
     run_batch(CFG, specs + bad_jobs(12)[:2], seed=12, stalls=True, workdir=tmp_path / "stalls",
               target="ecp5")
     run_batch(CFG, specs, seed=12, stalls=False, workdir=tmp_path / "cycles", target="ecp5")
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+def test_sptc_requant_lut_form(tmp_path):
+    """``requant_hi_dsp=False`` (the lanes of builds whose DSPs are all taken, as the
+    8 x 8 default's: hi * mult as shifted adds in LUTs) on the small array, in the
+    ECP5 flavour (its kept per-digit copies of hi): every requant and int8 job of the
+    coverage set, with the largest accumulators of both signs, bit-exact under
+    stalls and cycle for cycle the model (the form must not change the latency)."""
+    cfg = dataclasses.replace(CFG, requant_hi_dsp=False)
+    specs = [s for s in coverage_jobs(31) if s.out != "int32"]
+    assert sum(isinstance(s.out, tuple) for s in specs) >= 4
+    assert any(s.name.startswith("extremes requant") for s in specs)
+    run_batch(cfg, specs, seed=31, stalls=True, workdir=tmp_path / "stalls", target="ecp5")
+    run_batch(cfg, specs, seed=31, stalls=False, workdir=tmp_path / "cycles", target="ecp5")

@@ -21,7 +21,7 @@ def config_params(config: SpTCConfig) -> dict:
     return {"rows": config.rows, "cols": config.cols, "max_k": config.max_k,
             "max_tokens": config.max_tokens, "max_sel": config.max_sel,
             "samoyeds_nm": config.samoyeds_nm, "sel_lanes": config.sel_lanes,
-            "drain_rows": config.drain_rows}
+            "drain_rows": config.drain_rows, "requant_hi_dsp": config.requant_hi_dsp}
 
 
 __all__ = ["SparseTensorCore", "SpTCConfig", "MODULE_NAME", "CONFIGS", "build", "config_params",

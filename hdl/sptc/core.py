@@ -977,8 +977,9 @@ class SparseTensorCore(wiring.Component):
         # stage registers every cycle and a valid bit travels with it, from the
         # lane's own copy of the shift decision:
         #   o0 the drain row, copied beside the lane
-        #   o1 lo * mult in a DSP, hi * mult as two LUT partial sums
-        #   o2 lo product + rounding bit; hi partials summed
+        #   o1 lo * mult in a DSP; hi * mult in a second DSP (requant_hi_dsp) or
+        #      as two LUT partial sums
+        #   o2 lo product + rounding bit; hi partials summed (or hi's product copied)
         #   o3 + (hi product << 17): acc * mult + rounding, exact
         #   o4 t against the job's saturation mask (AND-OR trees in 16-bit groups),
         #      beside the coarse shift by shift & ~3
@@ -991,13 +992,13 @@ class SparseTensorCore(wiring.Component):
         # column in the same cycle.
         # Every store value fits cfg.acc_bits signed bits (|acc| <= max_k * 2**14),
         # so acc = hi * 2**17 + lo with lo = acc[:17] unsigned and hi = acc[17:acc_bits]
-        # signed. lo * mult is 17 x 16 bits: one MULT18X18D; hi is a few bits, so its
-        # product is a handful of shifted adds in LUTs: one term per radix-4 digit
+        # signed. lo * mult is 17 x 16 bits: one MULT18X18D. hi * mult is a second
+        # MULT18X18D when the build has the DSPs for it (cfg.requant_hi_dsp); else,
+        # hi being a few bits, a handful of shifted adds in LUTs: one term per radix-4 digit
         # of hi (0, mult, 2 mult or 3 mult; 3 mult is a per-lane job constant) and
         # one for the sign bit (-mult), summed in two trees of at most two terms
-        # for hb <= 7, i.e. one carry chain each. A full 32 x 17 product would
-        # take 2 DSPs per lane and drain_rows * cols lanes would not fit the ECP5-85k
-        # next to the PE array's 128.
+        # for hb <= 7, i.e. one carry chain each. (The 8 x 8 default's 2 x 16
+        # lane DSPs would not fit the ECP5-85k next to the PE array's 128.)
         NST = OUT_STAGES
         OW = 32 + C + P
         fb = _bits(FD)
@@ -1058,7 +1059,8 @@ class SparseTensorCore(wiring.Component):
         # shift and mode), loaded three cycles after the job starts, long
         # before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
-        NCFG = 5
+        HI_DSP = cfg.requant_hi_dsp
+        NCFG = 4 if HI_DSP else 5
         cfg_l1 = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg1", reset_less=True)
         lane_cfg = [q for i in range(P * C)
                     for q in replicas(m, platform, cfg_l1[i], NCFG, f"ocfg{i}_", reset_less=True)]
@@ -1097,7 +1099,8 @@ class SparseTensorCore(wiring.Component):
                 # into the DSP row plus the multiplier in one cycle.
                 src = Signal(32, name=f"o0_{n}", reset_less=True)
                 m.d.sync += src.eq(drain[p][c])
-                qa, qa_h0, qa_h1, qb, qc = lane_cfg[(p * C + c) * NCFG: (p * C + c + 1) * NCFG]
+                lq = lane_cfg[(p * C + c) * NCFG: (p * C + c + 1) * NCFG]
+                qa, qa_h0, qb, qc = lq[0], lq[1], lq[-2], lq[-1]
                 l_mult = qa[7:23]
                 l_shift = qb[:5]
                 o5_shift, o5_mode = qc[:5], qc[5:7]
@@ -1118,8 +1121,6 @@ class SparseTensorCore(wiring.Component):
                 m.d.comb += [lo_mul.a.eq(drain[p][c][:17]), lo_mul.b.eq(l_mult)]
                 lo_p = lo_mul.p
                 o1a, o2a, o3a = (Signal(signed(32), name=f"o{k}_acc_{n}", **DR) for k in (1, 2, 3))
-                ha = Signal(signed(hb + 18), name=f"o1_ha_{n}", **DR)
-                hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}", **DR)
                 s_lo = Signal(unsigned(34), name=f"o2_lo_{n}", **DR)
                 s_hi = Signal(signed(hb + 19), name=f"o2_hi_{n}", **DR)
                 t = Signal(signed(TW), name=f"o3_t_{n}", **DR)
@@ -1146,43 +1147,57 @@ class SparseTensorCore(wiring.Component):
                 v5 = Signal(signed(8), name=f"o5_v_{n}", **DR)
                 o5a = Signal(signed(32), name=f"o5_acc_{n}", **DR)
                 o6 = Signal(signed(32), name=f"o6_{n}", **DR)
-                # hi's own copies at o0: each radix-4 term its digit's bits (kept
-                # registers: plain copies were merged into src by Yosys, and src's
-                # hi bits then reached o1a and every term's ~18 select LUTs, a
-                # failing group)
-                digits = [(i, min(i + 2, hb - 1)) for i in range(0, hb - 1, 2)]
-                hi_t = [replicas(m, platform, drain[p][c][17 + a:17 + b], 1,
-                                 f"o0_hi{j}_{n}", reset_less=True)[0]
-                        for j, (a, b) in enumerate(digits)]
-                hi_t.append(replicas(m, platform, drain[p][c][AB - 1], 1,
-                                     f"o0_hs_{n}", reset_less=True)[0])
-                # hi * mult: a term per radix-4 digit of hi's unsigned bits, one for
-                # the sign bit; the first half of the terms from one copy of mult,
-                # the rest from the other. 3 mult and -mult are registers beside the
-                # lane (mult is a job constant): no carry chain in front of the trees
-                half = (len(digits) + 2) // 2
-                tmult = [(qa_h0 if j < half else qa_h1)[7:23] for j in range(len(digits) + 1)]
-                m3 = {}
-                terms = []
-                for j, (a, b) in enumerate(digits):
-                    mj = tmult[j]
-                    if b - a == 1:
-                        terms.append(Mux(hi_t[j][0], mj, 0) << a)
-                        continue
-                    h = int(j >= half)
-                    if h not in m3:
-                        m3[h] = Signal(18, name=f"o1_m3_{h}_{n}", **DR)
-                        m.d.sync += m3[h].eq(mj + (mj << 1))
-                    d = hi_t[j]
-                    terms.append(Mux(d[1], Mux(d[0], m3[h], mj << 1),
-                                     Mux(d[0], mj, 0)) << a)
-                nmult = Signal(signed(17), name=f"o1_nmult_{n}", **DR)
-                m.d.sync += nmult.eq(-Cat(tmult[-1], Const(0, 1)).as_signed())
-                terms.append(Mux(hi_t[-1][0], nmult << (hb - 1), 0))
+                if HI_DSP:
+                    # hi * mult in a second DSP beside lo's: hi (signed) x mult
+                    # (unsigned, so one more bit), o0 its input registers, o1 its
+                    # output register; at o2 s_hi copies it, where the LUT form sums
+                    # its two trees (same cycles, same numbers)
+                    hi_mul = m.submodules[f"req{n}_mulhi"] = RegMul(signed(hb), signed(17))
+                    m.d.comb += [hi_mul.a.eq(drain[p][c][17:AB].as_signed()),
+                                 hi_mul.b.eq(Cat(qa_h0[7:23], Const(0, 1)).as_signed())]
+                    m.d.sync += o1a.eq(src)
+                    hi_next = hi_mul.p
+                else:
+                    # hi's own copies at o0: each radix-4 term its digit's bits (kept
+                    # registers: plain copies were merged into src by Yosys, and src's
+                    # hi bits then reached o1a and every term's ~18 select LUTs, a
+                    # failing group)
+                    digits = [(i, min(i + 2, hb - 1)) for i in range(0, hb - 1, 2)]
+                    hi_t = [replicas(m, platform, drain[p][c][17 + a:17 + b], 1,
+                                     f"o0_hi{j}_{n}", reset_less=True)[0]
+                            for j, (a, b) in enumerate(digits)]
+                    hi_t.append(replicas(m, platform, drain[p][c][AB - 1], 1,
+                                         f"o0_hs_{n}", reset_less=True)[0])
+                    # hi * mult: a term per radix-4 digit of hi's unsigned bits, one for
+                    # the sign bit; the first half of the terms from one copy of mult,
+                    # the rest from the other. 3 mult and -mult are registers beside the
+                    # lane (mult is a job constant): no carry chain in front of the trees
+                    half = (len(digits) + 2) // 2
+                    tmult = [(qa_h0 if j < half else lq[2])[7:23] for j in range(len(digits) + 1)]
+                    m3 = {}
+                    terms = []
+                    for j, (a, b) in enumerate(digits):
+                        mj = tmult[j]
+                        if b - a == 1:
+                            terms.append(Mux(hi_t[j][0], mj, 0) << a)
+                            continue
+                        h = int(j >= half)
+                        if h not in m3:
+                            m3[h] = Signal(18, name=f"o1_m3_{h}_{n}", **DR)
+                            m.d.sync += m3[h].eq(mj + (mj << 1))
+                        d = hi_t[j]
+                        terms.append(Mux(d[1], Mux(d[0], m3[h], mj << 1),
+                                         Mux(d[0], mj, 0)) << a)
+                    ha = Signal(signed(hb + 18), name=f"o1_ha_{n}", **DR)
+                    hbp = Signal(signed(hb + 18), name=f"o1_hb_{n}", **DR)
+                    nmult = Signal(signed(17), name=f"o1_nmult_{n}", **DR)
+                    m.d.sync += nmult.eq(-Cat(tmult[-1], Const(0, 1)).as_signed())
+                    terms.append(Mux(hi_t[-1][0], nmult << (hb - 1), 0))
+                    m.d.sync += [o1a.eq(src),
+                                 ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:]))]
+                    hi_next = ha + hbp
                 low8 = (tq >> o5_shift[:2])[:8].as_signed()
-                m.d.sync += [o1a.eq(src),
-                             ha.eq(_tree(terms[:half])), hbp.eq(_tree(terms[half:])),
-                             o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(ha + hbp),
+                m.d.sync += [o2a.eq(o1a), s_lo.eq(lo_p + rnd_bit), s_hi.eq(hi_next),
                              o3a.eq(o2a), t.eq(s_lo + (s_hi << 17)),
                              big.eq(o2a > 127), small.eq(o2a < -128),
                              o4a.eq(o3a),
