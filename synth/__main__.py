@@ -6,7 +6,8 @@
                             [-o build/lint]
     python -m synth flow    --engine ... [--target ecp5|ice40|all] [--config default]
                             [--ice40-config small] [--param k=v ...] [--freq 150]
-                            [--seed 1] [--speed 6|7|8] [--jobs 2] [--synth-only]
+                            [--seed 1] [--speed 6|7|8] [--placer heap|static] [--jobs 2]
+                            [--synth-only]
                             [-o build/synth]
     python -m synth table   [-o build/synth]       (print the summary table again)
 
@@ -56,12 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--freq", type=float, default=None,
                     help="nextpnr target MHz (default: ECP5 150, iCE40 24)")
     fp.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
-    from .flow import ECP5_SPEED, ECP5_SPEEDS
+    from .flow import ECP5_PLACERS, ECP5_SPEED, ECP5_SPEEDS
     fp.add_argument("--speed", type=int, choices=ECP5_SPEEDS, default=ECP5_SPEED,
                     help="ECP5 speed grade nextpnr models (default: 6, the slowest; a "
                          "non-default grade is its own summary entry, <design>-s<grade>)")
     fp.add_argument("--router", choices=("router1", "router2"), default="router2",
                     help="nextpnr router (default: router2)")
+    fp.add_argument("--placer", choices=ECP5_PLACERS, default=None,
+                    help="ECP5 nextpnr placer (default: static for the SpTC default, heap "
+                         "otherwise: synth.flow.ECP5_PLACER_BY_DESIGN; another placer than "
+                         "the design's is its own summary entry, <design>-<placer>)")
     fp.add_argument("--out-of-context", action="store_true",
                     help="ECP5: nextpnr --out-of-context instead of the pin-saving wrapper "
                          "(no global clock network: the clock is routed on fabric)")
@@ -145,7 +150,7 @@ def cmd_flow(args) -> int:
                                  synth_only=args.synth_only, timeout=args.timeout,
                                  router=args.router, no_route=args.no_route,
                                  ooc=args.out_of_context, speed=args.speed,
-                                 router_stop=not args.no_router_stop))
+                                 router_stop=not args.no_router_stop, placer=args.placer))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)

@@ -24,8 +24,9 @@ reported numbers and ``wrapper`` in each entry gives its size.
 
 ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381``,
 ``--speed 6`` (the speed grade: option ``speed``), ``--freq`` target, ``--seed 1``
-for repeatability, ``--router router2``, ``--placer-heap-timingweight 30``
-(``ECP5_PLACER_TIMING_WEIGHT``),
+for repeatability, ``--router router2``, the heap placer with
+``--placer-heap-timingweight 30`` (``ECP5_PLACER_TIMING_WEIGHT``) or, for the
+designs in ``ECP5_PLACER_BY_DESIGN`` (the SpTC default), ``--placer static``,
 ``--timing-allow-fail`` so a design that misses the target still reports its
 Fmax. ``--out-of-context`` (option ``ooc``) skips the shell, but nextpnr then
 also skips global buffer insertion: the clock (thousands of FFs) is routed on
@@ -89,6 +90,24 @@ ECP5_SPEEDS = (6, 7, 8)
 # 50 -> 137.3 / 132.1 / 130.0, 20 -> 124.6 / 135.9 (seeds 1/2); 100 -> 130.1
 # (seed 1) (docs/synth.md).
 ECP5_PLACER_TIMING_WEIGHT = 30
+
+# nextpnr's placers: "heap" (analytic, timing-driven: the timing weight above) and
+# "static" (electrostatic: spreads the cells by a density field, no timing
+# weight). Heap is the default; a design whose heap placement router2 cannot
+# route is placed with static instead. Measured (speed grade 6, seed 1, router2):
+#   SpTC default (8 x 8, 54 % of the LUTs, 45k FFs): heap placed it at a 78.9 MHz
+#     estimate and router2 stalled (16,632 overused wires at iteration 9, then
+#     rising; the router stop ended it); static: overused wires 10,594 at
+#     iteration 4, 1,736 at 8, 0 at 36: routed, 88.9 MHz, 15.5 min in all.
+#   SpTC small: heap 137.7 MHz, static 114.4: where heap routes, it is faster.
+ECP5_PLACERS = ("heap", "static")
+ECP5_PLACER = "heap"
+ECP5_PLACER_BY_DESIGN = {("sptc", "default"): "static"}
+
+
+def ecp5_placer(design: Design) -> str:
+    """The placer the flow uses for ``design`` on ECP5 (``ECP5_PLACER_BY_DESIGN``)."""
+    return ECP5_PLACER_BY_DESIGN.get((design.engine, design.config_name), ECP5_PLACER)
 
 TARGETS = {
     "ecp5": {"device": "LFE5U-85F", "package": "CABGA381", "label": "ECP5-85k CABGA381",
@@ -296,7 +315,8 @@ def unmapped_cells(cells: dict[str, int]) -> dict[str, int]:
 def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                     timeout: float | None = None, router: str = ROUTER,
                     no_route: bool = False, ooc: bool = False,
-                    speed: int = ECP5_SPEED, router_stop: bool = True) -> dict:
+                    speed: int = ECP5_SPEED, router_stop: bool = True,
+                    placer: str = ECP5_PLACER) -> dict:
     """Run nextpnr on ``synth.json``; returns the parsed report.
 
     With ``router_stop`` (and router2) a router that is not converging is stopped
@@ -318,9 +338,15 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
             lpf = ["--lpf", "clk.lpf"]
         if speed not in ECP5_SPEEDS:
             raise ValueError(f"speed: ECP5 speed grade {speed!r} is not one of {ECP5_SPEEDS}")
+        if placer not in ECP5_PLACERS:
+            raise ValueError(f"placer: {placer!r} is not one of {ECP5_PLACERS}")
+        # heap is nextpnr's default placer: no --placer, so heap runs keep their
+        # option list (and cache key) from before the placer choice existed
+        place = (["--placer-heap-timingweight", str(ECP5_PLACER_TIMING_WEIGHT)]
+                 if placer == "heap" else ["--placer", placer])
         argv = ["--85k", "--package", TARGETS["ecp5"]["package"], "--speed", str(speed),
                 *(["--out-of-context"] if ooc else lpf), "--lpf-allow-unconstrained",
-                "--placer-heap-timingweight", str(ECP5_PLACER_TIMING_WEIGHT), *common]
+                *place, *common]
         if not no_route:  # the routed delays, for the failing-endpoint report (synth.sta)
             argv += ["--sdf", "routed.sdf"]
     elif target == "ice40":
@@ -571,11 +597,18 @@ class Job:
     ooc: bool = False  # ECP5 only: out of context instead of the pin-saving wrapper
     speed: int = ECP5_SPEED  # ECP5 only: the speed grade nextpnr models
     router_stop: bool = True  # stop router2 when it is not converging (ROUTER_STALL_*)
+    placer: str | None = None  # ECP5 only: None = the design's (ecp5_placer)
+
+    @property
+    def ecp5_placer(self) -> str:
+        return self.placer or ecp5_placer(self.design)
 
     @property
     def key(self) -> str:
-        # a non-default speed grade is its own design entry (and directory)
+        # a non-default speed grade or placer is its own design entry (and directory)
         grade = f"-s{self.speed}" if self.target == "ecp5" and self.speed != ECP5_SPEED else ""
+        if self.target == "ecp5" and self.ecp5_placer != ecp5_placer(self.design):
+            grade += f"-{self.ecp5_placer}"
         return f"{self.target}-{self.design.name}{grade}"
 
 
@@ -624,10 +657,12 @@ def run_design(job: Job) -> dict:
         if not job.synth_only and not job.fast:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
                                   job.no_route, ooc=not wrap, speed=job.speed,
-                                  router_stop=job.router_stop)
+                                  router_stop=job.router_stop, placer=job.ecp5_placer)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             if target == "ecp5":
-                entry["placer_timing_weight"] = ECP5_PLACER_TIMING_WEIGHT
+                entry["placer"] = job.ecp5_placer
+                if job.ecp5_placer == "heap":
+                    entry["placer_timing_weight"] = ECP5_PLACER_TIMING_WEIGHT
             if "router_stop" in pnr:
                 entry["status"] = "unrouted"
                 entry["router_stop"] = pnr["router_stop"]

@@ -36,7 +36,8 @@ def table(designs: list[dict]) -> str:
             status = (f"not routed: router2 stopped at iteration {st.get('iteration', '?')}, "
                       f"{_fmt(st.get('overused_wires'))} wires overused")
         rows.append("| " + " | ".join([
-            e["design"], e.get("device", e["target"]),
+            e["design"], e.get("device", e["target"])
+            + (f", {e['placer']} placer" if e.get("placer") else ""),
             _fmt(e.get("lut4")),
             _fmt(e.get("carry") if ice else e.get("ccu2c")),
             _fmt(e.get("ff")),

@@ -265,6 +265,50 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
     assert flow.Job(d, "ecp5", "out", 150.0, speed=8).key == "ecp5-sptc-small-s8"
 
 
+def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_path):
+    """The SpTC default is placed with nextpnr's static placer (heap's placement of it
+    does not route), every other design with heap and its timing weight; --placer
+    overrides it, and a placer other than the design's is its own summary entry."""
+    seen = []
+
+    def fake_run(module, func, argv, workdir, out, timeout, **kw):
+        seen.append(argv)
+        Path(out).write_text("no nextpnr here\n")
+        return types.SimpleNamespace(returncode=1)
+
+    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    (tmp_path / "synth.json").write_text("{}")
+    default, small = Design("sptc", "default"), Design("sptc", "small")
+    assert flow.ecp5_placer(default) == "static"
+    assert flow.ecp5_placer(Design("sptc", "default", ("drain_rows=1",))) == "static"
+    for d in (small, Design("moe", "default"), Design("cim", "fpga"), Design("pim", "fpga")):
+        assert flow.ecp5_placer(d) == "heap", d
+    for placer in ("heap", "static"):
+        with pytest.raises(flow.ToolError):
+            flow.place_and_route(tmp_path, "ecp5", 150.0, placer=placer)
+        argv = seen[-1]
+        if placer == "static":
+            assert argv[argv.index("--placer") + 1] == "static"
+            assert "--placer-heap-timingweight" not in argv
+        else:  # nextpnr's default placer: the option list of the runs before the choice
+            assert "--placer" not in argv
+            assert argv[argv.index("--placer-heap-timingweight") + 1] == "30"
+    with pytest.raises(ValueError, match="placer.*sa"):
+        flow.place_and_route(tmp_path, "ecp5", 150.0, placer="sa")
+    assert flow.Job(default, "ecp5", "out", 150.0).ecp5_placer == "static"
+    assert flow.Job(default, "ecp5", "out", 150.0).key == "ecp5-sptc-default"
+    assert flow.Job(default, "ecp5", "out", 150.0, placer="static").key == "ecp5-sptc-default"
+    assert flow.Job(default, "ecp5", "out", 150.0, placer="heap").key == "ecp5-sptc-default-heap"
+    assert flow.Job(small, "ecp5", "out", 150.0, placer="static", speed=8).key == \
+        "ecp5-sptc-small-s8-static"
+    assert flow.Job(small, "ice40", "out", 24.0).key == "ice40-sptc-small"
+    e = {"design": "ecp5-sptc-default", "target": "ecp5", "status": "ok", "fmax_mhz": 88.87,
+         "fmax_kind": "routed", "meets_target": False, "freq_target_mhz": 150.0,
+         "device": "ECP5-85k CABGA381 speed 6", "placer": "static"}
+    row = report.table([e]).splitlines()[-1]
+    assert "| ECP5-85k CABGA381 speed 6, static placer |" in row and "88.9 (150)" in row
+
+
 # router2's overused wires per iteration, from nextpnr logs of this repository's designs:
 # the SpTC small and the MoE top route (a steady fall into a tail of a few wires); the
 # SpTC default (ed38afd, seed 1) flattens and turns up again: the flow stopped it at 11
