@@ -98,8 +98,9 @@ ECP5_PLACER_TIMING_WEIGHT = 30
 #   SpTC default (8 x 8, 54 % of the LUTs, 45k FFs): heap placed it at a 78.9 MHz
 #     estimate and router2 stalled (16,632 overused wires at iteration 9, then
 #     rising; the router stop ended it); static: overused wires 10,594 at
-#     iteration 4, 1,736 at 8, 0 at 36: routed, 88.9 MHz, 15.5 min in all.
-#   SpTC small: heap 137.7 MHz, static 114.4: where heap routes, it is faster.
+#     iteration 4, 1,736 at 8, 0 at 36: routed, 88.9 MHz, 13 min of nextpnr.
+#   SpTC small (one netlist): heap 137.7 MHz, static 114.4: where heap routes,
+#     it is faster.
 ECP5_PLACERS = ("heap", "static")
 ECP5_PLACER = "heap"
 ECP5_PLACER_BY_DESIGN = {("sptc", "default"): "static"}

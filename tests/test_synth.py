@@ -170,8 +170,11 @@ def test_small_config_synthesizes_for_ecp5(engine, small_verilog):
     assert cells.get("TRELLIS_FF", 0) > 0
     if engine == "sptc":
         cfg = engines.load_engine("sptc").CONFIGS["small"]
-        # every PE multiplier sits in a DSP block (plus the output stage's requant multiply)
-        assert cells.get("MULT18X18D", 0) >= 2 * cfg.rows * cfg.cols, cells
+        # every PE multiplier sits in a DSP block, and each output lane's requant
+        # multiply in one (low bits) or two (requant_hi_dsp: every multiply in a DSP)
+        lanes = cfg.drain_rows * cfg.cols
+        assert cfg.requant_hi_dsp
+        assert cells.get("MULT18X18D", 0) == 2 * cfg.rows * cfg.cols + 2 * lanes, cells
 
 
 def test_pin_wrapper_is_lint_clean(tmp_path):

@@ -1056,7 +1056,7 @@ class SparseTensorCore(wiring.Component):
         # bit of every lane: each lane gets its own copies (hdl.fpga.replicas)
         # through a two-level tree (one copy a lane, then five: o1 mult for the DSP
         # and one for each of the two LUT partial-product trees, o2-o4 shift, o5
-        # shift and mode), loaded three cycles after the job starts, long
+        # shift and mode; four with requant_hi_dsp: one mult for each DSP), loaded three cycles after the job starts, long
         # before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
         HI_DSP = cfg.requant_hi_dsp
