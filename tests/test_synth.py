@@ -239,10 +239,9 @@ def test_parse_report_and_summary_fields():
     assert res["trellis_comb"] == 1000 and res["trellis_slice"] == 750  # max(1000, 1500) / 2
 
 
-def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_path):
-    """The speed grade and the placer's timing weight are part of nextpnr's command
-    line (speed 6 by default); a non-default grade gets its own summary entry; an
-    unknown grade is refused."""
+@pytest.fixture
+def nextpnr_argv(monkeypatch, tmp_path):
+    """nextpnr replaced by a run that fails at once: the list gets each command line."""
     seen = []
 
     def fake_run(module, func, argv, workdir, out, timeout, **kw):
@@ -252,15 +251,22 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
 
     monkeypatch.setattr(flow, "run_yowasp", fake_run)
     (tmp_path / "synth.json").write_text("{}")
+    return seen
+
+
+def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(nextpnr_argv, tmp_path):
+    """The speed grade and the placer's timing weight are part of nextpnr's command
+    line (speed 6 by default); a non-default grade gets its own summary entry; an
+    unknown grade is refused."""
     for speed in (None, 8):
         kw = {} if speed is None else {"speed": speed}
         with pytest.raises(flow.ToolError):
             flow.place_and_route(tmp_path, "ecp5", 150.0, **kw)
-        i = seen[-1].index("--speed")
-        assert seen[-1][i + 1] == str(speed or 6)
+        i = nextpnr_argv[-1].index("--speed")
+        assert nextpnr_argv[-1][i + 1] == str(speed or 6)
         # the placer's timing weight (ECP5_PLACER_TIMING_WEIGHT) reaches nextpnr too
-        i = seen[-1].index("--placer-heap-timingweight")
-        assert seen[-1][i + 1] == str(flow.ECP5_PLACER_TIMING_WEIGHT)
+        i = nextpnr_argv[-1].index("--placer-heap-timingweight")
+        assert nextpnr_argv[-1][i + 1] == str(flow.ECP5_PLACER_TIMING_WEIGHT)
     with pytest.raises(ValueError, match="speed.*5"):
         flow.place_and_route(tmp_path, "ecp5", 150.0, speed=5)
     d = Design("sptc", "small")
@@ -268,19 +274,10 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_p
     assert flow.Job(d, "ecp5", "out", 150.0, speed=8).key == "ecp5-sptc-small-s8"
 
 
-def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(monkeypatch, tmp_path):
+def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(nextpnr_argv, tmp_path):
     """The SpTC default is placed with nextpnr's static placer (heap's placement of it
     does not route), every other design with heap and its timing weight; --placer
     overrides it, and a placer other than the design's is its own summary entry."""
-    seen = []
-
-    def fake_run(module, func, argv, workdir, out, timeout, **kw):
-        seen.append(argv)
-        Path(out).write_text("no nextpnr here\n")
-        return types.SimpleNamespace(returncode=1)
-
-    monkeypatch.setattr(flow, "run_yowasp", fake_run)
-    (tmp_path / "synth.json").write_text("{}")
     default, small = Design("sptc", "default"), Design("sptc", "small")
     assert flow.ecp5_placer(default) == "static"
     assert flow.ecp5_placer(Design("sptc", "default", ("drain_rows=1",))) == "static"
@@ -289,7 +286,7 @@ def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(monkeypatch,
     for placer in ("heap", "static"):
         with pytest.raises(flow.ToolError):
             flow.place_and_route(tmp_path, "ecp5", 150.0, placer=placer)
-        argv = seen[-1]
+        argv = nextpnr_argv[-1]
         if placer == "static":
             assert argv[argv.index("--placer") + 1] == "static"
             assert "--placer-heap-timingweight" not in argv
