@@ -1056,8 +1056,8 @@ class SparseTensorCore(wiring.Component):
         # bit of every lane: each lane gets its own copies (hdl.fpga.replicas)
         # through a two-level tree (one copy a lane, then five: o1 mult for the DSP
         # and one for each of the two LUT partial-product trees, o2-o4 shift, o5
-        # shift and mode; four with requant_hi_dsp: one mult for each DSP), loaded three cycles after the job starts, long
-        # before its first row arrives. (One level fanning out to all the lanes'
+        # shift and mode; four with requant_hi_dsp: one mult for each DSP), loaded
+        # three cycles after the job starts, long before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
         HI_DSP = cfg.requant_hi_dsp
         NCFG = 4 if HI_DSP else 5
@@ -1155,6 +1155,8 @@ class SparseTensorCore(wiring.Component):
                     hi_mul = m.submodules[f"req{n}_mulhi"] = RegMul(signed(hb), signed(17))
                     m.d.comb += [hi_mul.a.eq(drain[p][c][17:AB].as_signed()),
                                  hi_mul.b.eq(Cat(qa_h0[7:23], Const(0, 1)).as_signed())]
+                    # (o1a is written in each branch: in the LUT form beside its
+                    # trees, the statement order its measured Verilog has)
                     m.d.sync += o1a.eq(src)
                     hi_next = hi_mul.p
                 else:
@@ -1173,7 +1175,8 @@ class SparseTensorCore(wiring.Component):
                     # the rest from the other. 3 mult and -mult are registers beside the
                     # lane (mult is a job constant): no carry chain in front of the trees
                     half = (len(digits) + 2) // 2
-                    tmult = [(qa_h0 if j < half else lq[2])[7:23] for j in range(len(digits) + 1)]
+                    qa_h1 = lq[2]
+                    tmult = [(qa_h0 if j < half else qa_h1)[7:23] for j in range(len(digits) + 1)]
                     m3 = {}
                     terms = []
                     for j, (a, b) in enumerate(digits):
