@@ -85,5 +85,11 @@ class SkidBuffer(wiring.Component):
             if N == 2:
                 m.d.comb += raw_out[b].eq(Mux(q_rp[0], raw[1][b], raw[0][b]))
             else:
-                m.d.comb += raw_out[b].eq(Array(x[b] for x in raw)[q_rp])
+                # rp never passes N - 1; the indices past it select the last entry
+                # (an Array reads 0 there: a decode of those indices onto every
+                # payload bit, which the ECP5 flow mapped to the consumer
+                # registers' synchronous resets)
+                items = [x[b] for x in raw]
+                items += [items[-1]] * ((1 << len(q_rp)) - N)
+                m.d.comb += raw_out[b].eq(Array(items)[q_rp])
         return m

@@ -33,7 +33,7 @@ def test_skid_buffer_cocotb(simulator, seed, tmp_path):
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("target,depth", [(None, 2), ("ecp5", 2), ("ecp5", 3)])
+@pytest.mark.parametrize("target,depth", [(None, 2), (None, 3), ("ecp5", 2), ("ecp5", 3)])
 def test_wide_skid_buffer_cocotb(target, depth, tmp_path):
     """A payload wider than 32 bits: the entries' enables and the output select are
     split per 32 bits (and on the ECP5, each part has its own control copies);

@@ -884,8 +884,11 @@ class SparseTensorCore(wiring.Component):
         # control net then has to cross the store, the drain bank or the output
         # lanes within one cycle.
         LAG = CTRL_LAG
-        add = Signal(); add_tlast = Signal()
-        m.d.comb += [add.eq(s3_valid & s3_flags[1]), add_tlast.eq(s3_flags[2])]
+        # A tile's last flush at s3 (valid, a block's last beat, the tile's last
+        # block): the controller's own copy, loaded from s2 beside the store
+        # registers it enables (through s3_flags, its LUT sat beside the PE rows'
+        # copies and crossed the array to those enables: the small's worst path).
+        tile_end = replicas(m, platform, s2_valid & s2_flags[1] & s2_flags[2], 1, "s3_tend")[0]
         a_tt, a_base, a_mask, a_n = (s3_meta[:16], s3_meta[16:32], s3_meta[32:32 + C],
                                      s3_meta[32 + C:])
         st_tt = Signal(16); st_base = Signal(16); st_mask = Signal(C); st_n = Signal(NB)
@@ -906,7 +909,7 @@ class SparseTensorCore(wiring.Component):
         # issue gate's copies through `pend` (a failing group)
         dr_at_last = Signal()
         drain_done = d_shift & dr_at_last
-        m.d.sync += [store_full.eq((add & add_tlast) | (store_full & ~copy)),
+        m.d.sync += [store_full.eq(tile_end | (store_full & ~copy)),
                      drain_busy.eq(copy | (drain_busy & ~drain_done))]
         # A popped beat returns its credit a cycle later (through rd_v, the registered
         # pop): the credit count then waits on no FIFO compare. A beat holds its
@@ -914,7 +917,7 @@ class SparseTensorCore(wiring.Component):
         # entries, so a sink that never stalls never runs out of credits.
         crd_n = crd + d_shift - rd_v
         m.d.sync += [crd.eq(crd_n), crd_ok.eq(crd_n < FD)]
-        with m.If(add & add_tlast):
+        with m.If(tile_end):
             m.d.sync += [st_tt.eq(a_tt), st_base.eq(a_base), st_mask.eq(a_mask), st_n.eq(a_n)]
         st_lastq = (st_n - 1) >> pb     # the drain's last beat index
         with m.If(copy):
@@ -928,7 +931,7 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += pend.eq(pend_n)
         # The decision tree: the decision register, then a copy per store column, per
         # lane and per byte of a lane (a lane's store and drain bits are ~64 loads).
-        # `add` does not need to travel: the routed value is zero unless a flush lands.
+        # A landing flush needs no decision: the routed value is zero unless a flush lands.
         assert LAG == 4, "the decision tree below has CTRL_LAG = 4 register levels"
         ops = Signal(2)
         m.d.sync += ops.eq(Cat(copy, d_shift))
