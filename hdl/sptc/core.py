@@ -351,7 +351,6 @@ class SparseTensorCore(wiring.Component):
         def writes_addr0(k, c, lane_has_entry):    # SEL beat k writes bank c's address 0
             addr = (k * L) >> _bits(C) if C > 1 else k * L
             return (sel_grp(k) == c // L) & (addr == 0) & lane_has_entry
-        prev_sel = Signal(16)
         # `cycles` counts while a job runs. Its enable and its restart come from
         # registers written through the FSM's next state (not from the state and
         # `start` through the FSM logic, a path that limited Fmax), one copy per
@@ -502,14 +501,14 @@ class SparseTensorCore(wiring.Component):
                              sel_end.eq(sel_left <= 2 * L)]
                 for c in range(C):
                     m.d.comb += sel_wr_en[c].eq((sel_grp(cnt) == c // L) & lane_ok[c % L])
-                m.d.sync += [cnt.eq(cnt + 1), prev_sel.eq(self.sel.payload[L - 1]),
+                m.d.sync += [cnt.eq(cnt + 1),
                              t0q.eq(Cat(writes_addr0(cnt + 1, c, sel_left > c % L + L)
                                         for c in range(C)))]
                 with m.If(sel_end):
                     m.d.comb += enter_run.eq(1)
         # The SEL checks (range and order: 16-bit compares) run two cycles after the
-        # beat, on two register hops loaded every cycle (the port's payload, the
-        # previous beat's last entry, which lanes carry an entry: one hop left the
+        # beat, on two register hops (the port's payload, which lanes carry an
+        # entry; the previous beat's last entry is kept beside them: one hop left the
         # compares behind a route from the port's side, a failing path); the
         # compares' results are registered once more (sel_bad below). The sticky
         # bit rises three cycles after the beat, long before the job's done (RUN
@@ -517,14 +516,19 @@ class SparseTensorCore(wiring.Component):
         sc_v1, sc_v = Signal(L), Signal(L)      # lanes carrying an entry of a beat taken
         sc_p1, sc_p = ([Signal(16, name=f"sc{k}_p{l}", reset_less=True) for l in range(L)]
                        for k in (1, 2))
-        sc_prev1, sc_prev = (Signal(16, name=f"sc{k}_prev", reset_less=True)
-                             for k in (1, 2))   # the previous beat's last entry
+        # the previous beat's last entry, kept at the check stages from the beats
+        # they see (sc_t1: a beat was taken): a register beside the compares,
+        # enabled by a register (loaded at the port, its enable was SEL's
+        # handshake, a failing path into 16 enables)
+        sc_t1 = Signal()
+        sc_last, sc_prev = (Signal(16, name=f"sc_{k}", reset_less=True) for k in ("last", "prev"))
         sc_nz1, sc_nz = (Signal(name=f"sc{k}_nz", reset_less=True)
                          for k in (1, 2))       # not the job's first beat
         m.d.sync += [sc_v1.eq(Mux(sel_q & self.sel.valid & ~self.clear, lane_ok, 0)),
                      sc_v.eq(Mux(self.clear, 0, sc_v1)),
-                     sc_prev1.eq(prev_sel), sc_nz1.eq(cnt != 0),
-                     sc_prev.eq(sc_prev1), sc_nz.eq(sc_nz1)]
+                     sc_t1.eq(sel_q & self.sel.valid), sc_nz1.eq(cnt != 0), sc_nz.eq(sc_nz1)]
+        with m.If(sc_t1):
+            m.d.sync += [sc_last.eq(sc_p1[L - 1]), sc_prev.eq(sc_last)]
         m.d.sync += [sc_p1[l].eq(self.sel.payload[l]) for l in range(L)]
         m.d.sync += [sc_p[l].eq(sc_p1[l]) for l in range(L)]
         for l in range(L):
@@ -1018,8 +1022,13 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(LAG + NST - 1)]
         wp = Signal(fb + 1); rp = Signal(fb + 1)
         wp_n = Signal(fb + 1)
-        wp_inc = Signal(fb + 1)
-        m.d.comb += [wp_inc.eq(wp + 1), wp_n.eq(Mux(ov[-1], wp_inc, wp))]
+        # wp + 1 and rp + 1 as registers stepped with their pointers (equal to them
+        # in every cycle): the pointers' next values and the empty flag's compares
+        # then wait on no carry chain (rp + 1 was in front of the read pointer's
+        # copies, a failing path)
+        wp_inc = Signal(fb + 1, init=1)
+        m.d.comb += wp_n.eq(Mux(ov[-1], wp_inc, wp))
+        m.d.sync += wp_inc.eq(Mux(ov[-1], wp_inc + 1, wp_inc))
         m.d.sync += wp.eq(wp_n)
         # The read pointer reaches every lane's FIFO column: one copy per lane (and
         # one for the metadata), next-state copies equal to rp in every cycle.
@@ -1038,8 +1047,9 @@ class SparseTensorCore(wiring.Component):
         # do not wait for it): it was the last decision into this carry chain and
         # compare, and the read pointer's replicas
         rp_n = Signal(fb + 1)
-        rp_inc = Signal(fb + 1)
-        m.d.comb += [rp_inc.eq(rp + 1), rp_n.eq(Mux(pop, rp_inc, rp))]
+        rp_inc = Signal(fb + 1, init=1)
+        m.d.comb += rp_n.eq(Mux(pop, rp_inc, rp))
+        m.d.sync += rp_inc.eq(Mux(pop, rp_inc + 1, rp_inc))
         # the empty flag as a register (wp_n == rp_n, from compares of the pointer
         # registers selected by the write and the pop), so no pointer compare is on
         # the path from the FIFO into pop and the credits
