@@ -66,14 +66,21 @@ class SkidBuffer(wiring.Component):
             # logic can sit beside it and its payload muxes (copies of one shared
             # next state sat between that logic and the muxes, 5 ns from the
             # muxes on the SpTC's output, a failing path into the pin shell)
+            # The copy's own push and pop: its occupancy gives valid (any entry
+            # held) and ready (not all held), so the consumer's ready and the
+            # producer's valid reach each copy's logic directly (a shared pop
+            # LUT in front of the copies, then a route to each: a failing path)
             copies = []
             for k in range(n):
                 nxt = Signal(N + len(rp), name=f"ctl{k}_n")
                 q = replicas(m, platform, nxt, 1, f"ctl{k}")[0]
                 c_occ, c_rp = q[:N], q[N:]
+                c_pop = self.o.ready & c_occ.any()
+                c_push = self.i.valid & ~c_occ.all()
                 m.d.comb += nxt.eq(Cat(
-                    Cat((c_occ[j] & ~(pop & (c_rp == j))) | (push & (wp == j)) for j in range(N)),
-                    Mux(pop, step(c_rp), c_rp)))
+                    Cat((c_occ[j] & ~(c_pop & (c_rp == j))) | (c_push & (wp == j))
+                        for j in range(N)),
+                    Mux(c_pop, step(c_rp), c_rp)))
                 copies.append(q)
         else:
             copies = [Cat(occ, rp)]
