@@ -23,7 +23,8 @@ class SkidBuffer(wiring.Component):
     loaded in that very cycle), so its enable is its own occupancy register, and
     ``o.ready`` only reaches the pointer and occupancy logic. Elaborated for the
     ECP5, a wide payload gets one copy of the occupancy and read-pointer
-    registers per 32 bits (``hdl.fpga.replicas`` of their next-state values).
+    registers per 32 bits (``hdl.fpga.replicas`` of their next-state values),
+    each stepping itself from ``i.valid``, ``o.ready`` and its own occupancy.
     """
 
     def __init__(self, shape, depth: int = 2):

@@ -262,6 +262,13 @@ class SparseTensorCore(wiring.Component):
         nsel_zero = Signal(name="nsel_zero_sh", reset_less=True)
         ntok_nz = Signal(name="ntok_nz_sh", reset_less=True)     # LOAD has tokens
         m.d.sync += [nsel_zero.eq(self.n_sel == 0), ntok_nz.eq(self.n_tokens != 0)]
+        # and SEL's first-beat flags: n_sel > lane for each lane, n_sel <= lanes
+        # (compares of n_sel's register in CHECK fed sel_end, lane_ok and t0q: a
+        # failing path)
+        nsel_gt = Signal(L, name="nsel_gt_sh", reset_less=True)
+        nsel_le = Signal(name="nsel_le_sh", reset_less=True)
+        m.d.sync += [nsel_gt.eq(Cat(self.n_sel > l for l in range(L))),
+                     nsel_le.eq(self.n_sel <= L)]
         kw_one = Signal()     # the job's k_words is 1 (LOAD's beat flag after a token)
         m.d.sync += [kw_one_in.eq(self.k_words == 1), ntok_one_in.eq(self.n_tokens == 1),
                      ks_one.eq(ks_port == 1),
@@ -514,8 +521,7 @@ class SparseTensorCore(wiring.Component):
         # bit rises three cycles after the beat, long before the job's done (RUN
         # and the pipeline follow).
         sc_v1, sc_v = Signal(L), Signal(L)      # lanes carrying an entry of a beat taken
-        sc_p1, sc_p = ([Signal(16, name=f"sc{k}_p{l}", reset_less=True) for l in range(L)]
-                       for k in (1, 2))
+        sc_p1 = [Signal(16, name=f"sc1_p{l}", reset_less=True) for l in range(L)]
         # the previous beat's last entry, kept at the check stages from the beats
         # they see (sc_t1: a beat was taken): a register beside the compares,
         # enabled by a register (loaded at the port, its enable was SEL's
@@ -530,13 +536,17 @@ class SparseTensorCore(wiring.Component):
         with m.If(sc_t1):
             m.d.sync += [sc_last.eq(sc_p1[L - 1]), sc_prev.eq(sc_last)]
         m.d.sync += [sc_p1[l].eq(self.sel.payload[l]) for l in range(L)]
-        m.d.sync += [sc_p[l].eq(sc_p1[l]) for l in range(L)]
+        # the second hop: a copy of each lane's entry per compare it feeds (its
+        # range, its order, the next lane's order), each beside its carry chain
+        # (one register feeding three chains sat ~3.5 ns from one of them)
+        sc_p = [replicas(m, platform, sc_p1[l], 3 if l < L - 1 else 2, f"sc2_p{l}",
+                         reset_less=True) for l in range(L)]
         for l in range(L):
-            v = sc_p[l]
-            order = (v <= sc_p[l - 1]) if l else (sc_nz & (v <= sc_prev))
+            v_rng, v_ord = sc_p[l][0], sc_p[l][1]
+            order = (v_ord <= sc_p[l - 1][2]) if l else (sc_nz & (v_ord <= sc_prev))
             # range and order registered apiece (each compare's carry chain ends
             # in its register: the OR behind them was two LUT levels more)
-            err_terms[ERR_SEL] += [sc_v[l] & (v >= n_tok), sc_v[l] & order]
+            err_terms[ERR_SEL] += [sc_v[l] & (v_rng >= n_tok), sc_v[l] & order]
         with m.If(run_q):
             m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
         m.d.comb += leave_run.eq(issue & last_beat & rt_at_last & tt_at_last)
@@ -616,9 +626,9 @@ class SparseTensorCore(wiring.Component):
         # grouped by the counters they serve (under the FSM's state decode, the
         # state register reached ~150 of them: a failing group)
         with m.If(chk_q[0]):
-            m.d.sync += [cnt.eq(0), sel_end.eq(n_sel <= L), sel_left.eq(n_sel),
-                         t0q.eq(Cat(writes_addr0(0, c, n_sel > c % L) for c in range(C))),
-                         lane_ok.eq(Cat(n_sel > l for l in range(L)))]
+            m.d.sync += [cnt.eq(0), sel_end.eq(nsel_le), sel_left.eq(n_sel),
+                         t0q.eq(Cat(writes_addr0(0, c, nsel_gt[c % L]) for c in range(C))),
+                         lane_ok.eq(nsel_gt)]
         with m.If(chk_q[1]):
             m.d.sync += [beat.eq(0), vb.eq(0),
                          kw_last1.eq(k_words - 2), ntok_last1.eq(n_tok_sh - 2),
