@@ -530,9 +530,10 @@ class SparseTensorCore(wiring.Component):
         sc_last, sc_prev = (Signal(16, name=f"sc_{k}", reset_less=True) for k in ("last", "prev"))
         sc_nz1, sc_nz = (Signal(name=f"sc{k}_nz", reset_less=True)
                          for k in (1, 2))       # not the job's first beat
-        m.d.sync += [sc_v1.eq(Mux(sel_q & self.sel.valid & ~self.clear, lane_ok, 0)),
+        sel_take = sel_q & self.sel.valid
+        m.d.sync += [sc_v1.eq(Mux(sel_take & ~self.clear, lane_ok, 0)),
                      sc_v.eq(Mux(self.clear, 0, sc_v1)),
-                     sc_t1.eq(sel_q & self.sel.valid), sc_nz1.eq(cnt != 0), sc_nz.eq(sc_nz1)]
+                     sc_t1.eq(sel_take), sc_nz1.eq(cnt != 0), sc_nz.eq(sc_nz1)]
         with m.If(sc_t1):
             m.d.sync += [sc_last.eq(sc_p1[L - 1]), sc_prev.eq(sc_last)]
         m.d.sync += [sc_p1[l].eq(self.sel.payload[l]) for l in range(L)]
@@ -1032,8 +1033,8 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += [o_meta[k + 1].eq(o_meta[k]) for k in range(LAG + NST - 1)]
         wp = Signal(fb + 1); rp = Signal(fb + 1)
         wp_n = Signal(fb + 1)
-        # wp + 1 and rp + 1 as registers stepped with their pointers (equal to them
-        # in every cycle): the pointers' next values and the empty flag's compares
+        # wp + 1 and rp + 1 as registers stepped with their pointers (equal to the
+        # pointer + 1 in every cycle): the pointers' next values and the empty flag's compares
         # then wait on no carry chain (rp + 1 was in front of the read pointer's
         # copies, a failing path)
         wp_inc = Signal(fb + 1, init=1)
