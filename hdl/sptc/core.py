@@ -388,8 +388,16 @@ class SparseTensorCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
         s1b_valid, s1c_valid, s1d_valid, s2_valid, s3_valid = (Signal() for _ in range(5))
-        ofifo_empty = Signal(init=1)  # a register equal to (FIFO write ptr == read ptr)
+        # "the output FIFO is empty": wires of three registers (below), one for
+        # each copy of the pop and one for the WAIT -> IDLE decode
+        ofifo_empty, ofifo_empty_b, ofifo_empty_pe = Signal(), Signal(), Signal()
         rd_v = Signal()               # a beat in the FIFO's read register
+        pop = Signal()                # a beat leaves the FIFO (into its read register)
+        pop_b = Signal()              # the same, from its own flags: for the occupancy
+        # rd_v's consumers other than the skid buffer (whose push reaches every
+        # control copy and data enable) read their own copies: the WAIT -> IDLE
+        # decode, and the credit count (both were failing groups behind rd_v)
+        rd_v_pe, rd_v_crd = replicas(m, platform, pop, 2, "rd_v_c")
         out_busy = Signal()   # a row is in the output pipeline
         # (the store controller takes a flush at s3: see "store / drain control")
         # pe_busy equals "a beat in s1 .. s3" in every cycle (from the valid bits'
@@ -397,8 +405,8 @@ class SparseTensorCore(wiring.Component):
         pe_busy = Signal(); issue = Signal()
         m.d.sync += pe_busy.eq(issue | s1_valid | s1b_valid | s1c_valid | s1d_valid | s2_valid)
         m.d.comb += pipe_empty.eq(~pe_busy
-                                  & ~store_full & ~drain_busy & ~out_busy & ofifo_empty
-                                  & ~rd_v & ~skid.o.valid)
+                                  & ~store_full & ~drain_busy & ~out_busy & ofifo_empty_pe
+                                  & ~rd_v_pe & ~skid.o.valid)
         # Issue gate. Nothing in the PE pipeline ever stalls (no array-wide enable:
         # its fanout was the design's critical path on the FPGA); instead a tile may
         # start only when at most one older tile is still anywhere in the unit.
@@ -542,15 +550,22 @@ class SparseTensorCore(wiring.Component):
         # (one register feeding three chains sat ~3.5 ns from one of them)
         sc_p = [replicas(m, platform, sc_p1[l], 3 if l < L - 1 else 2, f"sc2_p{l}",
                          reset_less=True) for l in range(L)]
+        # each range compare reads its own copy of n_tok (loaded with it after
+        # CHECK: the job register reached all of them, a 4 ns failing route)
+        n_tok_rc = [Signal(16, name=f"n_tok_rc{l}") for l in range(L)]
+        sel_cmp, sel_qual = [], []
         for l in range(L):
             v_rng, v_ord = sc_p[l][0], sc_p[l][1]
-            order = (v_ord <= sc_p[l - 1][2]) if l else (sc_nz & (v_ord <= sc_prev))
-            # range and order registered apiece (each compare's carry chain ends
-            # in its register: the OR behind them was two LUT levels more)
-            err_terms[ERR_SEL] += [sc_v[l] & (v_rng >= n_tok), sc_v[l] & order]
+            # range and order registered apiece, raw: each compare's carry chain
+            # ends in its register; which of them count (the lane carried an
+            # entry; for lane 0's order, not the job's first beat) is registered
+            # beside them and ANDed in behind (ANDed in front, it put one to three
+            # LUT levels between the carry chain and its register: failing paths)
+            sel_cmp += [v_rng >= n_tok_rc[l],
+                        (v_ord <= sc_p[l - 1][2]) if l else (v_ord <= sc_prev)]
+            sel_qual += [sc_v[l], sc_v[l] & sc_nz if l == 0 else sc_v[l]]
         with m.If(run_q):
             m.d.comb += [self.w.ready.eq(gate), issue.eq(self.w.valid & gate)]
-        m.d.comb += leave_run.eq(issue & last_beat & rt_at_last & tt_at_last)
         # The issue decision (a beat taken: `w.valid` and the gate, in RUN) enables
         # ~170 counter bits. Each counter group takes it from its own copies of the
         # flags it depends on (hdl.fpga.replicas of their next-state values, so
@@ -576,7 +591,7 @@ class SparseTensorCore(wiring.Component):
         # groups: 0 beat/vb, 1 rt/rt_base/rows_left, 2 tt/rem, 3 + c SEL bank c (its
         # read address and token register)
         flag_q = replicas(m, platform, Cat(run_n, bz_n, pend_n[1], bl_n, vbl_n, ral_n),
-                          3 + C, "iss")
+                          4 + C, "iss")
 
         def local_issue(k):
             run_k, bz_k, p1_k, bl_k, vbl_k, ral_k = (flag_q[k][i] for i in range(6))
@@ -601,14 +616,27 @@ class SparseTensorCore(wiring.Component):
         for c in range(C):
             iss, bl, _, ral = local_issue(3 + c)
             m.d.comb += tok_load[c].eq(iss & bl & ral)
+        # RUN's end (issue & last_beat & rt_at_last & tt_at_last) from the FSM's own
+        # copy of the flags: through the issue gate's shared decode, `pend` reached
+        # the FSM state over four LUT levels (a failing path)
+        iss, bl, _, ral = local_issue(3 + C)
+        m.d.comb += leave_run.eq(iss & bl & ral & tt_at_last)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         idle_n = Signal()
         m.d.comb += idle_n.eq(Mux(fsm.ongoing("IDLE"), ~leave_idle, enter_idle))
-        m.d.sync += [cyc_chk.eq(leave_idle), cyc_run.eq(~idle_n)]
+        # "in IDLE" as registers (next-state copies, equal to the FSM's IDLE decode
+        # in every cycle), one per group of CHECK-flag copies: each group decodes
+        # its own "IDLE and start" beside it. (From the FSM's state register, one
+        # decode reached all ~20 copies: 7 ns of routing over two LUTs, a failing
+        # group.) The FSM's own transition keeps `leave_idle`.
+        go = self.start & ~self.clear
+        idle_c = replicas(m, platform, idle_n, 4, "idle", init=1)
+        leave_idle_c = [q & go for q in idle_c]
+        m.d.sync += [cyc_chk.eq(leave_idle_c[0]), cyc_run.eq(~idle_n)]
         # the counter and its port mux take their own copies of the CHECK flag, one
         # per byte (cyc_chk reaching all 64 bits was a failing group at 046b47e);
         # `cyc_run` stays one register (its next state is the deep idle decode)
-        cyc_q = replicas(m, platform, leave_idle, 4, "cyc")
+        cyc_q = replicas(m, platform, leave_idle_c[0], 4, "cyc")
         inc = cycles + 1
         for k in range(4):
             b = slice(8 * k, 8 * k + 8)
@@ -622,7 +650,7 @@ class SparseTensorCore(wiring.Component):
         # that path from the port to ~80 counter bits limited Fmax.
         # (one copy of the CHECK flag per counter group: a single register's
         # reset net to all of them was a failing group)
-        chk_q = replicas(m, platform, leave_idle, 4, "chk")
+        chk_q = replicas(m, platform, leave_idle_c[1], 4, "chk")
         # CHECK's derivations of the job constants load under the same copies,
         # grouped by the counters they serve (under the FSM's state decode, the
         # state register reached ~150 of them: a failing group)
@@ -661,13 +689,18 @@ class SparseTensorCore(wiring.Component):
         held = [[(mult, mult_sh)], [(m_rows, m_rows_sh)], [(n_tok, n_tok_sh)],
                 [(out_mode, out_mode_sh), (shift, shift_sh), (sam_n, sam_n_sh),
                  (sam_m, sam_m_sh), (spr, spr_sh), (job_dense, job_dense_sh)]]
-        for q, group in zip(replicas(m, platform, leave_idle, len(held), "jld"), held):
+        held += [[(q, n_tok_sh) for q in n_tok_rc[i:i + 2]] for i in range(0, L, 2)]
+        for q, group in zip(replicas(m, platform, leave_idle_c[2], len(held), "jld"), held):
             with m.If(q):
                 m.d.sync += [reg.eq(sh) for reg, sh in group]
-        # One register per SEL lane (its range and order compares are 16-bit carry
-        # chains): the compare trees end in a register.
-        sel_bad = Signal(len(err_terms[ERR_SEL]))
-        m.d.sync += sel_bad.eq(Mux(self.clear, 0, Cat(err_terms[ERR_SEL])))
+        # One register per SEL compare (range and order: 16-bit carry chains) and
+        # one for whether it counts: sel_bad equals, in every cycle, a register of
+        # the qualified compares cleared by `clear`.
+        sel_raw = Signal(len(sel_cmp), reset_less=True)
+        sel_ok = Signal(len(sel_qual))
+        m.d.sync += [sel_raw.eq(Cat(sel_cmp)), sel_ok.eq(Mux(self.clear, 0, Cat(sel_qual)))]
+        sel_bad = Signal(len(sel_cmp))
+        m.d.comb += sel_bad.eq(sel_raw & sel_ok)
         err_terms[ERR_SEL] = [sel_bad.any()]
 
         # ---------------------------------------------------------------- issue stage
@@ -678,7 +711,7 @@ class SparseTensorCore(wiring.Component):
         # beside its counter: one counter's next state copied to every column (its
         # mux behind the issue decision, then a route to each copy) and before that
         # the dense select behind `beat` were failing groups.
-        gw_chk = replicas(m, platform, leave_idle, C, "gwchk")
+        gw_chk = replicas(m, platform, leave_idle_c[3], C, "gwchk")
         word_step = Signal()          # this beat steps the word (dense: every other beat)
         m.d.comb += word_step.eq(~job_dense | beat[0])
         for c in range(C):
@@ -824,8 +857,8 @@ class SparseTensorCore(wiring.Component):
         # selects are decoded from the indices when the flush registers load, so the
         # store's add sees registered one-hot selects (the decode is not on its path).
         route = {}
-        G, W = 4, 8                   # a store lane's bytes: its route selects and its
-                                      # store/drain control have one copy per byte
+        G, W = 8, 4                   # a store lane's nibbles: its route selects and its
+                                      # store/drain control have one copy per nibble
         # The select registers are decoded once per store column, from that
         # column's own copies of the indices and of "a block's last beat" (one
         # shared select register per store row reached 4 * cols copies spread
@@ -871,10 +904,11 @@ class SparseTensorCore(wiring.Component):
                 copies = replicas(m, platform, sels, G, f"froute{s_}_{c}_")
                 route[s_].append([[(r, copies[k][j]) for j, r in enumerate(rows_here)]
                                   for k in range(G)])
-        # The first route stage: each flush register is copied once per half of the
-        # store rows it can reach (a pure register hop, which the placer puts between
-        # the PE and those store lanes); the second ORs the copies onto each store lane.
-        NH = 2 if S >= 2 else 1
+        # The first route stage: each flush register is copied once per quarter of the
+        # store rows it can reach (per half with 2-3 store rows: a pure register hop,
+        # which the placer puts between the PE and those store lanes); the second ORs
+        # the copies onto each store lane.
+        NH = 4 if S >= 4 else (2 if S >= 2 else 1)
         fl2 = [[replicas(m, platform, flush[r][c], NH, f"fl2_{r}_{c}", reset_less=True)
                 for c in range(C)] for r in range(R)]
         for r in range(R):            # sign-extended to the store's 32 bits (wires)
@@ -913,7 +947,6 @@ class SparseTensorCore(wiring.Component):
         FD = OUT_FIFO_DEPTH
         crd = Signal(range(FD + 1))   # drain beats decided and not yet out of the FIFO
         crd_ok = Signal(init=1)       # crd < FD: a beat may leave the drain bank
-        pop = Signal()                # a beat leaves the FIFO (into its read register)
         # A finished tile moves from the store into a free drain bank (copy). A
         # tile's last flush always lands in the store first: the drain bank loads
         # only from the store, so the store's adder drives nothing but the store.
@@ -930,7 +963,7 @@ class SparseTensorCore(wiring.Component):
         # pop): the credit count then waits on no FIFO compare. A beat holds its
         # credit 13 cycles (decision to FIFO read register), fewer than the 16
         # entries, so a sink that never stalls never runs out of credits.
-        crd_n = crd + d_shift - rd_v
+        crd_n = crd + d_shift - rd_v_crd
         m.d.sync += [crd.eq(crd_n), crd_ok.eq(crd_n < FD)]
         with m.If(tile_end):
             m.d.sync += [st_tt.eq(a_tt), st_base.eq(a_base), st_mask.eq(a_mask), st_n.eq(a_n)]
@@ -1034,9 +1067,9 @@ class SparseTensorCore(wiring.Component):
         wp = Signal(fb + 1); rp = Signal(fb + 1)
         wp_n = Signal(fb + 1)
         # wp + 1 and rp + 1 as registers stepped with their pointers (equal to the
-        # pointer + 1 in every cycle): the pointers' next values and the empty flag's compares
-        # then wait on no carry chain (rp + 1 was in front of the read pointer's
-        # copies, a failing path)
+        # pointer + 1 in every cycle): the pointers' next values then wait on no
+        # carry chain (rp + 1 was in front of the read pointer's copies, a failing
+        # path)
         wp_inc = Signal(fb + 1, init=1)
         m.d.comb += wp_n.eq(Mux(ov[-1], wp_inc, wp))
         m.d.sync += wp_inc.eq(Mux(ov[-1], wp_inc + 1, wp_inc))
@@ -1048,25 +1081,37 @@ class SparseTensorCore(wiring.Component):
         # skid buffer as a register-to-register hop. So the skid buffer never has
         # to refuse a beat, the FIFO is read only while fewer than OUT_SKID_DEPTH
         # beats are in the read register and the skid buffer (`fin`).
+        # The pop is decided twice from copies of its two flags: `pop` for the
+        # read pointer (and its 17 copies) and the read register, `pop_b` for the
+        # FIFO's occupancy and `fin` (one pop reaching all of them was a failing
+        # path).
         fin = Signal(range(OUT_SKID_DEPTH + 1))
-        fin_ok = Signal(init=1)
         taken = skid.o.valid & skid.o.ready
-        fin_n = fin + pop - taken
-        m.d.sync += [fin.eq(fin_n), fin_ok.eq(fin_n < OUT_SKID_DEPTH), rd_v.eq(pop)]
-        m.d.comb += [pop.eq(~ofifo_empty & fin_ok), skid.i.valid.eq(rd_v)]
-        # pop selects between precomputed values (rp + 1 and both pointer compares
-        # do not wait for it): it was the last decision into this carry chain and
-        # compare, and the read pointer's replicas
+        fin_n = fin + pop_b - taken
+        fin_ok = replicas(m, platform, fin_n < OUT_SKID_DEPTH, 2, "fin_ok", init=1)
+        m.d.sync += [fin.eq(fin_n), rd_v.eq(pop)]
+        m.d.comb += [pop.eq(~ofifo_empty & fin_ok[0]), pop_b.eq(~ofifo_empty_b & fin_ok[1]),
+                     skid.i.valid.eq(rd_v)]
+        # pop selects between precomputed values (rp + 1 does not wait for it): it
+        # was the last decision into this carry chain and the read pointer's
+        # replicas
         rp_n = Signal(fb + 1)
         rp_inc = Signal(fb + 1, init=1)
         m.d.comb += rp_n.eq(Mux(pop, rp_inc, rp))
         m.d.sync += rp_inc.eq(Mux(pop, rp_inc + 1, rp_inc))
-        # the empty flag as a register (wp_n == rp_n, from compares of the pointer
-        # registers selected by the write and the pop), so no pointer compare is on
-        # the path from the FIFO into pop and the credits
-        m.d.sync += [rp.eq(rp_n),
-                     ofifo_empty.eq(Mux(ov[-1], Mux(pop, wp == rp, wp_inc == rp),
-                                        Mux(pop, wp == rp_inc, wp == rp)))]
+        # The empty flag is a register, from the FIFO's occupancy kept as a
+        # thermometer code (occ[i]: more than i entries; it never overflows, the
+        # credits keep it at most FD): its next value is one LUT of the write, the
+        # pop and two occupancy bits. (As pointer compares selected by the write
+        # and the pop it was three LUT levels behind the pointers, a failing path.)
+        # It equals wp == rp in every cycle.
+        occ = Signal(FD, name="ofifo_occ")
+        occ_n = Signal(FD)
+        m.d.comb += occ_n.eq(Mux(ov[-1] & ~pop_b, Cat(1, occ[:-1]),
+                                 Mux(pop_b & ~ov[-1], Cat(occ[1:], 0), occ)))
+        m.d.sync += [rp.eq(rp_n), occ.eq(occ_n)]
+        ofe = replicas(m, platform, ~occ_n[0], 3, "ofifo_empty", init=1)
+        m.d.comb += [ofifo_empty.eq(ofe[0]), ofifo_empty_b.eq(ofe[1]), ofifo_empty_pe.eq(ofe[2])]
         rp_q = replicas(m, platform, rp_n, P * C + 1, "orp")
         mfifo = m.submodules.ofifo_meta = Memory(shape=OW, depth=FD, init=[])
         mwp, mrp = mfifo.write_port(), mfifo.read_port(domain="comb")
