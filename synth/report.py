@@ -37,7 +37,10 @@ def table(designs: list[dict]) -> str:
                       f"{_fmt(st.get('overused_wires'))} wires overused")
         rows.append("| " + " | ".join([
             e["design"], e.get("device", e["target"])
-            + (f", {e['placer']} placer" if e.get("placer") else ""),
+            + (f", {e['placer']} placer" if e.get("placer") else "")
+            + ("" if not e.get("router_tmg_ripup") else
+               ", timing rip-up stalled: routed without" if e.get("tmg_ripup_stop") else
+               ", timing rip-up"),
             _fmt(e.get("lut4")),
             _fmt(e.get("carry") if ice else e.get("ccu2c")),
             _fmt(e.get("ff")),

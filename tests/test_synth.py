@@ -309,6 +309,134 @@ def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(nextpnr_argv
     assert "| ECP5-85k CABGA381 speed 6, static placer |" in row and "88.9 (150)" in row
 
 
+def test_ecp5_router2_timing_ripup_per_design_reaches_nextpnr_and_names_its_entry(
+        nextpnr_argv, tmp_path):
+    """router2's timing-driven rip-up (--tmg-ripup) is on for the designs in
+    ECP5_TMG_RIPUP_BY_DESIGN (the SpTC small) and off elsewhere; router1, place-only
+    runs and iCE40 never get it; a choice other than the design's is its own summary
+    entry, and the table's device column says which."""
+    small, default = Design("sptc", "small"), Design("sptc", "default")
+    assert flow.ecp5_tmg_ripup(small)
+    assert flow.ecp5_tmg_ripup(Design("sptc", "small", ("requant_hi_dsp=False",)))
+    for d in (default, Design("moe", "default"), Design("cim", "fpga"), Design("pim", "fpga")):
+        assert not flow.ecp5_tmg_ripup(d), d
+    runs = [({"tmg_ripup": True}, "ecp5", True), ({}, "ecp5", False),
+            ({"tmg_ripup": True, "router": "router1"}, "ecp5", False),
+            ({"tmg_ripup": True, "no_route": True}, "ecp5", False),
+            ({"tmg_ripup": True}, "ice40", False)]
+    for kw, target, expect in runs:
+        with pytest.raises(flow.ToolError):
+            flow.place_and_route(tmp_path, target, 150.0, **kw)
+        assert ("--tmg-ripup" in nextpnr_argv[-1]) == expect, (kw, target)
+    assert flow.Job(small, "ecp5", "out", 150.0).ecp5_tmg_ripup
+    assert flow.Job(small, "ecp5", "out", 150.0).key == "ecp5-sptc-small"
+    assert flow.Job(small, "ecp5", "out", 150.0, tmg_ripup=True).key == "ecp5-sptc-small"
+    assert flow.Job(small, "ecp5", "out", 150.0, tmg_ripup=False).key == "ecp5-sptc-small-notmg"
+    assert flow.Job(default, "ecp5", "out", 150.0, tmg_ripup=True).key == "ecp5-sptc-default-tmg"
+    assert flow.Job(small, "ice40", "out", 24.0, tmg_ripup=False).key == "ice40-sptc-small"
+    e = {"design": "ecp5-sptc-small", "target": "ecp5", "status": "ok", "fmax_mhz": 152.46,
+         "fmax_kind": "routed", "meets_target": True, "freq_target_mhz": 150.0,
+         "device": "ECP5-85k CABGA381 speed 6", "placer": "heap", "router_tmg_ripup": True}
+    row = report.table([e]).splitlines()[-1]
+    assert "| ECP5-85k CABGA381 speed 6, heap placer, timing rip-up |" in row
+    e["tmg_ripup_stop"] = {"iteration": 34, "failing_arcs": 7}
+    assert "timing rip-up stalled: routed without |" in report.table([e]).splitlines()[-1]
+    e["router_tmg_ripup"] = False
+    assert "rip-up" not in report.table([e]).splitlines()[-1]
+
+
+def _iter_line(i, over, tmgfail=None):
+    tmg = "" if tmgfail is None else f" tmgfail={tmgfail}"
+    return f"Info:     iter={i} wires=306000 overused={over} overuse={over}{tmg} archfail=NA"
+
+
+def test_router2_timing_stall_rule():
+    """A --tmg-ripup router2 is stopped only once every wire is routed and arcs have
+    failed for TMG_STALL_ITERS iterations in a row (its router would go on forever):
+    not while wires are overused, not when an iteration had no failing arc."""
+    n = flow.TMG_STALL_ITERS
+    # seed 3 of the SpTC small at ac241e5: overuse cleared at 25, 7 arcs failing from then on
+    stuck = [_iter_line(i, max(0, 25 - i) * 3, 7) for i in range(1, 25 + n)]
+    its = flow.router2_iterations("\n".join(stuck))
+    assert its[0] == (1, 72, 7) and its[-1] == (24 + n, 0, 7)
+    why = flow.router2_timing_stalled(its)
+    assert why and f"iteration {24 + n}" in why and "7 arcs" in why
+    assert flow.router2_timing_stall(its) == len(its) - 1
+    assert flow.router2_timing_stalled(its[:-1]) is None          # only n - 1 routed iterations
+    ok = its[:-1] + [(24 + n, 0, 0)]                                # converging: no arc fails
+    assert flow.router2_timing_stalled(ok) is None
+    # a stretch of n counts even if the run got past it (polling must not decide)
+    past = its + [(25 + n, 0, 0)]
+    assert flow.router2_timing_stall(past) == len(its) - 1
+    assert f"iteration {24 + n}" in flow.router2_timing_stalled(past)
+    broken = its[:-2] + [(23 + n, 0, 0), (24 + n, 0, 7)]           # interrupted: starts again
+    assert flow.router2_timing_stalled(broken) is None
+    congested = [(i, 5, 7) for i in range(1, 3 * n)]                 # wires still overused
+    assert flow.router2_timing_stalled(congested) is None
+    # a log without tmgfail (no --tmg-ripup) never stalls on timing
+    plain = flow.router2_iterations("\n".join(_iter_line(i, 0) for i in range(1, 3 * n)))
+    assert plain[-1] == (3 * n - 1, 0, 0) and flow.router2_timing_stalled(plain) is None
+
+
+def test_timing_ripup_stall_routes_again_without_it(monkeypatch, tmp_path):
+    """When the rip-up stalls, nextpnr is stopped and run again without --tmg-ripup:
+    the stalled log is kept, the result says so, and a rerun reuses it (cached)."""
+    calls = []
+
+    def fake_run(module, func, argv, workdir, out, timeout, watch=None, **kw):
+        calls.append(list(argv))
+        log = Path(workdir) / "nextpnr.log"
+        if "--tmg-ripup" in argv:
+            log.write_text("\n".join(_iter_line(i, 0, 7) for i in range(1, flow.TMG_STALL_ITERS + 1)))
+            reason = watch()
+            assert reason and "stalled" in reason
+            return types.SimpleNamespace(returncode=-15, stopped=reason)
+        log.write_text("Info: Max frequency for clock 'clk': 140.00 MHz (FAIL at 150.00 MHz)\n")
+        assert watch is None or watch() is None
+        (Path(workdir) / "report.json").write_text(json.dumps(REPORT))
+        return types.SimpleNamespace(returncode=0, stopped=None)
+
+    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    (tmp_path / "synth.json").write_text("{}")
+    out = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    assert len(calls) == 2 and "--tmg-ripup" in calls[0] and "--tmg-ripup" not in calls[1]
+    assert [a for a in calls[0] if a != "--tmg-ripup"] == calls[1]
+    assert out["tmg_ripup_stop"]["failing_arcs"] == 7 and out["routed"]
+    assert (tmp_path / "nextpnr_tmg.log").exists()
+    again = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    assert len(calls) == 2 and again["cached"] and again["tmg_ripup_stop"] == out["tmg_ripup_stop"]
+    assert out["tmg_ripup_stop"]["iteration"] == flow.TMG_STALL_ITERS
+
+
+def test_timing_ripup_run_that_got_past_a_stall_is_routed_again(monkeypatch, tmp_path):
+    """A --tmg-ripup run that ended (no poll saw its stall) but whose log has a stall
+    stretch is routed again without the rip-up, as a stopped one would be: which
+    result the flow keeps must not depend on the machine's speed."""
+    calls = []
+    n = flow.TMG_STALL_ITERS
+
+    def fake_run(module, func, argv, workdir, out, timeout, watch=None, **kw):
+        calls.append(list(argv))
+        log = [_iter_line(i, 0, 3) for i in range(1, n + 3)] + [_iter_line(n + 3, 0, 0)]
+        if "--tmg-ripup" not in argv:
+            log = [_iter_line(1, 0)]
+        (Path(workdir) / "nextpnr.log").write_text("\n".join(log) + "\n")
+        (Path(workdir) / "report.json").write_text(json.dumps(REPORT))
+        return types.SimpleNamespace(returncode=0, stopped=None)
+
+    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    (tmp_path / "synth.json").write_text("{}")
+    out = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    assert len(calls) == 2 and "--tmg-ripup" not in calls[1]
+    assert out["tmg_ripup_stop"] == {"reason": out["tmg_ripup_stop"]["reason"], "iteration": n,
+                                     "failing_arcs": 3, "stopped_at_iteration": n + 3}
+    # a run that converges with no stall is kept as it is
+    calls.clear()
+    monkeypatch.setattr(flow, "TMG_STALL_ITERS", n + 5)
+    out = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    assert len(calls) == 1 and "tmg_ripup_stop" not in out
+
+
 # router2's overused wires per iteration, from nextpnr logs of this repository's designs:
 # the SpTC small and the MoE top route (a steady fall into a tail of a few wires); the
 # SpTC default (ed38afd, seed 1) flattens and turns up again: the flow stopped it at 11
