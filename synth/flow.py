@@ -464,6 +464,7 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
         keyfile.unlink(missing_ok=True)
         stopfile.unlink(missing_ok=True)
         tmgfile.unlink(missing_ok=True)
+        (workdir / "nextpnr_tmg.log").unlink(missing_ok=True)
         (workdir / "report.json").unlink(missing_ok=True)
         t0 = time.monotonic()
         res = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out", timeout,
