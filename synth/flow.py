@@ -203,23 +203,20 @@ def run_yowasp(module: str, func: str, argv: list[str], cwd: Path, log: Path,
             raise
 
 
-_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)", re.M)
-
-
-def router2_progress(log: str) -> list[tuple[int, int]]:
-    """(iteration, overused wires) of every router2 iteration in a nextpnr log."""
-    return [(int(m.group(1)), int(m.group(2))) for m in _ROUTER2_ITER.finditer(log)]
-
-
-_ROUTER2_ITER_TMG = re.compile(
-    r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+) overuse=\d+(?: tmgfail=(\d+))?", re.M)
+_ROUTER2_ITER = re.compile(
+    r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)(?: overuse=\d+)?(?: tmgfail=(\d+))?", re.M)
 
 
 def router2_iterations(log: str) -> list[tuple[int, int, int]]:
     """(iteration, overused wires, failing arcs) of every router2 iteration in a log
     (failing arcs 0 where the log has none: runs without ``--tmg-ripup``)."""
     return [(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
-            for m in _ROUTER2_ITER_TMG.finditer(log)]
+            for m in _ROUTER2_ITER.finditer(log)]
+
+
+def router2_progress(log: str) -> list[tuple[int, int]]:
+    """(iteration, overused wires) of every router2 iteration in a nextpnr log."""
+    return [(it, over) for it, over, _ in router2_iterations(log)]
 
 
 def router2_timing_stalled(iters: list[tuple[int, int, int]]) -> str | None:
@@ -436,7 +433,6 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
     if check_route:
         h.update(repr(("router_stop", ROUTER_STALL_MIN_ITER, ROUTER_STALL_OVERUSED,
                        ROUTER_STALL_WINDOW, ROUTER_STALL_FALL)).encode())
-    tmg_stalled = []              # set by the watch when the rip-up stalls (not congestion)
 
     def make_watch(with_tmg: bool):
         if not (check_route or with_tmg):
@@ -450,7 +446,6 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
             if with_tmg:
                 why = router2_timing_stalled(router2_iterations(log))
                 if why:
-                    tmg_stalled.append(why)
                     return why
             return router2_stalled(router2_progress(log)) if check_route else None
         return watch
@@ -473,14 +468,14 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
         returncode, stopped = res.returncode, getattr(res, "stopped", None)
         its = router2_iterations((workdir / "nextpnr.log").read_text(errors="replace")
                                  if tmg and (workdir / "nextpnr.log").exists() else "")
-        why = router2_timing_stalled(its) if tmg else None
-        if why and (tmg_stalled or not stopped):
+        at = router2_timing_stall(its) if tmg else None
+        if at is not None:
             # every wire routed, the same arcs failing: this router2 would go on
-            # forever (or got past the stall before a poll saw it: treated alike).
-            # Keep its log, route again without the rip-up.
-            at = router2_timing_stall(its)
-            tmg_stop = {"reason": why, "iteration": its[at][0], "failing_arcs": its[at][2],
-                        "stopped_at_iteration": its[-1][0]}
+            # forever (or got past the stall before a poll saw it: treated alike,
+            # so the outcome is a function of the log alone). Keep its log, route
+            # again without the rip-up.
+            tmg_stop = {"reason": router2_timing_stalled(its), "iteration": its[at][0],
+                        "failing_arcs": its[at][2], "stopped_at_iteration": its[-1][0]}
             os.replace(workdir / "nextpnr.log", workdir / "nextpnr_tmg.log")
             (workdir / "report.json").unlink(missing_ok=True)   # a run that got past it
             left = None if timeout is None else max(1.0, timeout - (time.monotonic() - t0))
