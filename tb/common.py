@@ -7,9 +7,18 @@ happen at the next edge (``valid & ready`` in that settled state). That is the
 exact ``amaranth.lib.stream`` handshake, it keeps agents deterministic for a
 given seed, and it costs one scheduler round trip per cycle, not one per agent.
 
-Random stalls: a driver holds ``valid`` low with probability ``1 - p_valid`` on
-each idle cycle (once raised, ``valid`` stays up until the beat is taken, as the
-stream rules require); a monitor drops ``ready`` with probability ``1 - p_ready``.
+Stalls: each driver and monitor asks its own :class:`StallProfile`, cycle by
+cycle, whether it may go: a driver raises ``valid`` only on a go cycle (once
+raised, ``valid`` stays up until the beat is taken, as the stream rules
+require); a monitor raises ``ready`` on go cycles only. Profiles are uniform
+(independent each cycle), bursty (long stall runs) or starving (``ready`` or
+``valid`` low for hundreds of cycles); :func:`stall_profiles` picks them for a
+run from ``MOE_STALL_PROFILE``.
+
+Stream rules: every :class:`StreamMonitor` checks, on the DUT's output, that
+``valid`` once high stays high until a transfer and that the payload does not
+change while ``valid & ~ready``; a violation raises :class:`StreamRuleError`
+at the cycle it happens.
 """
 from __future__ import annotations
 
@@ -63,6 +72,127 @@ def as_io(dut_or_io):
     return CocotbIO(dut_or_io)
 
 
+class StreamRuleError(AssertionError):
+    """A DUT output broke the stream rules (valid dropped, or payload changed, before a transfer)."""
+
+
+class StallProfile:
+    """Per-cycle go/stall decisions for one stream end (stateful: one instance per stream).
+
+    ``go(rng)`` is called once per cycle by the agent that owns the profile; a
+    uniform profile draws exactly one ``rng.random()`` per call, as the agents
+    did before profiles existed, so seeded runs replay.
+    """
+
+    def __init__(self, kind: str, p: float = 1.0, mean_stall: float = 0.0,
+                 every: int = 0, length: int = 0):
+        self.kind, self.p, self.mean_stall = kind, float(p), float(mean_stall)
+        self.every, self.length = int(every), int(length)
+        self._stalled = False     # bursty: in a stall run
+        self._left = 0            # starve: cycles of the current starvation left
+        self._just_ended = False  # starve: the last stretch ended on the previous cycle
+
+    @classmethod
+    def always(cls):
+        return cls("always")
+
+    @classmethod
+    def uniform(cls, p: float):
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"uniform stall profile: p must be in (0, 1], got {p}")
+        return cls("uniform", p=p)
+
+    @classmethod
+    def bursty(cls, p: float, mean_stall: float):
+        """Two-state Markov chain: long-run go fraction ``p``, stall runs of mean
+        length ``mean_stall`` cycles (geometric), go runs of mean
+        ``mean_stall * p / (1 - p)``."""
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"bursty stall profile: p must be in (0, 1), got {p}")
+        if mean_stall < 1.0:
+            raise ValueError(f"bursty stall profile: mean_stall must be >= 1, got {mean_stall}")
+        return cls("bursty", p=p, mean_stall=mean_stall)
+
+    @classmethod
+    def starve(cls, every: int, length: int):
+        """Go every cycle, except stretches of exactly ``length`` cycles with no go,
+        each starting with probability ``1 / every`` on a go cycle."""
+        if every < 1 or length < 1:
+            raise ValueError(f"starve stall profile: every and length must be >= 1, "
+                             f"got every={every}, length={length}")
+        return cls("starve", every=every, length=length)
+
+    def go(self, rng) -> bool:
+        k = self.kind
+        if k == "always":
+            return True
+        if k == "uniform":
+            return bool(rng.random() < self.p)
+        if k == "bursty":
+            if self._stalled:
+                self._stalled = rng.random() >= 1.0 / self.mean_stall
+            else:
+                go_run = self.mean_stall * self.p / (1.0 - self.p)
+                self._stalled = rng.random() < 1.0 / max(go_run, 1.0)
+            return not self._stalled
+        if self._left:              # starve
+            self._left -= 1
+            self._just_ended = not self._left
+            return False
+        if self._just_ended:        # one go between two stretches: each is exactly `length`
+            self._just_ended = False
+            return True
+        if rng.random() < 1.0 / self.every:
+            self._left = self.length - 1
+            return False
+        return True
+
+    def __repr__(self):
+        args = {"always": "", "uniform": f"{self.p:.3f}",
+                "bursty": f"{self.p:.3f}, {self.mean_stall:g}",
+                "starve": f"{self.every}, {self.length}"}[self.kind]
+        return f"StallProfile.{self.kind}({args})"
+
+
+def as_profile(p) -> StallProfile:
+    """A float is a uniform profile (1.0: no stalls, still one draw a cycle, so a seeded
+    run replays exactly as before profiles existed); a StallProfile passes through."""
+    if isinstance(p, StallProfile):
+        return p
+    return StallProfile.uniform(float(p))
+
+
+STALL_KINDS = ("uniform", "bursty", "starve", "mixed")
+
+
+def _one_profile(kind: str, rng) -> StallProfile:
+    if kind == "uniform":
+        return StallProfile.uniform(float(rng.uniform(0.4, 0.9)))
+    if kind == "bursty":
+        return StallProfile.bursty(float(rng.uniform(0.4, 0.8)), float(rng.uniform(8, 40)))
+    if kind == "starve":
+        return StallProfile.starve(int(rng.integers(100, 400)), int(rng.integers(150, 400)))
+    raise ValueError(f"stall profile: unknown kind {kind!r} (one of {', '.join(STALL_KINDS)})")
+
+
+def stall_profiles(rng, names, kind: str | None = None) -> dict[str, StallProfile]:
+    """A fresh profile per stream for one run. ``kind`` None reads ``MOE_STALL_PROFILE``
+    (default ``uniform``: a random probability in [0.4, 0.9] per stream); ``mixed``
+    gives the streams different kinds in turn (from a random start). With
+    ``MOE_NO_STALLS=1`` every profile is ``always``."""
+    names = list(names)
+    if os.environ.get("MOE_NO_STALLS") == "1":
+        return {n: StallProfile.always() for n in names}
+    kind = kind or os.environ.get("MOE_STALL_PROFILE") or "uniform"
+    if kind not in STALL_KINDS:
+        raise ValueError(f"MOE_STALL_PROFILE: unknown kind {kind!r} "
+                         f"(one of {', '.join(STALL_KINDS)})")
+    if kind != "mixed":
+        return {n: _one_profile(kind, rng) for n in names}
+    start = int(rng.integers(3))
+    return {n: _one_profile(STALL_KINDS[(start + i) % 3], rng) for i, n in enumerate(names)}
+
+
 class StreamDriver:
     """Drives ``<name>__valid``/``__payload`` from a queue of integer payloads."""
 
@@ -74,6 +204,15 @@ class StreamDriver:
         self.sent = 0
         self._up = False
         self.io.set(self.v, 0)
+
+    @property
+    def p_valid(self) -> StallProfile:
+        return self._prof
+
+    @p_valid.setter
+    def p_valid(self, p):
+        """A float (uniform, 1.0 = no stalls) or a StallProfile; settable between jobs."""
+        self._prof = as_profile(p)
 
     def push(self, items):
         self.queue.extend(int(x) for x in items)
@@ -89,7 +228,7 @@ class StreamDriver:
         return not self.queue and not self._up
 
     def drive(self):
-        if not self._up and self.queue and self.rng.random() < self.p_valid:
+        if not self._up and self.queue and self._prof.go(self.rng):
             self._up = True
             self.io.set(self.p, self.queue[0])
         self.io.set(self.v, int(self._up))
@@ -102,23 +241,49 @@ class StreamDriver:
 
 
 class StreamMonitor:
-    """Applies random ``ready`` back-pressure and records every accepted payload."""
+    """Applies ``ready`` back-pressure from its stall profile, records every accepted
+    payload, and checks the stream rules on the DUT's output every cycle."""
 
     def __init__(self, dut, name, rng, p_ready=1.0):
         self.io = as_io(dut)
+        self.name = name
         self.v, self.r, self.p = f"{name}__valid", f"{name}__ready", f"{name}__payload"
         self.rng, self.p_ready = rng, p_ready
         self.received: list[int] = []
+        self.cycle = 0
         self._r = 0
+        self._held = None         # payload offered and not taken last cycle
         self.io.set(self.r, 0)
 
+    @property
+    def p_ready(self) -> StallProfile:
+        return self._prof
+
+    @p_ready.setter
+    def p_ready(self, p):
+        """A float (uniform, 1.0 = no stalls) or a StallProfile; settable between jobs."""
+        self._prof = as_profile(p)
+
     def drive(self):
-        self._r = int(self.rng.random() < self.p_ready)
+        self._r = int(self._prof.go(self.rng))
         self.io.set(self.r, self._r)
 
     def sample(self):
-        if self._r and self.io.get(self.v):
-            self.received.append(self.io.get(self.p))
+        valid = self.io.get(self.v)
+        payload = self.io.get(self.p) if valid else None
+        if self._held is not None:
+            if not valid:
+                raise StreamRuleError(
+                    f"stream {self.name!r}: valid fell at monitor cycle {self.cycle} before "
+                    f"the payload {self._held:#x} offered the cycle before was taken")
+            if payload != self._held:
+                raise StreamRuleError(
+                    f"stream {self.name!r}: payload changed while stalled at monitor cycle "
+                    f"{self.cycle}: {self._held:#x} -> {payload:#x} (valid high, ready low)")
+        self._held = payload if valid and not self._r else None
+        if self._r and valid:
+            self.received.append(payload)
+        self.cycle += 1
 
 
 class Harness:
