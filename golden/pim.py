@@ -10,8 +10,8 @@ in its buffer and emits one output value per (row, token).
 Everything here is defined once and shared by the RTL bench (tb/pim.py) and the
 benchmarks (sim/bench/pim.py):
 
-* :class:`HBM3Timing` - the HBM3 5.2 Gbps preset of DESIGN.md in cycles of tCK
-  = 0.769 ns, plus the values DESIGN.md does not give (documented below);
+* :class:`HBM3Timing` (from :mod:`golden.hbm3`) - the HBM3 5.2 Gbps preset of
+  DESIGN.md in cycles of tCK = 0.769 ns, the ns values converted by JEDEC rounding;
 * :class:`PIMConfig` - every parameter of the unit (the RTL takes the same object);
 * :class:`Program` - builds instruction words and the data-stream words;
 * :func:`execute` - the functional golden model (outputs, sticky error bits,
@@ -33,86 +33,10 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from .errors import FormatError
+# HBM3Timing (the 5.2 Gbps preset in cycles, the ns table, JEDEC rounding) is
+# defined in golden.hbm3 and re-exported here.
+from .hbm3 import HBM3_5G2, TCK_PS, TIMING_NS, HBM3Timing, jedec_cycles  # noqa: F401
 from .numerics import MAX_K, OutMode, apply_out, parse_out
-
-# --------------------------------------------------------------------------- timing
-
-
-@dataclass(frozen=True)
-class HBM3Timing:
-    """DRAM timing in command-clock cycles (tCK = 0.769 ns at 5.2 Gbps).
-
-    From DESIGN.md (HBM3 5.2 Gbps): CL, tRCD, tRP, tRAS, tRC, tCCD_S/L,
-    tRRD_S/L, tFAW, tWTR_S/L, tRTW, tWR, tREFI. Not in DESIGN.md, taken from the
-    Ramulator 2 ``HBM3_5.2Gbps`` preset: tCWL = 6 (write latency), tBL = 2
-    (burst cycles), tRTP = 8 (read to precharge, the long value). tRFC is not in
-    either (Ramulator derives it from the die density): we use 350 ns (the
-    all-bank refresh time of an 8 Gb HBM die) / 0.769 ns = 455 cycles.
-    tBUS = tCCD_L: the bundle data bus (Duplex's 4x TSVs) carries one
-    ``bundle_bits`` burst per tCCD_L whatever bundle it comes from.
-    """
-
-    tCL: int = 19
-    tRCD: int = 19
-    tRP: int = 19
-    tRAS: int = 45
-    tRC: int = 63
-    tCCD_S: int = 2
-    tCCD_L: int = 4
-    tRRD_S: int = 2
-    tRRD_L: int = 4
-    tFAW: int = 39
-    tWTR_S: int = 8
-    tWTR_L: int = 11
-    tRTW: int = 3
-    tWR: int = 21
-    tREFI: int = 5070
-    tRFC: int = 455
-    tCWL: int = 6
-    tBL: int = 2
-    tRTP: int = 8
-    tBUS: int = 4
-    tCK_ns: float = 0.769
-
-    def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "tCK_ns":
-                if not (isinstance(v, (int, float)) and v > 0):
-                    raise FormatError(f"tCK_ns: must be > 0, got {v!r}")
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise FormatError(f"{f.name}: timing must be an integer >= 1 cycle, got {v!r}")
-        if self.tRC < self.tRRD_L:
-            raise FormatError(f"tRC: {self.tRC} < tRRD_L {self.tRRD_L}")
-        if self.tREFI <= self.tRFC + self.ref_slack + 16:
-            raise FormatError(f"tREFI: {self.tREFI} too short for tRFC {self.tRFC} "
-                              f"+ refresh slack {self.ref_slack}")
-        if self.tCL > 64 or self.tREFI >= 1 << 16 or self.tRFC >= 1 << 12:
-            raise FormatError(f"timing: tCL <= 64, tREFI < 65536, tRFC < 4096 required "
-                              f"(got {self.tCL}, {self.tREFI}, {self.tRFC})")
-
-    # derived command-to-command distances
-    @property
-    def wr_to_pre(self) -> int:
-        return self.tCWL + self.tBL + self.tWR
-
-    @property
-    def wr_to_rd_l(self) -> int:
-        return self.tCWL + self.tBL + self.tWTR_L
-
-    @property
-    def wr_to_rd_s(self) -> int:
-        return self.tCWL + self.tBL + self.tWTR_S
-
-    @property
-    def ref_slack(self) -> int:
-        """Upper bound on how late a REF can come after its due time (8 bundles max)."""
-        return max(self.tRAS, self.tRTP, self.wr_to_pre, self.tRC - self.tRP) + 8 + self.tRP + 2
-
-
-HBM3_5G2 = HBM3Timing()
-
 
 # --------------------------------------------------------------------------- config
 
@@ -551,13 +475,13 @@ class _Ctrl:
     def _act(self, n, b, r):
         T, B = self.T, self.cfg.bundles
         self.open[b], self.row[b] = True, r
-        for x in range(B):
+        for x in range(B):      # tACT: the two-cycle ACT holds off any ACT/PRE/REF
             d = max(T.tRC, T.tRRD_L) if x == b else T.tRRD_S
-            self.act_ok[x] = max(self.act_ok[x], n + d)
+            self.act_ok[x] = max(self.act_ok[x], n + max(d, T.tACT))
+            self.pre_ok[x] = max(self.pre_ok[x], n + max(T.tACT, T.tRAS if x == b else 0))
         self.rd_ok[b] = max(self.rd_ok[b], n + T.tRCD)
         self.wr_ok[b] = max(self.wr_ok[b], n + T.tRCD)
-        self.pre_ok[b] = max(self.pre_ok[b], n + T.tRAS)
-        self.ref_ok = max(self.ref_ok, n + T.tRC)
+        self.ref_ok = max(self.ref_ok, n + max(T.tRC, T.tACT))
         self.faw[self.faw_i] = n
         self.faw_i = (self.faw_i + 1) % 4
         self.counts["act"] += 1
@@ -591,7 +515,7 @@ class _Ctrl:
         else:
             for x in range(B):
                 self.rd_ok[x] = max(self.rd_ok[x], n + max(T.tCCD_L if x == cb else T.tCCD_S, T.tBUS))
-                self.wr_ok[x] = max(self.wr_ok[x], n + T.tRTW)
+                self.wr_ok[x] = max(self.wr_ok[x], n + T.rd_to_wr)
             self.pre_ok[cb] = max(self.pre_ok[cb], n + T.tRTP)
             self.counts["rd"] += 1
             self._log(n, CMD_RD, cb, cr, cc)

@@ -69,9 +69,13 @@ class TimingChecker:
     tRRD_S across; at most 4 ACT commands in any tFAW window. Column commands:
     d(RD->RD), d(WR->WR) = tCCD_L same bank group / tCCD_S other, and tBUS for
     any pair (one bundle burst per tBUS on the TSV bus); d(WR->RD) = tCWL + tBL +
-    tWTR_L/S; d(RD->WR) = tRTW. REF needs every bank closed, d(PRE->REF) = tRP,
+    tWTR_L/S; d(RD->WR) = tCL + tBL + 2 - tCWL (the read-to-write turnaround of
+    Ramulator 2's HBM3 model, not the preset's nRTW). ACT is a two-cycle command:
+    d(ACT->ACT), d(ACT->PRE), d(ACT->REF) >= tACT = 2 on the pseudo-channel,
+    whatever the banks. REF needs every bank closed, d(PRE->REF) = tRP,
     d(ACT->REF) = tRC, and comes at most tREFI + slack after the previous REF
-    (or reset).
+    (or reset). Timing values come from the config (``cfg.timing``; its tRFC
+    from golden.hbm3's ns table by JEDEC rounding, 456 at the preset).
     """
 
     NEG = -(1 << 40)
@@ -113,6 +117,8 @@ class TimingChecker:
             return
         banks = self.banks_of(bundle) if name != "REF" else list(range(self.nbanks))
         groups = {self.group(b) for b in banks}
+        if name in ("ACT", "PRE", "REF"):
+            self._need(now, self.last_act_any, t.tACT, f"two-cycle ACT: ACT->{name}")
         if name == "ACT":
             for b in banks:
                 if self.open[b] is not None:
@@ -162,7 +168,8 @@ class TimingChecker:
                     d = t.tCWL + t.tBL + (t.tWTR_L if same else t.tWTR_S)
                     self._need(now, c, d, f"tWTR_{'L' if same else 'S'}")
                 else:
-                    self._need(now, c, t.tRTW, "tRTW")
+                    self._need(now, c, t.tCL + t.tBL + 2 - t.tCWL,
+                               "RD->WR turnaround tCL+tBL+2-tCWL")
             for b in banks:
                 self.last["rd" if name == "RD" else "wr"][b] = now
             if name == "RD":
@@ -253,17 +260,31 @@ def random_program(cfg: gp.PIMConfig, rng, n_instr: int = 12, bad: float = 0.15,
 
 
 def trace_programs(cfg: gp.PIMConfig, trace, rng, steps: int = 2, rows: int | None = None,
-                   hidden: int | None = None) -> list[gp.Program]:
+                   hidden: int | None = None, step: int | None = None) -> list[gp.Program]:
     """Decode-stage MoE from a routing trace: every expert's (rows x hidden) weight
     slice resident in the banks (first program), then per decode-only step, for
     every expert with routed tokens: LOAD_TOKENS(its tokens' hidden states) and
-    GEMM(its weights), token tiles of at most ``max_tokens``."""
+    GEMM(its weights), token tiles of at most ``max_tokens``.
+
+    The first ``steps`` decode-only steps with tokens, or only step ``step`` (which
+    must be decode-only and have tokens). A trace that fits nothing raises
+    ``golden.FormatError`` naming the field."""
+    from golden.errors import FormatError
     E = trace.num_experts
     hidden = hidden or min(trace.hidden, cfg.max_k_words * cfg.elems)
     kw = -(-hidden // cfg.elems)
     rows = rows or min(trace.ffn, cfg.words // (E * kw))
-    if E * rows * kw > cfg.words:
-        raise ValueError(f"{E} experts x {rows} rows x {kw} words do not fit {cfg.words} words")
+    if rows < 1 or E * rows * kw > cfg.words:
+        raise FormatError(f"trace: {E} experts x {max(rows, 1)} rows x {kw} words (hidden "
+                          f"{hidden}) do not fit the Logic-PIM's {cfg.words} words")
+    if step is not None:
+        if not 0 <= step < trace.steps:
+            raise FormatError(f"step: {step} out of range 0..{trace.steps - 1}")
+        st = trace.step(step)
+        if st.tokens == 0 or not st.is_decode_only:
+            raise FormatError(f"step: step {step} has {st.tokens} tokens "
+                              f"({int(st.is_prefill.sum())} prefill); the Logic-PIM runs "
+                              f"decode-only steps with at least one token")
     progs = []
     p = gp.Program(cfg)
     base = []
@@ -271,7 +292,8 @@ def trace_programs(cfg: gp.PIMConfig, trace, rng, steps: int = 2, rows: int | No
         base.append(e * rows * kw)
         p.write_matrix(base[-1], rng.integers(-128, 128, (rows, hidden), dtype=np.int8))
     progs.append(p)
-    dec = [s for s in trace if s.is_decode_only and s.tokens > 0][:steps]
+    dec = ([trace.step(step)] if step is not None else
+           [s for s in trace if s.is_decode_only and s.tokens > 0][:steps])
     for s in dec:
         p = gp.Program(cfg)
         x = rng.integers(-128, 128, (s.tokens, hidden), dtype=np.int8)
@@ -321,9 +343,19 @@ def stream_stats(cfg: gp.PIMConfig, cmds) -> dict:
 
 
 def write_job_file(path, cfg: gp.PIMConfig, jobs: list[dict]) -> None:
-    """jobs: dicts with ``program`` (gp.Program), ``timed`` (bool), ``name``."""
+    """jobs: dicts with ``program`` (gp.Program), ``timed`` (bool), ``name`` and, for
+    untimed jobs, ``stall``: a kind of ``tb.common.STALL_KINDS`` (default: the
+    ``MOE_STALL_PROFILE`` environment variable, else uniform). ``starve`` starves each
+    stream (instr, din, out) for 200-400 cycles about twice per job."""
+    from tb.common import STALL_KINDS
+    for i, j in enumerate(jobs):
+        k = j.get("stall")
+        if k is not None and k not in STALL_KINDS:
+            raise ValueError(f"jobs[{i}].stall: unknown stall kind {k!r} "
+                             f"(one of {', '.join(STALL_KINDS)})")
     meta = dict(config=gp.config_to_dict(cfg),
-                jobs=[dict(name=j.get("name", f"job{i}"), timed=bool(j["timed"]))
+                jobs=[dict(name=j.get("name", f"job{i}"), timed=bool(j["timed"]),
+                           stall=j.get("stall"))
                       for i, j in enumerate(jobs)])
     arrays = {"meta": np.array(json.dumps(meta))}
     for i, j in enumerate(jobs):
@@ -358,13 +390,25 @@ except ImportError:        # imported by host-side code without cocotb
 class _Watch:
     """Harness agent: feeds the timing checker, logs commands, spots the first accept."""
 
-    def __init__(self, dut, h, checker):
+    def __init__(self, dut, h, checker, drivers=()):
         self.dut, self.h, self.chk = dut, h, checker
         self.log: list[tuple] = []
         self.first_accept = None
         self.phase = None
         self.watch_accept = False
         self.busy = 0
+        self.drivers = dict(drivers)     # stream name -> StreamDriver
+        self.reset_stalls()
+
+    def reset_stalls(self):
+        """Longest run, per stream, of cycles the bench held the unit up: a driver with
+        data and valid low (instr, din), out valid with ready low (out)."""
+        self.stall_run = {k: 0 for k in ("instr", "din", "out")}
+        self.stall_max = dict(self.stall_run)
+
+    def _stall(self, name, held):
+        r = self.stall_run[name] = self.stall_run[name] + 1 if held else 0
+        self.stall_max[name] = max(self.stall_max[name], r)
 
     def drive(self):
         pass
@@ -382,6 +426,18 @@ class _Watch:
             self.first_accept = now
             self.phase = int(d.ref_phase.value)
         self.busy = int(d.busy.value)
+        for name, drv in self.drivers.items():
+            self._stall(name, bool(drv.queue) and not int(getattr(d, f"{name}__valid").value))
+        self._stall("out", bool(int(d.out__valid.value)) and not int(d.out__ready.value))
+
+
+def _starve_profiles(rng, calls: dict):
+    """``starve`` profiles sized to a job: each stream starved for 200-400 cycles about
+    twice in its expected number of go() calls (a driver asks once per beat and once
+    per stalled cycle, a monitor once per cycle)."""
+    from tb.common import StallProfile
+    return {k: StallProfile.starve(max(2, n // 2), int(rng.integers(200, 400)))
+            for k, n in calls.items()}
 
 
 def _signed32(v):
@@ -393,7 +449,7 @@ if cocotb is not None:
     @cocotb.test()
     async def pim_jobs(dut):
         from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, \
-            stall_probs
+            stall_profiles
 
         cfg, jobs = read_job_file(os.environ["MOE_JOB"])
         rng = seeded_rng()
@@ -404,13 +460,15 @@ if cocotb is not None:
         dd = StreamDriver(dut, "din", rng)
         mo = StreamMonitor(dut, "out", rng)
         h = Harness(dut, [di, dd, mo])
-        w = _Watch(dut, h, chk)
+        w = _Watch(dut, h, chk, drivers={"instr": di, "din": dd})
         h.agents.append(w)
         dut.clear.value = 0
         await h.start()
         sb = Scoreboard("pim")
         state = gp.UnitState.reset(cfg)
-        res = {k: [] for k in ("cycles_rtl", "cycles_model", "first_accept", "phase", "timed")}
+        res = {k: [] for k in ("cycles_rtl", "cycles_model", "first_accept", "phase", "timed",
+                               "stall_instr", "stall_din", "stall_out")}
+        kinds = []
         logs = {}
         for ji, job in enumerate(jobs):
             tag = f"job {ji} ({job['name']})"
@@ -429,10 +487,19 @@ if cocotb is not None:
             dut.clear.value = 0
             if timed:
                 di.p_valid = dd.p_valid = mo.p_ready = 1.0
+                kinds.append("none")
             else:
-                pv, pr = stall_probs(rng)
-                di.p_valid, dd.p_valid, mo.p_ready = pv, float(rng.uniform(0.4, 0.9)), pr
+                kind = job.get("stall")
+                if kind == "starve" and os.environ.get("MOE_NO_STALLS") != "1":
+                    prof = _starve_profiles(rng, dict(
+                        instr=len(job["words"]), din=max(1, len(job["din"])),
+                        out=gp.predict_cycles(cfg, job["words"], loaded=loaded)))
+                else:
+                    prof = stall_profiles(rng, ("instr", "din", "out"), kind=kind)
+                di.p_valid, dd.p_valid, mo.p_ready = prof["instr"], prof["din"], prof["out"]
+                kinds.append(" ".join(f"{k}={v!r}" for k, v in prof.items()))
             mo.received.clear()
+            w.reset_stalls()
             w.first_accept, w.phase, w.watch_accept = None, None, True
             log_from = len(w.log)
             di.push(job["words"])
@@ -475,6 +542,8 @@ if cocotb is not None:
             res["first_accept"].append(fa)
             res["phase"].append(w.phase if w.phase is not None else -1)
             res["timed"].append(timed)
+            for k, v in w.stall_max.items():
+                res[f"stall_{k}"].append(v)
             logs[f"cmds{ji}"] = np.array(cmds, np.int64).reshape(-1, 5)
         for _ in range(50):
             await h.step()
@@ -485,6 +554,6 @@ if cocotb is not None:
         out = os.environ.get("MOE_RESULT")
         if out:
             np.savez(out, violations=np.array(len(chk.violations)),
-                     counts=np.array(json.dumps(chk.counts)),
+                     counts=np.array(json.dumps(chk.counts)), stalls=np.array(json.dumps(kinds)),
                      **{k: np.array(v, np.int64) for k, v in res.items()}, **logs)
         sb.assert_clean()

@@ -14,8 +14,9 @@ def test_hbm3_preset_matches_design():
     t = gp.HBM3_5G2
     assert (t.tCL, t.tRCD, t.tRP, t.tRAS, t.tRC) == (19, 19, 19, 45, 63)
     assert (t.tCCD_S, t.tCCD_L, t.tRRD_S, t.tRRD_L, t.tFAW) == (2, 4, 2, 4, 39)
-    assert (t.tWTR_S, t.tWTR_L, t.tRTW, t.tWR, t.tREFI) == (8, 11, 3, 21, 5070)
-    assert t.tRFC == round(350 / 0.769)
+    assert (t.tWTR_S, t.tWTR_L, t.tWR, t.tREFI) == (8, 11, 21, 5070)
+    assert (t.tCWL, t.tBL, t.tRTP, t.tACT, t.tCK_ps) == (6, 2, 8, 2, 769)
+    assert t.tRFC == 456 and t.rd_to_wr == 17      # tests/test_pim_timing.py: the HBM3 rules
     assert DEFAULT.bundles == 2 and DEFAULT.banks_per_bundle == 8 and DEFAULT.bundle_bits == 512
 
 
@@ -111,6 +112,11 @@ def test_extreme_accumulators():
     (gp.encode("SET_OUT", mode=2, shift=0, mult=1), gp.ERR_FIELD),
     (gp.encode("SET_OUT", mode=0, mult=1), gp.ERR_FIELD),
     (gp.encode("SET_OUT", mode=1, shift=2), gp.ERR_FIELD),
+    (6, gp.ERR_OPCODE), (gp.encode("LOAD_TOKENS", t=1, kw=0), gp.ERR_TOKENS),
+    (gp.encode("GEMM", addr=0, n=0), gp.ERR_FIELD | gp.ERR_TOKENS),      # and nothing loaded
+    (gp.encode("WRITE", addr=(1 << 32) - 1, count=2), gp.ERR_ADDR),
+    (gp.encode("SET_OUT", mode=0, shift=1), gp.ERR_FIELD),
+    (gp.encode("SET_OUT", mode=1, mult=3), gp.ERR_FIELD),
 ])
 def test_bad_instruction_sets_sticky_bit_and_unit_continues(word, err):
     cfg = SMALL
@@ -232,7 +238,7 @@ STRESS = gp.PIMConfig(bank_groups=8, banks_per_group=1, banks_per_bundle=1, rows
     ([(0, "ACT", 0, 1, 0), (30, "WR", 0, 1, 0), (35, "RD", 0, 1, 1)], "tWTR_L"),
     ([(0, "ACT", 0, 1, 0), (30, "WR", 0, 1, 0), (50, "PRE", 0, 0, 0)], "tWR"),
     ([(0, "ACT", 0, 1, 0), (30, "RD", 0, 1, 0), (32, "PRE", 0, 0, 0)], "tRTP"),
-    ([(0, "ACT", 0, 1, 0), (30, "RD", 0, 1, 0), (32, "WR", 0, 1, 1)], "tRTW"),
+    ([(0, "ACT", 0, 1, 0), (30, "RD", 0, 1, 0), (32, "WR", 0, 1, 1)], "RD->WR turnaround"),
     ([(0, "ACT", 0, 1, 0), (100, "REF", 0, 0, 0)], "REF with bank"),
     ([(0, "REF", 0, 0, 0), (10, "ACT", 0, 1, 0)], "tRFC"),
     ([(0, "ACT", 0, 1, 0), (30, "RD", 0, 2, 0)], "open row"),

@@ -14,6 +14,10 @@ for the same scheduler as an event model and docs/pim.md for the policy:
   3. ACT of the current segment's bundle if closed, else of the next segment's
      bundle if closed (prefetch: the next DRAM row opens while this one streams).
   4. PRE of the lowest open bundle that neither segment needs.
+
+HBM3 rules beyond the per-command distances (golden.hbm3): the two-cycle ACT
+(no ACT, PRE or REF in the cycle after an ACT) and the read-to-write
+turnaround tCL + tBL + 2 - tCWL.
 """
 from __future__ import annotations
 
@@ -52,11 +56,12 @@ class DRAMController(wiring.Component):
         # ---- state
         is_open = Signal(B)
         orow = Array(Signal(RB, name=f"row{b}") for b in range(B))
-        act_c = [counter(f"act_c{b}", max(T.tRC, T.tRRD_L, T.tRP, T.tRFC)) for b in range(B)]
+        act_c = [counter(f"act_c{b}", max(T.tRC, T.tRRD_L, T.tRP, T.tRFC, T.tACT))
+                 for b in range(B)]
         rd_c = [counter(f"rd_c{b}", max(T.tRCD, T.tCCD_L, T.tBUS, T.wr_to_rd_l)) for b in range(B)]
-        wr_c = [counter(f"wr_c{b}", max(T.tRCD, T.tCCD_L, T.tBUS, T.tRTW)) for b in range(B)]
-        pre_c = [counter(f"pre_c{b}", max(T.tRAS, T.tRTP, T.wr_to_pre)) for b in range(B)]
-        ref_c = counter("ref_c", max(T.tRC, T.tRP))
+        wr_c = [counter(f"wr_c{b}", max(T.tRCD, T.tCCD_L, T.tBUS, T.rd_to_wr)) for b in range(B)]
+        pre_c = [counter(f"pre_c{b}", max(T.tRAS, T.tRTP, T.wr_to_pre, T.tACT)) for b in range(B)]
+        ref_c = counter("ref_c", max(T.tRC, T.tRP, T.tACT))
         faw_c = [counter(f"faw_c{i}", T.tFAW) for i in range(4)]
         faw_p = Signal(2)
         timer = Signal(range(T.tREFI))
@@ -153,20 +158,22 @@ class DRAMController(wiring.Component):
         ccd_same, ccd_other = max(T.tCCD_L, T.tBUS), max(T.tCCD_S, T.tBUS)
         for b in range(B):
             here_act, here_rdwr, here_pre = tgt == b, cb == b, pre_b == b
+            # tACT: the two-cycle ACT holds off the next ACT/PRE/REF on the channel
             update(act_c[b], pick((do_ref, T.tRFC),
-                                  (do_act & here_act, max(T.tRC, T.tRRD_L)),
-                                  (do_act, T.tRRD_S),
+                                  (do_act & here_act, max(T.tRC, T.tRRD_L, T.tACT)),
+                                  (do_act, max(T.tRRD_S, T.tACT)),
                                   (do_pre & here_pre, T.tRP)))
             update(rd_c[b], pick((do_act & here_act, T.tRCD),
                                  (do_rd & here_rdwr, ccd_same), (do_rd, ccd_other),
                                  (do_wr & here_rdwr, T.wr_to_rd_l), (do_wr, T.wr_to_rd_s)))
             update(wr_c[b], pick((do_act & here_act, T.tRCD),
                                  (do_wr & here_rdwr, ccd_same), (do_wr, ccd_other),
-                                 (do_rd, T.tRTW)))
-            update(pre_c[b], pick((do_act & here_act, T.tRAS),
+                                 (do_rd, T.rd_to_wr)))
+            update(pre_c[b], pick((do_act & here_act, max(T.tRAS, T.tACT)),
+                                  (do_act, T.tACT),
                                   (do_rd & here_rdwr, T.tRTP),
                                   (do_wr & here_rdwr, T.wr_to_pre)))
-        update(ref_c, pick((do_act, T.tRC), (do_pre, T.tRP)))
+        update(ref_c, pick((do_act, max(T.tRC, T.tACT)), (do_pre, T.tRP)))
         for i in range(4):
             update(faw_c[i], pick((do_act & (faw_p == i), T.tFAW)))
         with m.If(do_act):
