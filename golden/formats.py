@@ -216,12 +216,12 @@ class SamoyedsWeight:
         if indices.shape != (r, k // v):
             raise FormatError(f"indices: shape {indices.shape}, expected {(r, k // v)}")
         _check_nibbles(meta, "meta")
-        idx = indices.astype(np.int64)
-        out = (idx < 0) | (idx >= m)
+        out = (indices < 0) | (indices >= m)     # on the stored dtype: no wrap-around
         if out.any():
             i, j = np.argwhere(out)[0]
-            raise FormatError(f"indices: row {i} column block {j} has value {idx[i, j]}, "
-                              f"outside 0..{m - 1}")
+            raise FormatError(f"indices: row {i} column block {j} has value "
+                              f"{int(indices[i, j])}, outside 0..{m - 1}")
+        idx = indices.astype(np.int64)
         step = np.diff(idx.reshape(r // n, n, k // v), axis=1)
         if (step <= 0).any():
             b, s, j = np.argwhere(step <= 0)[0]
@@ -304,11 +304,12 @@ def check_sel(sel, num_tokens: int) -> np.ndarray:
         raise FormatError(f"sel: expected integer token indices, got dtype {a.dtype}")
     if a.ndim != 1:
         raise FormatError(f"sel: expected a 1-D array, got shape {a.shape}")
-    a = a.astype(np.int64)
-    bad = (a < 0) | (a >= num_tokens)
+    bad = (a < 0) | (a >= num_tokens)      # on the given dtype: a huge uint64 stays huge
     if bad.any():
         i = int(np.argmax(bad))
-        raise FormatError(f"sel: position {i} has token {a[i]}, outside 0..{num_tokens - 1}")
+        raise FormatError(f"sel: position {i} has token {int(a[i])}, outside "
+                          f"0..{num_tokens - 1}")
+    a = a.astype(np.int64)
     step = np.diff(a)
     if (step <= 0).any():
         i = int(np.argmax(step <= 0)) + 1

@@ -24,20 +24,27 @@ What it does (``make sim`` calls it with the defaults, ``--engine moe``):
    pim   decode-only steps on the Logic-PIM unit (DRAM timing checker);
    cim   an expert projection in Monarch form on the CIM tile, three mappings;
 
-3. writes ``build/sim/<run>/``: the waveform (``<engine>.fst``), a GTKWave save
-   file (``<engine>.gtkw``, signals grouped), ``report.md``, ``report.json`` and
-   PNG plots (moe, sptc: ``tokens_vs_cycles.png`` and ``timeline.png``).
+3. writes ``build/sim/<run>/`` (or ``--run-dir``): the waveform (``<engine>.fst``;
+   ``.vcd`` when Verilator lacks the lz4/zlib headers), a GTKWave save file
+   (``<engine>.gtkw``, signals grouped), ``report.md``, ``report.json`` and PNG
+   plots (moe, sptc: ``tokens_vs_cycles.png`` and ``timeline.png``).
+
+Every option is checked before anything is built or written. Options of another
+engine are refused. A run folder this tool made holds a ``.moe-rtl-run`` marker and
+is emptied when reused; a non-empty folder without it (and a file, a missing parent,
+the checkout, the home folder) is refused and left as it is. A step with no tokens is
+refused; a run that compared no output value fails.
 
 The first run of an engine compiles its RTL with Verilator (a minute or more on
 2 cores); later runs reuse the build from ``build/sim_build/``.
 
 Exit status: 0 when everything is bit-exact and the cycle checks pass, 1 on a
-mismatch or simulation failure, 2 on bad options or a bad trace file.
+mismatch or simulation failure, 2 on bad options, a bad trace file or a run folder
+that may not be used.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,7 +53,9 @@ import numpy as np
 
 from golden.errors import FormatError
 
+from . import runopts
 from .cocotb_run import ROOT, SIMULATORS, SimulationError
+from .rundir import prepare as prepare_run_dir
 
 ENGINES = ("moe", "sptc", "pim", "cim")
 MODES = ("dense", "2:4", "samoyeds")
@@ -74,24 +83,29 @@ def _parser() -> argparse.ArgumentParser:
                         "projection)")
     r.add_argument("--preset", default=None,
                    help="generate a trace for this model preset (see `python -m sim.traces "
-                        "gen --help`) instead of the shipped default trace; for moe it is "
-                        "sized to fit the top (hidden, expert count)")
+                        "gen --help`) instead of the shipped default trace, sized for the "
+                        "engine's build: moe (hidden, expert count), sptc (K <= max_k, a "
+                        "multiple of V), pim (the experts' weights fit the DRAM; decode-only "
+                        "steps), cim (hidden a Monarch size n = b*b)")
     r.add_argument("--trace", type=Path, default=None, help="a trace .npz to load")
     r.add_argument("--step", type=int, default=None,
                    help="trace step to run (default: the busiest step that mixes prefill "
-                        "and decode; for moe, the busiest that fits the top's token buffer)")
+                        "and decode; for moe, the busiest that fits the top's token buffer; "
+                        "for cim, the busiest; for pim, the first two decode-only steps). "
+                        "A step without tokens is refused")
     r.add_argument("--mode", choices=MODES, default=None,
-                   help="SpTC weight mode (default: samoyeds for sptc, dense for moe; the "
-                        "MoE top runs dense or 2:4)")
+                   help="moe, sptc: SpTC weight mode (default: samoyeds for sptc, dense for "
+                        "moe; the MoE top runs dense or 2:4)")
     r.add_argument("--nmv", default=None,
-                   help="sptc: Samoyeds (N,M,V) for --mode samoyeds (default 1,2,32)")
+                   help="sptc: Samoyeds (N,M,V) for --mode samoyeds (default 1,2,32); (N,M) "
+                        "must be one the build supports, V a multiple of 4 dividing K")
     r.add_argument("--out", default=None,
                    help="sptc: output mode int32, int8_sat or requant:MULT:SHIFT (default "
                         "int8_sat; the MoE layer always requantizes)")
-    r.add_argument("--config", choices=("default", "small"), default="default",
-                   help="build: for moe, default (hidden <= 64, 32 tokens per program) or "
-                        "small (hidden <= 32, 16 tokens); for sptc, default (8 x 8 PEs) or "
-                        "small (4 x 4)")
+    r.add_argument("--config", choices=("default", "small"), default=None,
+                   help="moe, sptc: the build (default: default): for moe, default (hidden "
+                        "<= 64, 32 tokens per program) or small (hidden <= 32, 16 tokens); "
+                        "for sptc, default (8 x 8 PEs) or small (4 x 4)")
     r.add_argument("--capacity", choices=("static", "dynamic"), default=None,
                    help="moe: expert capacity policy (default dynamic: DynaMoE-style, "
                         "nothing dropped; static: C = ceil(alpha k / E T), drops and pads)")
@@ -103,19 +117,23 @@ def _parser() -> argparse.ArgumentParser:
                         "expert co-processing splits the experts between SpTC and Logic-PIM; "
                         "duplex: decode-only steps on Logic-PIM; sptc_only)")
     r.add_argument("--simulator", choices=SIMULATORS, default="verilator",
-                   help="HDL simulator (Icarus Verilog is slower; both write FST)")
+                   help="HDL simulator (Icarus Verilog is slower; both write FST, Verilator "
+                        "VCD when the lz4/zlib headers are missing)")
     r.add_argument("--waves", action=argparse.BooleanOptionalAction, default=True,
-                   help="write a waveform (FST)")
+                   help="write a waveform (FST, or VCD as above)")
     r.add_argument("--stalls", action=argparse.BooleanOptionalAction, default=False,
                    help="random valid/ready stalls on every stream (cycle counts then "
                         "exceed the no-stall models: moe checks them as lower bounds only, "
-                        "sptc does not compare them)")
-    r.add_argument("--seed", type=int, default=1, help="seed of weights, activations, stalls")
+                        "sptc, pim and cim do not compare them)")
+    r.add_argument("--seed", type=int, default=1,
+                   help="seed (>= 0) of the weights, activations, stalls and preset trace")
     r.add_argument("--max-experts", type=int, default=None,
-                   help="sptc: run only the N busiest experts of the step")
+                   help="sptc: run only the N (>= 1) busiest experts of the step")
     r.add_argument("--run-dir", type=Path, default=None,
-                   help="output folder (default build/sim/<engine>-<preset>[-step<N>]; "
-                        "replaced if it exists)")
+                   help="output folder (default build/sim/<engine>-<preset>[-step<N>]): a "
+                        "new or empty folder, or one an earlier run made (marked by a "
+                        ".moe-rtl-run file), which is emptied first; anything else is "
+                        "refused and left untouched")
     return p
 
 
@@ -131,54 +149,40 @@ def _parse_out(text: str):
     raise FormatError(f"out: {text!r} is not int32, int8_sat or requant:MULT:SHIFT")
 
 
-def _parse_nmv(text: str):
-    try:
-        n, m, v = (int(t) for t in text.split(","))
-    except ValueError:
-        raise FormatError(f"nmv: {text!r} is not N,M,V (three integers)") from None
-    return n, m, v
-
-
-def _load_trace(args):
+def _load_trace(args, fits, why: str, **gen):
+    """The trace (``--trace``, ``--preset`` sized by ``fits``, or the shipped default),
+    refused with ``why`` when the engine's build does not hold it."""
     from . import traces
-    if args.trace is not None and args.preset is not None:
-        raise FormatError("trace/preset: give --trace or --preset, not both")
-    if args.trace is not None:
-        return traces.load(args.trace)
     if args.preset is not None:
-        if args.preset not in traces.PRESETS:
-            raise FormatError(f"preset: unknown preset {args.preset!r} "
-                              f"(known: {', '.join(sorted(traces.PRESETS))})")
-        return traces.generate(args.preset, steps=8, seed=args.seed, skew="hot")
-    return traces.load_default()
+        trace = runopts.preset_trace(args.preset, args.seed, fits, why, **gen)
+    else:
+        trace = traces.load(args.trace) if args.trace is not None else traces.load_default()
+    if not fits(trace.hidden, trace.num_experts):
+        raise FormatError(f"trace: hidden = {trace.hidden}, {trace.num_experts} experts: {why}")
+    runopts.check_trace_tokens(trace)
+    return trace
 
 
 def _pick_step(trace, requested):
+    """The requested step (it must have tokens), else the busiest step that mixes
+    prefill and decode, else the busiest."""
     if requested is not None:
         if not 0 <= requested < trace.steps:
             raise FormatError(f"step: {requested} out of range 0..{trace.steps - 1}")
+        runopts.check_step(trace, requested)
         return requested
-    best, best_tokens = 0, -1
+    best, best_key = 0, None
     for i in range(trace.steps):
         st = trace.step(i)
-        mixed = st.is_prefill.any() and (~st.is_prefill).any()
-        if mixed and st.tokens > best_tokens:
-            best, best_tokens = i, st.tokens
+        key = (bool(st.is_prefill.any() and (~st.is_prefill).any()), st.tokens)
+        if st.tokens and (best_key is None or key > best_key):
+            best, best_key = i, key
+    runopts.check_step(trace, best)
     return best
-
-
-def _only_for(args, engine, *names):
-    """Options that belong to another engine are an error, not silently ignored."""
-    for n in names:
-        if getattr(args, n) is not None:
-            raise FormatError(f"{n.replace('_', '-')}: --{n.replace('_', '-')} applies to "
-                              f"--engine {engine}, not {args.engine}")
 
 
 def _moe_trace(args, mcfg):
     from . import moe, traces
-    if args.trace is not None and args.preset is not None:
-        raise FormatError("trace/preset: give --trace or --preset, not both")
     if args.trace is not None:
         return traces.load(args.trace)
     if args.preset is not None:
@@ -197,7 +201,7 @@ def run_moe(args) -> int:
     from hdl.moe import CONFIGS, MODULE_NAME
 
     from . import moe, report
-    _only_for(args, "sptc", "out", "nmv", "max_experts")
+    args.config = args.config or "default"
     if args.alpha is not None and args.capacity != "static":
         raise FormatError("alpha: --alpha applies to --capacity static")
     mode = args.mode or "dense"
@@ -210,16 +214,15 @@ def run_moe(args) -> int:
     mcfg = CONFIGS[args.config]
     trace = _moe_trace(args, mcfg)
     moe.check_trace(trace, mcfg)
+    runopts.check_trace_tokens(trace)
     step_i = moe.pick_step(trace, mcfg, args.step)
+    runopts.check_step(trace, step_i)
     step = trace.step(step_i)
     prep = moe.prepare(mcfg, trace, step_i, seed=args.seed, capacity=capacity,
                        dispatch=dispatch, mode=mode, alpha=alpha)
     progs, jobs = prep["programs"], prep["jobs"]
-    run_dir = (args.run_dir
-               or ROOT / "build" / "sim" / f"moe-{trace.preset}-step{step_i}").resolve()
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    run_dir = prepare_run_dir(args.run_dir or ROOT / "build" / "sim" /
+                              f"moe-{trace.preset}-step{step_i}", default=args.run_dir is None)
     n_s = sum(j["unit"] == "sptc" for j in jobs)
     print(f"moe-rtl sim: MoE layer ({args.config} top: SpTC {mcfg.sptc.rows}x{mcfg.sptc.cols} "
           f"+ Logic-PIM), {trace.preset} (scale {trace.scale}) step {step_i}: {step.tokens} "
@@ -259,6 +262,8 @@ def run_moe(args) -> int:
             res = {k: f[k] for k in f.files}
         wave = _find_wave(run_dir / "sim")
         res["wave"] = wave
+    if verdict and not (res and int(res["checked"])):
+        verdict, failure = False, "nothing was checked: the run compared no output element"
     if res:
         an = moe.analyse(prep, res, args.stalls)
         busy = {"sptc": res["busy_sptc"], "pim": res["busy_pim"]}
@@ -391,18 +396,20 @@ def run_sptc(args) -> int:
     from . import report
     from .sptc import JobSpec, run_batch
 
-    _only_for(args, "moe", "capacity", "alpha", "dispatch")
+    args.config = args.config or "default"
     args.mode = args.mode or "samoyeds"
+    if args.nmv is not None and args.mode != "samoyeds":
+        raise FormatError(f"nmv: --nmv applies to --mode samoyeds, not {args.mode}")
     out = _parse_out(args.out or "int8_sat")
     golden.parse_out(out)
-    nmv = _parse_nmv(args.nmv or "1,2,32")
-    trace = _load_trace(args)
+    cfg = CONFIGS[args.config]
+    nmv = runopts.parse_nmv(args.nmv or "1,2,32", cfg)
+    why = (f"the SpTC build takes K = hidden <= max_k = {cfg.max_k}, a multiple of 4"
+           + (f" and of V = {nmv[2]}" if args.mode == "samoyeds" else "")
+           + "; generate the trace with another --scale")
+    trace = _load_trace(args, runopts.sptc_fits(cfg, args.mode, nmv[2]), why)
     step_i = _pick_step(trace, args.step)
     step = trace.step(step_i)
-    cfg = CONFIGS[args.config]
-    if trace.hidden > cfg.max_k:
-        raise FormatError(f"trace: hidden = {trace.hidden} exceeds the SpTC build's max_k = "
-                          f"{cfg.max_k}; use a larger --scale when generating the trace")
     rng = np.random.default_rng(args.seed)
     x_all = rng.integers(-128, 128, size=(trace.hidden, step.tokens), dtype=np.int8)
     counts = step.tokens_per_expert()
@@ -429,11 +436,12 @@ def run_sptc(args) -> int:
             meta.append(dict(expert=e, chunk=c0, tokens=int(len(local)),
                              ideal_cycles=gs.ideal_cycles(cfg, args.mode, ffn, trace.hidden,
                                                           len(local), nmv)))
-    run_dir = (args.run_dir
-               or ROOT / "build" / "sim" / f"{args.engine}-{trace.preset}-step{step_i}").resolve()
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    for s in specs:       # the build's limits, before anything is built or written
+        gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
+    if not any(m["tokens"] for m in meta):
+        raise FormatError(f"step: step {step_i} routes no token to any expert")
+    run_dir = prepare_run_dir(args.run_dir or ROOT / "build" / "sim" /
+                              f"sptc-{trace.preset}-step{step_i}", default=args.run_dir is None)
     print(f"moe-rtl sim: {trace.preset} (scale {trace.scale}) step {step_i}: {step.tokens} tokens, "
           f"{len(experts)} experts, {len(specs)} SpTC jobs, mode {args.mode}, "
           f"{args.simulator}{' + waves' if args.waves else ''}")
@@ -452,6 +460,9 @@ def run_sptc(args) -> int:
         verdict, failure, res = False, str(exc), {}
     bar.close()
     t_sim = time.time() - t0
+    checked = sum(m["tokens"] for i, m in enumerate(meta) if f"j{i}_cycles" in res) * ffn
+    if verdict and not checked:
+        verdict, failure = False, "nothing was checked: the run compared no output element"
     for i, m in enumerate(meta):
         if f"j{i}_cycles" in res:
             m.update(cycles=int(res[f"j{i}_cycles"]), start=int(res[f"j{i}_start"]),
@@ -460,6 +471,7 @@ def run_sptc(args) -> int:
     info = dict(engine="sptc", build=args.config, mode=args.mode, nmv=list(nmv) if args.mode == "samoyeds" else None,
                 out=list(out) if isinstance(out, tuple) else out, simulator=args.simulator,
                 seed=args.seed, stalls=args.stalls, config=gs_config_dict(cfg),
+                checked_elements=checked,
                 build_seconds=round(t_build, 2), sim_seconds=round(t_sim, 2))
     files = report.write(run_dir, info, trace, step_i, meta, verdict, failure,
                          res.get("wave") if res else None, cfg)
@@ -501,7 +513,8 @@ def _summary(info, meta, verdict, failure, files):
     print(f"  jobs          {len(done)} of {len(meta)}")
     if done:
         print(f"  SpTC cycles   {cyc}  (ideal {ideal:.0f}, efficiency {ideal / cyc:.1%})")
-    print(f"  bit-exact     {'yes: every element equals golden.ssmm' if verdict else 'NO'}")
+    print(f"  bit-exact     " + (f"yes: all {info['checked_elements']} output elements equal "
+                                 "golden.ssmm" if verdict else "NO"))
     if failure:
         print("  failure       " + failure.splitlines()[0])
     print(f"  wall time     build {info['build_seconds']} s, simulation {info['sim_seconds']} s")
@@ -521,106 +534,19 @@ def _trace_info(trace, step_i=None) -> dict:
     return info
 
 
-def _run_dir(args, engine, trace):
-    run_dir = (args.run_dir or ROOT / "build" / "sim" / f"{engine}-{trace.preset}").resolve()
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    (run_dir / "sim").mkdir(parents=True)
-    return run_dir
-
-
 def _find_wave(folder: Path):
     waves = sorted(folder.glob("*.fst")) + sorted(folder.glob("*.vcd"))
     return waves[0] if waves else None
 
 
 def run_pim(args) -> int:
-    """Decode-only trace steps on the Logic-PIM unit: experts' weights resident in the
-    banks, their routed tokens in the buffer; bit-exact scoreboard, DRAM timing checker."""
-    from hdl.pim import CONFIGS, MODULE_NAME
-    from tb import pim as tbp
-
-    from . import report
-    _only_for(args, "moe", "capacity", "alpha", "dispatch")
-    trace = _load_trace(args)
-    cfg = CONFIGS["small"]
-    rng = np.random.default_rng(args.seed)
-    progs = tbp.trace_programs(cfg, trace, rng, steps=2, rows=28)
-    jobs = [dict(name="weights" if i == 0 else f"decode step {i}", timed=True, program=p)
-            for i, p in enumerate(progs)]
-    run_dir = _run_dir(args, "pim", trace)
-    print(f"moe-rtl sim: Logic-PIM, {trace.preset} decode-only steps, {len(jobs)} programs, "
-          f"{args.simulator}{' + waves' if args.waves else ''} (first run compiles the RTL)")
-    t0 = time.time()
-    verdict, failure, res = True, None, {}
-    try:
-        res = tbp.run_jobs(cfg, jobs, run_dir / "sim", args.simulator, seed=args.seed,
-                           waves=args.waves)
-    except SimulationError as exc:
-        verdict, failure = False, str(exc)
-    rows = [dict(job=j["name"], cycles=int(res["cycles_rtl"][i]),
-                 model_cycles=int(res["cycles_model"][i]),
-                 instructions=len(j["program"].words))
-            for i, j in enumerate(jobs)] if res else []
-    notes = [f"DRAM timing violations: {int(res['violations'])}" if res else "no result",
-             "every output element is compared with the functional golden (golden.pim) and "
-             "every DRAM command with an independent timing checker (tb/pim.py)"]
-    info = dict(engine="pim", config="small", simulator=args.simulator, seed=args.seed,
-                wall_seconds=round(time.time() - t0, 1))
-    files = report.write_generic(run_dir, "pim", MODULE_NAME, info, _trace_info(trace), rows,
-                                 ["job", "instructions", "cycles", "model_cycles"], verdict,
-                                 failure, _find_wave(run_dir / "sim"), notes)
-    _summary_generic("Logic-PIM", rows, verdict, failure, files)
-    return 0 if verdict else 1
+    from .cli_units import run_pim as run
+    return run(args)
 
 
 def run_cim(args) -> int:
-    """An expert projection in Monarch form on a trace step's tokens, under each mapping."""
-    import dataclasses
-
-    from hdl.cim import MODULE_NAME
-    from tb import cim as tbc
-
-    from . import report
-    _only_for(args, "moe", "capacity", "alpha", "dispatch")
-    trace = _load_trace(args)
-    base = tbc.trace_job(seed=args.seed, trace=trace)
-    jobs = [dataclasses.replace(base, name=f"{s} map", strategy=s)
-            for s in ("linear", "sparse", "dense")]
-    run_dir = _run_dir(args, "cim", trace)
-    print(f"moe-rtl sim: CIM tile, {base.name}, strategies linear / SparseMap / DenseMap, "
-          f"{args.simulator}{' + waves' if args.waves else ''} (first run compiles the RTL)")
-    t0 = time.time()
-    verdict, failure, res = True, None, {}
-    try:
-        res = tbc.run_jobs(jobs, simulator=args.simulator, test_dir=run_dir / "sim",
-                           seed=args.seed, stalls=args.stalls, waves=args.waves)
-    except SimulationError as exc:
-        verdict, failure = False, str(exc)
-    rows = [dict(job=j.name, cycles=int(res["total"][i]), steps=int(res["steps"][i]))
-            for i, j in enumerate(jobs)] if res else []
-    notes = ["outputs compared with the golden program interpreter (golden.cim.execute) and "
-             "with the factored Monarch matmul; without --stalls every instruction's cycle "
-             "cost is compared with the cycle model"]
-    info = dict(engine="cim", config="default", simulator=args.simulator, seed=args.seed,
-                stalls=args.stalls, wall_seconds=round(time.time() - t0, 1))
-    files = report.write_generic(run_dir, "cim", MODULE_NAME, info, _trace_info(trace), rows,
-                                 ["job", "steps", "cycles"], verdict, failure,
-                                 _find_wave(run_dir / "sim"), notes)
-    _summary_generic("CIM tile", rows, verdict, failure, files)
-    return 0 if verdict else 1
-
-
-def _summary_generic(unit, rows, verdict, failure, files):
-    print()
-    print(f"  jobs          {len(rows)}")
-    print(f"  {unit} cycles {sum(r['cycles'] for r in rows)}")
-    print(f"  bit-exact     {'yes' if verdict else 'NO'}")
-    if failure:
-        print("  failure       " + failure.splitlines()[0])
-    print("  files:")
-    for name, path in files.items():
-        print(f"    {name:<10} {path}")
+    from .cli_units import run_cim as run
+    return run(args)
 
 
 def main(argv=None) -> int:
@@ -628,6 +554,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
+            runopts.check_common(args)
             runner = {"moe": run_moe, "sptc": run_sptc, "pim": run_pim,
                       "cim": run_cim}[args.engine]
             return runner(args)

@@ -30,9 +30,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 def wave_signals(path: Path) -> list[str]:
-    """Full names of the signals in a waveform (FST or VCD), read back with pywellen."""
+    """Full names of the signals in a waveform (FST or VCD), read back with pywellen.
+
+    A missing file raises FileNotFoundError (pywellen itself panics); an unreadable
+    one ValueError naming the file."""
     from pywellen import Waveform
-    return [v.full_name for v in Waveform(str(path)).all_vars()]
+    path = Path(path)
+    if not path.is_file():
+        others = sorted(p.name for p in path.parent.glob(f"{path.stem}.*")
+                        if p.suffix in (".fst", ".vcd")) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"waveform {path} does not exist"
+                                + (f" (the folder has {', '.join(others)})" if others else ""))
+    try:
+        return [v.full_name for v in Waveform(str(path)).all_vars()]
+    except BaseException as exc:   # pywellen reports a bad file as a Rust panic
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ValueError(f"waveform {path}: not a readable FST or VCD file "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def gtkw(wave: Path, names: list[str], out: Path) -> Path:

@@ -50,7 +50,9 @@ num_experts, num_shared, top_k, hidden, ffn, steps, gen) and flat arrays
 ``gate`` (float32), ``gate_q`` (int8), ``is_prefill`` (bool, tokens),
 ``request_id`` (int32, tokens). ``gen`` holds the batching and hot-set knobs and
 the calibrated ``hot_logit`` so a trace can be regenerated. :func:`load` never
-unpickles and raises :class:`FormatError` naming the field at the first defect.
+unpickles and raises :class:`FormatError` naming the field at the first defect; it
+also refuses a trace without steps and ``gate_q`` rows that do not sum to 127 (steps
+with no tokens are valid; the ``python -m sim run`` engines refuse to run one).
 
 The shipped default trace ``sim/data/default_trace.npz`` was made with::
 
@@ -348,7 +350,9 @@ def generate(preset: str, steps: int = 16, seed: int = 0, *, scale: int = 64,
 
     ``skew_param`` defaults to 0 (uniform), exponent 1 (zipf) or the DeepSeek-R1
     fraction of the maximum imbalance (hot). ``hot_experts`` (1..top_k, default
-    top_k // 2 or 1) is the size of the hot set. Bad arguments raise ValueError.
+    top_k // 2 or 1) is the size of the hot set. Bad arguments raise ValueError, and so
+    do parameters the skew does not use (``hot_experts`` without ``skew="hot"``, a
+    non-zero ``skew_param`` with ``skew="uniform"``).
     """
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown {preset!r}; choose from {', '.join(PRESETS)}")
@@ -365,6 +369,11 @@ def generate(preset: str, steps: int = 16, seed: int = 0, *, scale: int = 64,
             raise ValueError(f"{name}: need 1 <= lo <= hi, got {lo}..{hi}")
     shape = _shape(preset, scale, expert_scale)
     E, k = shape["num_experts"], shape["top_k"]
+    if hot_experts is not None and skew != "hot":
+        raise ValueError(f"hot_experts: {hot_experts!r} applies to skew hot only, not {skew}")
+    if skew == "uniform" and skew_param not in (None, 0):
+        raise ValueError(f"skew_param: {skew_param!r} given, but the uniform skew takes no "
+                         f"parameter (zipf: exponent, hot: target imbalance)")
     hot = max(1, k // 2) if hot_experts is None else hot_experts
     if skew == "hot" and not 1 <= hot <= k:
         raise ValueError(f"hot_experts: must be in 1..{k} (top_k), got {hot}")
@@ -474,6 +483,8 @@ def _from_arrays(data: dict, where: str) -> Trace:
     sp = meta["skew_param"]
     if not isinstance(sp, (int, float)) or isinstance(sp, bool) or not math.isfinite(sp) or sp < 0:
         raise bad(f"meta.skew_param: expected a finite number >= 0, got {sp!r}")
+    if meta["steps"] < 1:
+        raise bad(f"meta.steps: {meta['steps']}; a trace has at least one step")
     if meta["scale"] < 1 or meta.get("expert_scale", 1) < 1:
         raise bad(f"meta.scale: scales must be >= 1, got {meta['scale']}, "
                   f"{meta.get('expert_scale', 1)}")
@@ -500,6 +511,12 @@ def _from_arrays(data: dict, where: str) -> Trace:
                        ("is_prefill", (n,)), ("request_id", (n,))):
         if data[name].shape != want:
             raise bad(f"{name}: shape {data[name].shape}, expected {want}")
+    # Range checks on the arrays as stored (an unsigned value above the int64 range
+    # must be reported as it is, not wrapped to a negative number by a cast).
+    n_bad = np.flatnonzero((off < 0) | (off > n))
+    if len(n_bad):
+        i = int(n_bad[0])
+        raise bad(f"step_offsets[{i}] = {int(off[i])} out of range 0..{n}")
     off = off.astype(np.int64)
     if off[0] != 0:
         raise bad(f"step_offsets[0] = {off[0]}, expected 0")
@@ -510,12 +527,13 @@ def _from_arrays(data: dict, where: str) -> Trace:
     if off[-1] != n:
         raise bad(f"step_offsets[-1] = {off[-1]} does not match the token count {n}")
 
-    ids = data["expert_ids"].astype(np.int64)
+    raw = data["expert_ids"]
     E = meta["num_experts"]
-    oob = np.argwhere((ids < 0) | (ids >= E))
+    oob = np.argwhere((raw < 0) | (raw >= E))
     if len(oob):
         t, j = oob[0]
-        raise bad(f"expert_ids[{t}, {j}] = {ids[t, j]} out of range 0..{E - 1}")
+        raise bad(f"expert_ids[{t}, {j}] = {int(raw[t, j])} out of range 0..{E - 1}")
+    ids = raw.astype(np.int64)
     srt = np.sort(ids, axis=1)
     dup = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
     if len(dup):
@@ -525,15 +543,25 @@ def _from_arrays(data: dict, where: str) -> Trace:
     if len(badg):
         t, j = badg[0]
         raise bad(f"gate[{t}, {j}] = {gate[t, j]} not in [0, 1]")
-    gq = data["gate_q"].astype(np.int64)
-    badq = np.argwhere((gq < 0) | (gq > 127))
+    raw = data["gate_q"]
+    badq = np.argwhere((raw < 0) | (raw > 127))
     if len(badq):
         t, j = badq[0]
-        raise bad(f"gate_q[{t}, {j}] = {gq[t, j]} out of range 0..127")
-    rid = data["request_id"].astype(np.int64)
-    if len(rid) and (rid.min() < 0 or rid.max() > np.iinfo(np.int32).max):
-        i = int(np.flatnonzero((rid < 0) | (rid > np.iinfo(np.int32).max))[0])
-        raise bad(f"request_id[{i}] = {rid[i]} out of range")
+        raise bad(f"gate_q[{t}, {j}] = {int(raw[t, j])} out of range 0..127")
+    gq = raw.astype(np.int64)
+    sums = gq.sum(axis=1)
+    bad_sum = np.flatnonzero(sums != 127)
+    if len(bad_sum):
+        t = int(bad_sum[0])
+        raise bad(f"gate_q[{t}] = {gq[t].tolist()} sums to {int(sums[t])}; every token's "
+                  f"int8 gates sum to exactly 127")
+    raw = data["request_id"]
+    i32 = int(np.iinfo(np.int32).max)
+    bad_rid = np.flatnonzero((raw < 0) | (raw > i32))
+    if len(bad_rid):
+        i = int(bad_rid[0])
+        raise bad(f"request_id[{i}] = {int(raw[i])} out of range 0..{i32}")
+    rid = raw.astype(np.int64)
 
     return Trace(SCHEMA_VERSION, meta["preset"], meta["scale"], meta["skew"], float(sp),
                  meta["seed"], E, meta["num_shared"], k, meta["hidden"], meta["ffn"],
@@ -632,11 +660,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="load-skew model (default uniform, or hot if --imbalance is given)")
     g.add_argument("--skew-param", type=float, default=None,
                    help="zipf: exponent (default 1); hot: target imbalance "
-                        "(default 11/31 of E/k-1, DeepSeek-R1's share of its maximum)")
+                        "(default 11/31 of E/k-1, DeepSeek-R1's share of its maximum); "
+                        "refused for uniform")
     g.add_argument("--imbalance", type=float, default=None,
                    help="target mean imbalance for --skew hot (same as --skew hot --skew-param)")
     g.add_argument("--hot-experts", type=int, default=None,
-                   help="size of the hot set, 1..top_k (default top_k//2, at least 1)")
+                   help="--skew hot only: size of the hot set, 1..top_k (default top_k//2, "
+                        "at least 1)")
     g.add_argument("--decode", type=int, default=8,
                    help="decode requests (1 token each) per step (default %(default)s)")
     g.add_argument("--prefill", type=float, default=1.0,
@@ -668,6 +698,12 @@ def main(argv=None) -> int:
             if skew not in (None, "hot") or param is not None:
                 ap.error("--imbalance goes with --skew hot and without --skew-param")
             skew, param = "hot", args.imbalance
+        if param is not None and skew in (None, "uniform"):
+            ap.error(f"--skew-param applies to --skew zipf or hot; the {skew or 'uniform'} "
+                     f"skew takes no parameter")
+        if args.hot_experts is not None and skew != "hot":
+            ap.error(f"--hot-experts applies to --skew hot (or --imbalance), not "
+                     f"{skew or 'uniform'}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             trace = generate(args.preset, args.steps, args.seed, scale=args.scale,

@@ -6,9 +6,10 @@ import pytest
 from sim import toolchain
 
 # Icarus is the second simulator; tests that need it skip with this reason
-# where it is absent (.ci/run installs it, so CI always runs them).
-requires_icarus = pytest.mark.skipif(not toolchain.have_icarus(),
-                                     reason="Icarus Verilog (iverilog) is not installed")
+# where it is absent (.ci/run installs it, so CI always runs them), and the
+# terminal summary says in one line how many did (pytest_terminal_summary).
+ICARUS_MISSING = "Icarus Verilog (iverilog) is not installed"
+requires_icarus = pytest.mark.skipif(not toolchain.have_icarus(), reason=ICARUS_MISSING)
 
 SIMULATORS = [pytest.param("verilator", id="verilator"),
               pytest.param("icarus", id="icarus", marks=requires_icarus)]
@@ -34,3 +35,21 @@ def pytest_collection_modifyitems(config, items):
     other sat idle at the end of `make test`. (A stable sort: every worker
     computes the same order, as xdist requires.)"""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def icarus_skips(stats) -> int:
+    """How many of a session's skipped tests skipped because Icarus is missing."""
+    n = 0
+    for rep in stats.get("skipped", []):
+        longrepr = getattr(rep, "longrepr", None)
+        if isinstance(longrepr, tuple) and len(longrepr) == 3 and ICARUS_MISSING in str(longrepr[2]):
+            n += 1
+    return n
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = icarus_skips(terminalreporter.stats)
+    if n:
+        terminalreporter.write_line(f"{n} test{'s' if n != 1 else ''} skipped: {ICARUS_MISSING} "
+                                    f"(Debian: apt-get install iverilog; .ci/run installs it)",
+                                    yellow=True, bold=True)

@@ -1,10 +1,23 @@
 """`python -m sim run` end to end on small cases: files exist and parse, checks can fail."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sim import cli, moe, report, traces
+from sim import cli, moe, report, toolchain, traces
+
+pytest_plugins = ["pytester"]     # test_icarus_skips_are_counted_in_the_summary
+
+
+def _reported_wave(rep, out, run_dir, engine):
+    """The waveform the run reported writing: FST, or VCD where Verilator lacks the
+    lz4/zlib headers (the fallback the CLI and README document)."""
+    wave = Path(rep["files"]["waveform"])
+    ext = ".fst" if toolchain.have_fst_headers() else ".vcd"
+    assert wave == run_dir / f"{engine}{ext}" and wave.is_file(), (wave, ext)
+    assert str(wave) in out
+    return wave
 
 
 @pytest.mark.cocotb
@@ -21,8 +34,8 @@ def test_sim_run_writes_report_and_waveform(tmp_path, capsys):
     jobs = rep["jobs"]
     assert jobs and all(j["cycles"] > 0 and 0 < j["efficiency"] <= 1 for j in jobs)
     assert rep["units"]["sptc"]["cycles"] == sum(j["cycles"] for j in jobs)
-    fst = run_dir / "sptc.fst"
-    names = report.wave_signals(fst)          # the FST opens with a reader
+    fst = _reported_wave(rep, out, run_dir, "sptc")
+    names = report.wave_signals(fst)          # the waveform opens with a reader
     assert any(n.endswith("moe_sptc.w__valid") for n in names)
     gtkw = (run_dir / "sptc.gtkw").read_text()
     assert "-Weight stream" in gtkw and "moe_sptc.cycles" in gtkw and str(fst) in gtkw
@@ -84,8 +97,8 @@ def test_sim_run_moe_layer(tmp_path, capsys):
         assert all(a["end"] <= b["start"] + 1 for a, b in zip(mine, mine[1:]))
         assert 0 < un["efficiency"] <= 1
     assert rep["cycles"]["drain"] == st.tokens * tr.hidden      # one output per cycle
-    fst = run_dir / "moe.fst"
-    names = report.wave_signals(fst)          # the FST opens with a reader
+    fst = _reported_wave(rep, out, run_dir, "moe")
+    names = report.wave_signals(fst)          # the waveform opens with a reader
     for port in ("y__valid", "sptc_busy", "pim_busy", "trace__payload"):
         assert f"moe_layer.{port}" in names
     gtkw = (run_dir / "moe.gtkw").read_text()
@@ -182,16 +195,73 @@ def test_sim_cli_bad_options(tmp_path, capsys):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("engine", ["pim", "cim"])
-def test_sim_run_other_engines(engine, tmp_path, capsys):
-    """`python -m sim run --engine pim|cim` (no waves here: the SpTC test covers FST output)."""
+def test_sim_run_other_engines(engine, tmp_path, capsys, monkeypatch):
+    """`python -m sim run --engine pim|cim`. The Logic-PIM run takes the VCD fallback of a
+    machine without the lz4/zlib headers (the probe says they are missing) and the
+    tests find the waveform the run reported; the CIM run writes no waveform."""
     run_dir = tmp_path / engine
-    rc = cli.main(["run", "--engine", engine, "--no-waves", "--run-dir", str(run_dir)])
+    argv = ["run", "--engine", engine, "--run-dir", str(run_dir)]
+    if engine == "pim":
+        monkeypatch.setattr(toolchain, "have_fst_headers", lambda: False)
+        with pytest.warns(UserWarning, match="fall back to VCD"):
+            rc = cli.main(argv)
+    else:
+        rc = cli.main(argv + ["--no-waves"])
     out = capsys.readouterr().out
     assert rc == 0, out
     rep = json.loads((run_dir / "report.json").read_text())
     assert rep["bit_exact"] is True and rep["jobs"]
     assert all(j["cycles"] > 0 for j in rep["jobs"])
+    assert rep["config"]["checked_values"] > 0
+    assert f"yes: all {rep['config']['checked_values']} output values" in out
     if engine == "pim":
         assert all(j["cycles"] == j["model_cycles"] for j in rep["jobs"])
         assert "DRAM timing violations: 0" in rep["notes"]
+        wave = Path(rep["files"]["waveform"])
+        assert wave == run_dir / "pim.vcd" and str(wave) in out
+        assert wave.read_text(errors="replace").lstrip().startswith("$")   # a VCD header
+        assert any(n.endswith("instr__valid") for n in report.wave_signals(wave))
+        assert str(wave) in (run_dir / "pim.gtkw").read_text()
+        assert not list(run_dir.glob("*.fst"))
+    else:
+        assert "waveform" not in rep["files"]
     assert (run_dir / "cycles.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_waveform_is_a_clear_error(tmp_path):
+    """pywellen panics (a Rust panic, not an exception a caller expects) on a missing
+    file; the reader says which file is missing and what the folder has instead."""
+    (tmp_path / "sptc.vcd").write_text("$timescale 1ps $end\n")
+    with pytest.raises(FileNotFoundError, match=r"sptc\.fst does not exist.*sptc\.vcd"):
+        report.wave_signals(tmp_path / "sptc.fst")
+    (tmp_path / "bad.fst").write_bytes(b"not a waveform")
+    with pytest.raises(ValueError, match="bad.fst: not a readable"):
+        report.wave_signals(tmp_path / "bad.fst")
+
+
+
+def test_icarus_skips_are_counted_in_the_summary(pytester):
+    """Without iverilog the Icarus variants skip; the terminal summary says how many."""
+    from conftest import ICARUS_MISSING
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(test_x=f"""
+        import pytest
+        no_icarus = pytest.mark.skipif(True, reason={ICARUS_MISSING!r})
+        other = pytest.mark.skipif(True, reason="something else")
+
+        @pytest.mark.parametrize("sim", ["a", pytest.param("b", marks=no_icarus)])
+        def test_one(sim):
+            pass
+
+        @no_icarus
+        def test_two():
+            pass
+
+        @other
+        def test_three():
+            pass
+    """)
+    res = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1, skipped=3)
+    lines = [ln for ln in res.outlines if ICARUS_MISSING in ln and "skipped:" in ln]
+    assert lines and lines[-1].startswith(f"2 tests skipped: {ICARUS_MISSING}"), res.outlines

@@ -280,3 +280,58 @@ def test_default_trace_ships_and_reproduces():
                        prompt_len=tuple(g["prompt_len"]), gen_len=tuple(g["gen_len"]),
                        hot_experts=g["hot_experts"])
     assert again == tr        # the command in the module docstring made this file
+
+
+# --------------------------------------------------------------------------- hardening
+
+def test_loader_refuses_zero_steps(small, tmp_path):
+    k = small.top_k
+    arrays = _corrupt(small, {"steps": 0}, step_offsets=np.zeros(1, np.int64),
+                      expert_ids=np.zeros((0, k), np.int16), gate=np.zeros((0, k), np.float32),
+                      gate_q=np.zeros((0, k), np.int8), is_prefill=np.zeros(0, bool),
+                      request_id=np.zeros(0, np.int32))
+    with pytest.raises(FormatError, match="meta.steps: 0"):
+        T.load(_write(tmp_path / "zero.npz", arrays))
+
+
+def test_loader_refuses_gate_q_rows_not_summing_to_127(small, tmp_path):
+    gq = small.gate_q.copy()
+    gq[4, 0] -= 1                                 # still in 0..127, the row sums to 126
+    assert 0 <= gq[4, 0] <= 127
+    with pytest.raises(FormatError) as ei:
+        T.load(_write(tmp_path / "sum.npz", _corrupt(small, gate_q=gq)))
+    assert "gate_q[4]" in str(ei.value) and "sums to 126" in str(ei.value)
+
+
+@pytest.mark.parametrize("name", ["step_offsets", "expert_ids", "gate_q", "request_id"])
+def test_loader_prints_huge_unsigned_values_as_stored(small, tmp_path, name):
+    """A uint64 2**63 + 1 is reported as 9223372036854775809, not as a negative number."""
+    big = 2 ** 63 + 1
+    a = getattr(small, name).astype(np.uint64)
+    a[(1,) * a.ndim] = big
+    with pytest.raises(FormatError) as ei:
+        T.load(_write(tmp_path / f"{name}.npz", _corrupt(small, **{name: a})))
+    msg = str(ei.value)
+    assert name in msg and str(big) in msg and "-9223372036854775807" not in msg
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--skew-param", "2"], "--skew-param"),
+    (["--skew", "uniform", "--skew-param", "0.5"], "--skew-param"),
+    (["--skew", "zipf", "--hot-experts", "1"], "--hot-experts"),
+    (["--hot-experts", "1"], "--hot-experts"),
+])
+def test_cli_gen_refuses_parameters_the_skew_ignores(argv, text, tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    with pytest.raises(SystemExit) as ei:
+        T.main(["gen", "--preset", "mixtral-8x7b", "--steps", "2", *argv, "-o", str(out)])
+    assert ei.value.code == 2 and text in capsys.readouterr().err and not out.exists()
+    assert T.main(["gen", "--preset", "mixtral-8x7b", "--steps", "2", "--skew", "hot",
+                   "--hot-experts", "1", "--skew-param", "1", "-o", str(out)]) == 0
+
+
+@pytest.mark.parametrize("kw", [dict(skew="zipf", hot_experts=1), dict(skew_param=0.5),
+                                dict(skew="uniform", hot_experts=1)])
+def test_generate_refuses_parameters_the_skew_ignores(kw):
+    with pytest.raises(ValueError, match="hot_experts|skew_param"):
+        T.generate("mixtral-8x7b", steps=2, **kw)
