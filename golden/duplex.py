@@ -193,24 +193,26 @@ def pim_time_table(hidden: int, ffn: int, max_tokens: int, cfg=None) -> list[int
 
 
 def xpu_time_table(hidden: int, ffn: int, max_tokens: int, cfg=None, mode: str = "dense",
-                   bytes_per_cycle: float | None = None) -> list[int]:
+                   bytes_per_cycle: float | None = None, nmv: tuple = (1, 2, 32)) -> list[int]:
     """xPU (Engine 1, the SpTC) cycles of one expert FFN for 0..max_tokens tokens.
 
     Each of the three GEMMs takes ``golden.sptc.predict_cycles``; with
-    ``bytes_per_cycle`` set, no GEMM is faster than streaming its int8 weights
-    at that rate (the xPU reads HBM through the ordinary interface: Duplex's
-    premise is that Logic-PIM sees about 4x that bandwidth).
+    ``bytes_per_cycle`` set, no GEMM is faster than streaming its weights, in the
+    format of ``mode`` (``golden.costmodel.weight_bytes``: dense m*k, 2:4 0.625 m*k,
+    Samoyeds less), at that rate (the xPU reads HBM through the ordinary interface:
+    Duplex's premise is that Logic-PIM sees about 4x that bandwidth).
     """
     from . import sptc
+    from .costmodel import weight_bytes
     cfg = cfg or sptc.SpTCConfig()
     shapes = [(ffn, hidden), (ffn, hidden), (hidden, ffn)]
     out = [0]
     for t in range(1, max_tokens + 1):
         c = 0
         for m, k in shapes:
-            g = sptc.predict_cycles(cfg, mode, m, k, t)
+            g = sptc.predict_cycles(cfg, mode, m, k, t, nmv)
             if bytes_per_cycle:
-                g = max(g, math.ceil(m * k / bytes_per_cycle))
+                g = max(g, math.ceil(weight_bytes(mode, m, k, nmv) / bytes_per_cycle))
             c += g
         out.append(c)
     return out

@@ -119,6 +119,20 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 
+#: Batching of the papers' evaluation setups (DESIGN.md), for ``generate(**setup, ...)``.
+#: ``duplex-serving``: continuous batching with decode batches of 32-128 (64) and prompts
+#: of hundreds to thousands of tokens (256-2048); requests generate 128-512 tokens and
+#: arrive at the steady-state rate decode / mean(gen_len) = 64 / 320 per step.
+#: ``dynamoe-training``: a training-like, compute-bound step: no decode, Poisson(8)
+#: sequences of 512 tokens (about 4096 tokens per step).
+PAPER_SETUPS: dict[str, dict] = {
+    "duplex-serving": dict(preset="mixtral-8x7b", decode=64, prefill=64 / 320,
+                           prompt_len=(256, 2048), gen_len=(128, 512)),
+    "dynamoe-training": dict(preset="mixtral-8x7b", decode=0, prefill=8.0,
+                             prompt_len=(512, 512), gen_len=(1, 1)),
+}
+
+
 def scaled_dim(dim: int, scale: int) -> int:
     """``dim / scale`` rounded half-up to a multiple of 16, at least 16."""
     return max(16, int(dim / scale / 16 + 0.5) * 16)

@@ -52,20 +52,20 @@ SET = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChec
 
 @SET
 @given(steps(), st.sampled_from(S.DISPATCHES), st.integers(0, 3))
-def test_dynamic_drops_nothing(sk, dispatch, shared):
+def test_dropless_drops_nothing_and_pads_nothing(sk, dispatch, shared):
     step, E, k = sk
-    sch = S.Scheduler(num_experts=E, num_shared=shared, top_k=k, policy=S.Policy("dynamic"),
+    sch = S.Scheduler(num_experts=E, num_shared=shared, top_k=k, policy=S.Policy("dropless"),
                       dispatch=dispatch, model=_model())
     for _ in range(3):
         r = sch.step(step)
         b = r.bound
-        assert b.dropped == 0 and b.kept.all()
+        assert b.dropped == 0 and b.kept.all() and b.padded == 0 and not r.recompiled
         # every routed (token, expert) pair is a valid slot of exactly one job
         pairs = sorted((int(t), j.expert) for j in b.jobs if j.expert < E
                        for t, v in zip(j.sel, j.valid) if v)
         want = sorted((t, int(e)) for t in range(step.tokens) for e in step.expert_ids[t])
         assert pairs == want
-        assert b.padded == sum(int(b.slots[e]) - int(b.counts[e]) for e in range(E) if b.slots[e])
+        assert (b.slots[:E] == b.counts).all()
 
 
 @SET
@@ -116,110 +116,39 @@ def test_jobs_fit_tiles_and_sel_is_valid(sk, cap, dispatch):
 @SET
 @given(steps(), st.sampled_from(S.CAPACITY_POLICIES), st.integers(0, 2))
 def test_coprocess_never_worse_than_one_unit(sk, cap, shared):
-    """On the slot vector a plan is compiled for, its split beats all-SpTC and all-PIM."""
+    """Co-processing splits each step after gating, on that step's slots: the split is
+    never slower than all-SpTC or all-PIM on the same slots (static capacity included)."""
     step, E, k = sk
     m = _model()
-    T = step.tokens
-    plan = S.compile_plan(step.tokens_per_expert(), T, num_shared=shared, top_k=k,
-                          policy=S.Policy(cap), dispatch="duplex_coprocess", model=m)
-    slots = list(plan.capacities(T)) + [T] * shared
+    b = S.Scheduler(num_experts=E, num_shared=shared, top_k=k, policy=S.Policy(cap),
+                    dispatch="duplex_coprocess", model=m).step(step).bound
+    slots = [int(n) for n in b.slots]
     t = {"sptc": 0, "pim": 0}
-    for u, n in zip(plan.units, slots):
+    for u, n in zip(b.units, slots):
         t[u] += m.unit(u, n)
     split = max(t.values())
     assert split <= sum(m.sptc(n) for n in slots)
     assert split <= sum(m.pim(n) for n in slots)
-    # and the per-step cost of the bound program is never above all-SpTC on the same jobs
-    # when the step fills every expert the plan was compiled for
-    b = S.bind(plan, step, m)
-    if cap == "dynamic":
-        assert (b.slots[:E] == np.where(step.tokens_per_expert() > 0, plan.capacities(T), 0)).all()
-
-
-# --------------------------------------------------------------------------- recompilation policy
-
-def _skewed(E, T, hot):
-    ids = np.array([[hot if t % 4 else (hot + 1 + t) % E] for t in range(T)])
-    return _step(ids, E=E)
-
-
-def _ffn_model():
-    from golden import pim, sptc
-    return S.TimeModel(S.ExpertShape.gated_ffn(64, 224), sptc.SpTCConfig(), pim.CONFIG_DEFAULT,
-                       "2:4")
-
-
-def test_recompile_hysteresis_and_min_gap():
-    """Compiled for a hot expert, then routing turns uniform: the cached plan still
-    holds every token (no forced recompile) but over-allocates the once-hot expert
-    (fit 0.891 on this model). The average fit falls below `off`, the plan loses
-    trust, and the recompile waits for min_gap."""
-    E, T = 8, 32
-    hot, uni = _skewed(E, T, 3), _step(np.arange(T) % E, E=E)
-    pol = S.Policy("dynamic", min_gap=6, off=0.95, on=0.99)
-    sch = S.Scheduler(num_experts=E, num_shared=0, top_k=1, policy=pol,
-                      dispatch="duplex_coprocess", model=_ffn_model())
-    rs = [sch.step(s) for s in [hot] * 3 + [uni] * 10]
-    assert [r.recompiled for r in rs[:3]] == [False] * 3 and all(r.fit == 1 for r in rs[:3])
-    assert not any(r.forced for r in rs)
-    lost = next(r.index for r in rs if not r.trusted)
-    rec = [r.index for r in rs if r.recompiled]
-    assert rs[lost].avg < pol.off and rs[lost - 1].avg >= pol.off
-    assert lost < 6 and rec == [6]                      # trust lost early, recompile at the gap
-    assert all(not r.trusted for r in rs[lost:6])
-    assert rs[6].recompile_cycles == pol.recompile_cycles(E) and rs[6].cycles > \
-        max(rs[6].cycles_sptc, rs[6].cycles_pim)
-    assert all(r.fit == 1.0 and r.trusted for r in rs[7:])   # the new plan fits exactly
-    # with the default band (off 0.85) an 11 % loss is tolerated: no recompile at all
-    sch = S.Scheduler(num_experts=E, num_shared=0, top_k=1, policy=S.Policy("dynamic"),
-                      dispatch="duplex_coprocess", model=_ffn_model())
-    rs = [sch.step(s) for s in [hot] * 3 + [uni] * 30]
-    assert sch.recompiles == 0 and min(r.avg for r in rs) > 0.85
-
-
-def test_hysteresis_band_keeps_trust_state():
-    """An average between off and on keeps the previous state (Schmitt trigger)."""
-    pol = S.Policy("dynamic", min_gap=1000, headroom=10.0)
-    sch = S.Scheduler(num_experts=8, num_shared=0, top_k=1, policy=pol, dispatch="duplex_coprocess",
-                      model=_model())
-    sch.step(_step(np.arange(32) % 8, E=8))
-    sch.avg, sch.trusted = 0.9, True
-    r = sch.step(_step(np.arange(32) % 8, E=8))       # fit 1 -> avg rises but stays < on
-    assert r.trusted and pol.off < r.avg
-    sch.avg, sch.trusted = 0.9, False
-    r = sch.step(_step(np.arange(32) % 8, E=8))      # 0.99**32 * 0.9 + (1 - 0.99**32) = 0.927
-    assert pol.off < r.avg < pol.on and not r.trusted
-    sch.avg, sch.trusted = 0.94, False
-    r = sch.step(_step(np.arange(32) % 8, E=8))
-    assert r.avg > pol.on and r.trusted               # regained above `on`, no recompile needed
-    assert sch.recompiles == 0                        # min_gap blocked any recompile
-
-
-def test_forced_recompile_on_overflow_ignores_min_gap():
-    pol = S.Policy("dynamic", min_gap=1000, headroom=0.0, granule=1)
-    sch = S.Scheduler(num_experts=4, num_shared=0, top_k=1, policy=pol, dispatch="sptc_only",
-                      model=_model())
-    sch.step(_step(np.arange(16) % 4, E=4))
-    r = sch.step(_step(np.zeros(16, int), E=4))       # everything to expert 0: overflow
-    assert r.recompiled and r.forced and sch.forced == 1 and r.bound.dropped == 0
+    assert {j.unit for j in b.jobs if j.expert == 0} <= {b.units[0]}
 
 
 def test_static_never_recompiles():
     tr = traces.generate("mixtral-8x7b", steps=12, seed=3, scale=128, skew="hot")
-    r = S.run_trace(tr, policy=S.Policy("static"), dispatch="duplex_coprocess", model=_model())
-    assert r["recompiles"] == 0 and r["recompile_cycles"] == 0
+    for cap in ("static", "dropless"):
+        r = S.run_trace(tr, policy=S.Policy(cap), dispatch="duplex_coprocess", model=_model())
+        assert r["recompiles"] == 0 and r["recompile_cycles"] == 0
 
 
 def test_policy_validation():
     for kw in (dict(capacity="x"), dict(alpha=0), dict(gamma=1.0), dict(on=0.8, off=0.9),
-               dict(min_gap=-1), dict(granule=0), dict(headroom=-1)):
-        with pytest.raises(FormatError):
+               dict(min_gap=-1), dict(grow=0), dict(max_alpha=-1), dict(shrink=-0.1),
+               dict(cache=1), dict(recompile_base=-5)):
+        with pytest.raises(FormatError, match=next(iter(kw)).split("_")[0]):
             S.Policy(**kw)
     with pytest.raises(FormatError, match="dispatch"):
         S.compile_plan([1, 2], 3, num_shared=0, top_k=1, policy=S.Policy(), dispatch="gpu")
     with pytest.raises(FormatError, match="counts"):
         S.compile_plan([5, 5], 3, num_shared=0, top_k=1, policy=S.Policy(), dispatch="sptc_only")
-
 
 # --------------------------------------------------------------------------- golden layer
 
