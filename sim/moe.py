@@ -237,27 +237,32 @@ def job_arrays(mcfg, prep: dict) -> dict:
 
 def build(mcfg, config_name: str, simulator: str = "verilator", waves: bool = False):
     """The top's build (cached by ``sim.cocotb_run``: same Verilog, same directory)."""
-    from hdl.moe import MODULE_NAME, build as build_top, config_params
-    from hdl.verilog import to_verilog
+    from hdl.moe import MODULE_NAME
+    from tb.moe import top_verilog
 
     from . import cocotb_run
-    v = to_verilog(build_top(mcfg), MODULE_NAME, config_params(mcfg))
-    return cocotb_run.build(f"moe_{config_name}", v, MODULE_NAME, simulator=simulator,
-                            waves=waves)
+    return cocotb_run.build(f"moe_{config_name}", top_verilog(mcfg), MODULE_NAME,
+                            simulator=simulator, waves=waves)
 
 
 def run(mcfg, config_name: str, prep: dict, workdir: Path, *, simulator: str = "verilator",
-        seed: int = 1, stalls: bool = False, waves: bool = True, progress=None) -> dict:
-    """Simulate the prepared step; returns the bench's records (raises SimulationError)."""
+        seed: int = 1, stalls: bool = False, waves: bool = True, progress=None,
+        stall_profile: str | None = None) -> dict:
+    """Simulate the prepared step; returns the bench's records (raises SimulationError).
+
+    ``stall_profile`` (with ``stalls``): None for the classic random stalls, or a kind of
+    ``tb.common.STALL_KINDS`` (a profile of its own per stream)."""
 
     from . import cocotb_run
+    from .sptc import check_stall_profile, stall_env
+    check_stall_profile(stall_profile)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(workdir / "job.npz", **job_arrays(mcfg, prep))
     b = build(mcfg, config_name, simulator, waves)
     prog = workdir / "progress.txt"
     env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
-           "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1",
+           "MOE_SEED": str(seed), **stall_env(stalls, stall_profile),
            "MOE_PROGRESS": str(prog)}
     t_start = time.time()
     wave = cocotb_run.run_polling(b, "sim.moe", workdir, env, progress)
@@ -351,7 +356,7 @@ except ImportError:
 
 
 if cocotb is not None:
-    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, stall_probs
+    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng
 
     class _TimedMonitor(StreamMonitor):
         """A stream monitor that also records the cycle of every beat."""
@@ -395,16 +400,17 @@ if cocotb is not None:
     async def moe_sim(dut):
         from cocotb.utils import get_sim_time
 
-        from tb.moe import CFG_NAMES, check_step, decode_trace, from_chunks
+        from tb.moe import (CFG_NAMES, IN_STREAMS, check_step, decode_trace, from_chunks,
+                            stall_setup)
 
         job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
         rng = seeded_rng()
-        p_valid, p_ready = stall_probs(rng)
+        prof, slack = stall_setup(rng)
         clock = lambda: h.cycle  # noqa: E731 - h is bound below
-        drv = {n: StreamDriver(dut, n, rng, p_valid)
-               for n in ("job", "tok", "sptc_w", "sptc_act", "pim_din")}
-        y_mon = _TimedMonitor(dut, "y", rng, p_ready, clock)
-        t_mon = _TimedMonitor(dut, "trace", rng, p_ready, clock)
+        drv = {n: StreamDriver(dut, n, rng, prof[n]) for n in IN_STREAMS}
+        # both output streams through StreamMonitors: the stream rules checked every cycle
+        y_mon = _TimedMonitor(dut, "y", rng, prof["y"], clock)
+        t_mon = _TimedMonitor(dut, "trace", rng, prof["trace"], clock)
         h = Harness(dut, [*drv.values(), y_mon, t_mon])
         rec = _Recorder(h.io, clock, os.environ.get("MOE_PROGRESS"))
         h.agents.append(rec)
@@ -432,7 +438,7 @@ if cocotb is not None:
 
         t0 = h.cycle
         await run_program("preamble", from_chunks(job["pre_desc"]), [], [], [],
-                          from_chunks(job["pre_din"]), 0, 400_000)
+                          from_chunks(job["pre_din"]), 0, 400_000 * slack)
         pre_cycles = h.cycle - t0
         sb.check("preamble", int(dut.err.value) == 0, f"err 0x{int(dut.err.value):x}")
         origin = h.cycle
@@ -454,7 +460,7 @@ if cocotb is not None:
             end = await run_program(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
                                     job[q + "act"].tolist(), from_chunks(job[q + "w"]),
                                     from_chunks(job[q + "din"]), T * hidden,
-                                    int(job[q + "budget"]))
+                                    int(job[q + "budget"]) * slack)
             res["ends"].append(end - origin)
             ys = y_mon.cycles[y_cyc0:]
             res["first_y"].append((ys[0] if ys else end) - origin)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +29,25 @@ REG_NAMES = gs.REG_NAMES
 ECP5_MODELS = Path(__file__).parent / "models" / "ecp5_prims.v"
 
 
+@lru_cache(maxsize=8)
+def design_verilog(cfg: gs.SpTCConfig, target: str | None = None) -> str:
+    """The SpTC's Verilog for ``cfg`` (elaborated once per process: the 8 x 8 default
+    takes ~25 s, the small build ~5 s, and a test often runs one build twice)."""
+    from hdl import sptc
+    from hdl.verilog import to_verilog
+    v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg), target)
+    if target == "ecp5":
+        v += "\n" + ECP5_MODELS.read_text()
+    return v
+
+
 def build_design(cfg: gs.SpTCConfig, simulator: str = "verilator", waves: bool = False,
                  target: str | None = None):
     """Build the SpTC for a simulator. ``target="ecp5"`` simulates the FPGA flow's
     flavour (hdl.fpga primitives) against the behavioural primitive models in
     ``sim/models/ecp5_prims.v``."""
     from hdl import sptc
-    from hdl.verilog import to_verilog
-    v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg), target)
-    if target == "ecp5":
-        v += "\n" + ECP5_MODELS.read_text()
+    v = design_verilog(cfg, target)
     tag = (f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}"
            f"l{cfg.sel_lanes}d{cfg.drain_rows}{'_' + target if target else ''}")
     # The ECP5 flavour is thousands of primitive instances (a TRELLIS_FF per
@@ -81,6 +91,11 @@ class JobSpec:
     mutate: object = None   # callable(Job) -> None: corrupts beats/regs for bad-input tests
     reset_at: int = 0       # > 0: reset the unit this many cycles into the job (cocotb and
                             # fast lane only); the job is abandoned, the next must be exact
+    rejected: bool = False  # the job's registers fail the CHECK-cycle validation: the unit
+                            # must take no input beat and emit no result beat
+    load_mutate: object = None  # callable(dict) -> None: corrupts the LOAD phase's registers
+    load_err: int = 0       # != 0: the LOAD must be refused with exactly these error bits
+                            # (no activation word taken); the MATMUL phase is skipped
 
 
 def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
@@ -88,21 +103,25 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
               "sel_lanes": np.int64(cfg.sel_lanes), "drain_rows": np.int64(cfg.drain_rows)}
     for i, s in enumerate(specs):
         job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
-        if s.expect_err or s.reset_at:  # a bad-input or reset job: no output, no cycles
+        if s.expect_err or s.reset_at or s.load_err:  # bad input or reset: no output, no cycles
             expected, pred = np.zeros((0, 0), np.int64), -1
         else:
             expected, pred = golden.ssmm(s.weight, s.x, job.sel, s.out), \
                 gs.predict_job_cycles(cfg, job)
         if s.mutate is not None:
             s.mutate(job)
+        lregs = gs.load_regs(s.x.shape)
+        if s.load_mutate is not None:
+            s.load_mutate(lregs)
         p = f"j{i}_"
         arrays.update({
             p + "name": np.array(s.name), p + "regs": np.array([job.regs[k] for k in REG_NAMES]),
-            p + "load_regs": np.array([gs.load_regs(s.x.shape)[k] for k in REG_NAMES]),
+            p + "load_regs": np.array([lregs[k] for k in REG_NAMES]),
             p + "act": gs.act_words(s.x).astype(np.int64), p + "sel": job.sel.astype(np.int64),
             p + "v0": job.v0, p + "v1": job.v1, p + "nib": job.nib, p + "idx": job.idx,
             p + "expected": expected, p + "expect_err": np.int64(s.expect_err),
             p + "reset_at": np.int64(s.reset_at),
+            p + "rejected": np.int64(bool(s.rejected)), p + "load_err": np.int64(s.load_err),
             p + "out_rows": np.int64(job.m * max(1, -(-len(job.sel) // cfg.cols))),
             p + "load_cycles": np.int64(gs.predict_load_cycles(s.x.shape)),
             p + "pred_cycles": np.int64(pred),
@@ -110,21 +129,42 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
     return arrays
 
 
+def check_stall_profile(kind: str | None) -> None:
+    """``stall_profile``: None (the bench's classic uniform stalls) or a kind of
+    ``tb.common.STALL_KINDS``; refused before anything is built."""
+    from tb.common import STALL_KINDS
+    if kind is not None and kind not in STALL_KINDS:
+        raise FormatError(f"stall_profile: unknown kind {kind!r} (one of "
+                          f"{', '.join(STALL_KINDS)})")
+
+
+def stall_env(stalls: bool, kind: str | None) -> dict:
+    """The bench's stall switches as environment variables (read in the simulator)."""
+    env = {"MOE_NO_STALLS": "0" if stalls else "1"}
+    if kind is not None:
+        env["MOE_STALL_PROFILE"] = kind
+    return env
+
+
 def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "verilator",
               seed: int = 1, stalls: bool = True, waves: bool = False,
-              workdir: Path | None = None, progress=None, target: str | None = None) -> dict:
+              workdir: Path | None = None, progress=None, target: str | None = None,
+              stall_profile: str | None = None) -> dict:
     """Run several jobs in one simulation (one build, one simulator launch).
 
     ``progress(done_jobs)`` is called from this thread while the simulator runs;
-    ``target`` as in :func:`build_design`.
+    ``target`` as in :func:`build_design`; ``stall_profile`` (with ``stalls``): None
+    for the classic random stalls, or "uniform", "bursty", "starve", "mixed"
+    (``tb.common.stall_profiles``: a profile of its own per stream).
     """
+    check_stall_profile(stall_profile)
     b = build_design(cfg, simulator, waves, target)
     (ROOT / "build").mkdir(exist_ok=True)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sptc_", dir=ROOT / "build")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(workdir / "job.npz", **encode_jobs(cfg, specs))
     env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
-           "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1"}
+           "MOE_SEED": str(seed), **stall_env(stalls, stall_profile)}
     if progress is None:
         wave = cocotb_run.run(b, "tb.sptc", test_dir=workdir, env=env)
     else:

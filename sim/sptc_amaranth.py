@@ -17,7 +17,7 @@ from golden import sptc as gs
 
 from .cocotb_run import SimulationError
 from .sptc import JobSpec, encode_jobs
-from tb.common import BenchTimeout
+from tb.common import BenchTimeout, StreamRuleError
 from tb.sptc import bench
 
 from .sptc_fast import check
@@ -88,7 +88,7 @@ def run_encoded(cfg: gs.SpTCConfig, job: dict, *, seed: int = 1, stalls: bool = 
                 sim.run()
         else:
             sim.run()
-    except BenchTimeout as exc:
+    except (BenchTimeout, StreamRuleError) as exc:
         raise SimulationError(f"sptc on the Amaranth simulator: {exc}") from None
     check(out["scoreboard"], "sptc on the Amaranth simulator")
     res = dict(out["results"])

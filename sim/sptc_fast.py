@@ -24,12 +24,12 @@ import numpy as np
 import golden
 from golden import sptc as gs
 from golden.errors import FormatError
-from tb.common import BenchTimeout, Scoreboard, run_sync
+from tb.common import BenchTimeout, Scoreboard, StreamRuleError, run_sync
 from tb.sptc import bench
 
 from . import fastlane
 from .cocotb_run import SimulationError
-from .sptc import JobSpec, as_weight, encode_jobs
+from .sptc import JobSpec, as_weight, check_stall_profile, encode_jobs
 
 _builds: dict = {}
 
@@ -38,8 +38,9 @@ def build_design(cfg: gs.SpTCConfig) -> fastlane.FastBuild:
     """The fast-lane build of ``cfg`` (built once, cached on disk and in this process)."""
     if cfg not in _builds:
         from hdl import sptc
-        from hdl.verilog import to_verilog
-        v = to_verilog(sptc.build(cfg), sptc.MODULE_NAME, sptc.config_params(cfg))
+
+        from .sptc import design_verilog
+        v = design_verilog(cfg)
         tag = f"sptc_r{cfg.rows}c{cfg.cols}k{cfg.max_k}t{cfg.max_tokens}l{cfg.sel_lanes}d{cfg.drain_rows}"
         _builds[cfg] = fastlane.build(tag, v, sptc.MODULE_NAME)
     return _builds[cfg]
@@ -57,14 +58,15 @@ RESET_CYCLES = 2  # as tb.common.Harness.start
 
 
 def run_encoded(cfg: gs.SpTCConfig, job: dict, *, seed: int = 1, stalls: bool = True,
-                progress=None) -> dict:
+                progress=None, stall_profile: str | None = None) -> dict:
     """Run an already encoded batch on a fresh model of the cached build."""
+    check_stall_profile(stall_profile)
     model = fastlane.Model(build_design(cfg))
     model.reset(RESET_CYCLES)
     try:
         res, sb, cycles = run_sync(bench(model, job, seed=seed, stalls=stalls,
-                                                  progress=progress))
-    except BenchTimeout as exc:
+                                         progress=progress, stall_kind=stall_profile))
+    except (BenchTimeout, StreamRuleError) as exc:
         raise SimulationError(f"sptc fast lane: {exc}") from None
     check(sb, "sptc fast lane")
     res["harness_cycles"] = cycles
@@ -72,7 +74,7 @@ def run_encoded(cfg: gs.SpTCConfig, job: dict, *, seed: int = 1, stalls: bool = 
 
 
 def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, seed: int = 1,
-              stalls: bool = True, progress=None) -> dict:
+              stalls: bool = True, progress=None, stall_profile: str | None = None) -> dict:
     """Several jobs on the fast lane; same jobs, results and checks as ``sim.sptc.run_batch``.
 
     Returns ``j<i>_out`` (int64 output of good jobs), ``j<i>_cycles`` (the DUT's
@@ -83,7 +85,7 @@ def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, seed: int = 1,
     and seed with ``sim.sptc.run_batch(..., waves=True)`` to look at one.
     """
     return run_encoded(cfg, encode_jobs(cfg, specs), seed=seed, stalls=stalls,
-                       progress=progress)
+                       progress=progress, stall_profile=stall_profile)
 
 
 def run(weight, x, sel=None, mode: str | None = None, out="int32", *, nmv=None,

@@ -12,7 +12,9 @@ for Monarch jobs, against the golden factored matmul ``Monarch.matmul``; the sti
 error code against the interpreter's; the step counter; and with ``MOE_NO_STALLS=1`` the
 cycle cost of every instruction against the cycle model. Malformed jobs must raise the
 predicted error, discard the rest of their stream, and the tile must run the next job
-after ``clear``.
+after ``clear``. Stalls: the classic uniform ones, or ``MOE_STALL_PROFILE``'s kind (a
+profile of its own per stream, ``tb.common.stall_profiles``); ``res`` goes through a
+StreamMonitor, which checks the stream rules every cycle.
 """
 from __future__ import annotations
 
@@ -116,13 +118,19 @@ def tile_verilog(config_name: str) -> str:
 
 
 def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = "verilator",
-             test_dir: Path, seed: int = 1, stalls: bool = True, waves: bool = False) -> dict:
+             test_dir: Path, seed: int = 1, stalls: bool = True, waves: bool = False,
+             stall_profile: str | None = None) -> dict:
     """Build (cached) and run the bench on ``jobs``; returns the measurements.
 
+    ``stall_profile`` (with ``stalls``): None for the classic random stalls, or a kind
+    of ``tb.common.STALL_KINDS`` (a profile of its own per stream).
     Raises ``sim.cocotb_run.SimulationError`` if any scoreboard check fails.
     """
     from hdl.cim import CONFIGS, MODULE_NAME
     from sim import cocotb_run
+    from sim.sptc import check_stall_profile, stall_env
+
+    check_stall_profile(stall_profile)
 
     config = CONFIGS[config_name]
     test_dir = Path(test_dir)
@@ -133,7 +141,7 @@ def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = 
     b = cocotb_run.build(f"cim_{config_name}", verilog, MODULE_NAME, simulator=simulator,
                          waves=waves)
     env = {"MOE_JOB": str(job_path), "MOE_RESULT": str(result_path), "MOE_SEED": str(seed),
-           "MOE_NO_STALLS": "0" if stalls else "1"}
+           **stall_env(stalls, stall_profile)}
     cocotb_run.run(b, "tb.cim", test_dir=test_dir, env=env)
     with np.load(result_path, allow_pickle=False) as r:
         out = {k: r[k] for k in r.files}
@@ -150,24 +158,32 @@ def rand_monarch(b: int, rng, out=None) -> gm.Monarch:
                              out=out if out is not None else outs[int(rng.integers(3))])
 
 
-def trace_job(seed: int = 0, max_tokens: int = 6, trace=None) -> Job:
+def trace_job(seed: int = 0, max_tokens: int = 6, trace=None, step: int | None = None) -> Job:
     """An expert projection (hidden x hidden) in Monarch form on a MoE trace step's tokens.
 
-    The step with the most tokens of the trace (default: ``sim.traces.load_default()``,
-    hidden 64 -> n = 64, b = 8); its most loaded expert's tokens (SEL) form the batch.
-    Token activations are int8 drawn from a generator seeded by the token's request id
-    (the trace records routing, not activations); the weights are a random dense
-    projection W projected to Monarch form (``golden.monarch.project``) and quantized.
+    Step ``step``, by default the step with the most tokens, of the trace (default:
+    ``sim.traces.load_default()``, hidden 64 -> n = 64, b = 8); its most loaded expert's
+    tokens (SEL) form the batch. Token activations are int8 drawn from a generator
+    seeded by the token's request id (the trace records routing, not activations); the
+    weights are a random dense projection W projected to Monarch form
+    (``golden.monarch.project``) and quantized. A hidden size that is not a square or a
+    step without tokens raises ``golden.FormatError``.
     """
+    from golden.errors import FormatError
     from sim import traces
     rng = np.random.default_rng(seed)
     tr = trace if trace is not None else traces.load_default()
     n = tr.hidden
     b = int(round(np.sqrt(n)))
     if b * b != n:
-        raise ValueError(f"hidden {n} is not a square: no Monarch b = sqrt(n)")
-    step = max(range(tr.steps), key=lambda i: tr.step(i).tokens)
+        raise FormatError(f"trace: hidden = {n} is not a square: no Monarch b = sqrt(n)")
+    if step is None:
+        step = max(range(tr.steps), key=lambda i: tr.step(i).tokens)
+    elif not 0 <= step < tr.steps:
+        raise FormatError(f"step: {step} out of range 0..{tr.steps - 1}")
     st = tr.step(step)
+    if st.tokens == 0:
+        raise FormatError(f"step: step {step} has no tokens: nothing to project")
     expert = int(np.argmax(st.tokens_per_expert()))
     sel = st.sel(expert)[:max_tokens]
     xs = np.stack([np.random.default_rng([seed, int(st.request_id[t])])
@@ -189,6 +205,10 @@ def _set(word: int, lo: int, width: int, value: int) -> int:
     return (word & ~mask) | ((value << lo) & mask)
 
 
+#: Program words after a malformed job's bad instruction (discarded by the tile).
+MALFORMED_TAIL = 24
+
+
 def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) -> list[Job]:
     """One raw job per malformed-program class (expected error named), built by mutating
     a valid two-token DenseMap program. Each starts from a cleared tile."""
@@ -205,9 +225,20 @@ def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) ->
     s1 = hd["STEP"][len(hd["STEP"]) // 2 + 1]   # a step of token 1
     cases = []
 
-    def case(name, expect, edit):
+    def case(name, expect, edit, at=None):
+        """``at``: the opcode the golden interpreter must stop at (the check under test).
+        The program ends ``MALFORMED_TAIL`` words after the bad instruction (the tile must
+        discard them; a longer tail only costs simulation time)."""
         w = list(base)
         edit(w)
+        ex = gc.execute(w, config, beats)
+        if at is not None:
+            got = gc.OPCODES.get(w[ex.error_index] & 0xF) if ex.error_index >= 0 else None
+            if (ex.error, got) != (expect, at):
+                raise AssertionError(f"malformed case {name!r}: the golden stops with "
+                                     f"{ex.error} at {got}, the case means {expect} at {at}")
+        if ex.error_index >= 0:
+            w = w[:ex.error_index + 1 + MALFORMED_TAIL]
         cases.append(Job(f"malformed: {name}", "raw", words=np.array(w, dtype=np.uint64),
                          beats=np.array(beats, dtype=np.uint64), expect=expect,
                          clear_before=True))
@@ -240,6 +271,36 @@ def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) ->
     case("missing STEP", "UNWRITTEN", lambda w: w.pop(s1))
     case("accumulate into an unwritten slot", "UNWRITTEN",
          lambda w: w.__setitem__(s0, w[s0] | 1 << 62))
+    # every other branch of the tile's checks (hdl/cim/tile.py ``err_now``), one each
+    cfg0, mid0, out0 = hd["CFG"][0], hd["MID"][0], hd["OUTPUT"][0]
+    l_last = max(i for i in hd["STEP"] if mid0 < i < out0)       # token 0's last L step
+    lb_min = config.b_min.bit_length() - 1
+
+    def cfg_field(lo, width, value):
+        return lambda w: w.__setitem__(cfg0, _set(w[cfg0], lo, width, value))
+
+    case("CFG inside a token", "BAD_SEQUENCE", lambda w: w.insert(s1, w[cfg0]), "CFG")
+    case("INPUT inside a token", "BAD_SEQUENCE", lambda w: w.insert(s1, gc.OP_INPUT), "INPUT")
+    case("MID before INPUT", "BAD_SEQUENCE", lambda w: w.insert(hd["INPUT"][0], gc.OP_MID),
+         "MID")
+    case("MID in stage L", "BAD_SEQUENCE", lambda w: w.insert(mid0 + 1, gc.OP_MID), "MID")
+    if lb_min > 0:
+        case("CFG block size too small", "BAD_CFG", cfg_field(4, 4, lb_min - 1), "CFG")
+    case("CFG mid kind 3", "BAD_CFG", cfg_field(8, 2, 3), "CFG")
+    case("CFG mid requant shift 0", "BAD_CFG", cfg_field(26, 5, 0), "CFG")
+    case("CFG out kind 3", "BAD_CFG", cfg_field(31, 2, 3), "CFG")
+    case("CFG int8_sat out with a multiplier", "BAD_CFG", cfg_field(33, 16, 5), "CFG")
+    case("CFG int8_sat out with a shift", "BAD_CFG", cfg_field(49, 5, 3), "CFG")
+    case("LOADW of 0 columns", "BAD_COLUMN",
+         lambda w: w.__setitem__(0, _set(w[0], 22, 9, 0)), "LOADW")
+    case("STEP accumulator line out of range", "BAD_LINE",
+         lambda w: w.__setitem__(s0, _set(w[s0], 22, 8, b * b // config.m)), "STEP")
+    case("STEP with no row", "BAD_MASK", lambda w: w.__setitem__(s1, _set(w[s1], 30, 16, 0)),
+         "STEP")
+    if g < gc.MAX_SLOTS:
+        case("STEP column beyond the slots", "BAD_MASK",
+             lambda w: w.__setitem__(s0, w[s0] | 1 << (46 + g)), "STEP")
+    case("OUTPUT with an unwritten slot", "UNWRITTEN", lambda w: w.pop(l_last), "OUTPUT")
     return cases
 
 
@@ -294,16 +355,23 @@ if cocotb is not None:
     @cocotb.test()
     async def cim_jobs(dut):
         from tb.common import (Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng,
-                               stall_probs)
+                               stall_probs, stall_profiles)
 
         rng = seeded_rng()
-        p_valid, p_ready = stall_probs(rng)
         no_stalls = os.environ.get("MOE_NO_STALLS") == "1"
+        kind = os.environ.get("MOE_STALL_PROFILE") or None
+        if kind is None or no_stalls:
+            # classic: one uniform probability for both inputs, one for the output
+            p_valid, p_ready = stall_probs(rng)
+            prof = {"prog": p_valid, "act": p_valid, "res": p_ready}
+        else:       # a profile of its own per stream (tb.common.stall_profiles)
+            prof = stall_profiles(rng, ("prog", "act", "res"), kind)
+            p_valid, p_ready = None, None
         config, jobs = load_jobs(os.environ["MOE_JOB"])
         h = Harness(dut, [])
-        prog = _ProgDriver(StreamDriver(dut, "prog", rng, p_valid), h)
-        act = StreamDriver(dut, "act", rng, p_valid)
-        res = StreamMonitor(dut, "res", rng, p_ready)
+        prog = _ProgDriver(StreamDriver(dut, "prog", rng, prof["prog"]), h)
+        act = StreamDriver(dut, "act", rng, prof["act"])
+        res = StreamMonitor(dut, "res", rng, prof["res"])   # also checks the stream rules
         status = _Status(dut, h)
         h.agents = [prog, act, res, status]
         dut.clear.value = 0
@@ -393,6 +461,10 @@ if cocotb is not None:
         if out:
             np.savez(out, meta=np.array(json.dumps({"p_valid": p_valid, "p_ready": p_ready,
                                                     "no_stalls": no_stalls,
+                                                    "profiles": {
+                                                        "prog": repr(prog.base.p_valid),
+                                                        "act": repr(act.p_valid),
+                                                        "res": repr(res.p_ready)},
                                                     "names": [j.name for j in jobs]})),
                      costs=np.array(rec["costs"], dtype=np.int64),
                      cost_ops=np.array(rec["cost_ops"], dtype=str),

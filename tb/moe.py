@@ -12,15 +12,19 @@ executed schedule (unit, expert, slots per job, in program order). Wide words
 travel as little-endian uint64 chunks in the ``.npz`` (no pickles).
 
 cocotb side (:func:`moe_layer`): drives every stream with random valid/ready
-stalls, checks every output element (value, token, row) against the golden
+stalls (the classic uniform ones, or ``MOE_STALL_PROFILE``'s kind: a profile of
+its own per stream, :func:`stall_setup`), checks the stream rules on both outputs
+(StreamMonitors), every output element (value, token, row) against the golden
 layer, the trace stream against the compiler's schedule per unit, the sticky
-error status, and finally feeds malformed descriptors / token entries and checks
-the error bits and that a good step still runs afterwards (no hang).
+error status, and finally feeds malformed descriptors / token entries
+(:func:`bad_inputs`) and checks the error bits, that nothing wrong comes out and
+that the top does not hang.
 """
 from __future__ import annotations
 
 import os
 import warnings
+from functools import lru_cache
 
 import numpy as np
 
@@ -146,36 +150,77 @@ def make_layers(mcfg: gm.MoEConfig, seed: int, steps: int, specs=LAYERS,
 
 
 def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[dict]:
-    """Malformed inputs: descriptors, token entries, the data the accepted parts consume,
-    and the error bits expected. Bad descriptors are dropped (no data consumed)."""
+    """Malformed inputs, one per check of the top (hdl/moe/top.py ``bad``, ``e_bad``, the
+    units' sticky errors; docs/moe.md's error table): descriptors, token entries, the data
+    the accepted parts consume, the error bits expected, and what may come out.
+
+    Bad descriptors are dropped: no token entry or data consumed, no ``trace`` beat, no
+    output. ``cfg``: layer-configuration ports changed for the case (restored after it).
+    ``trace``: EXPERT jobs the units must start; ``y_zero``: every output must be 0 (the
+    only routed token entry is invalid, so nothing may be combined). ``sptc_err`` /
+    ``pim_err``: the unit's own status bits expected."""
     D = S.desc
     kw = -(-hidden // mcfg.pim.elems)
+    row_tiles = -(-hidden // mcfg.sptc.rows)
     k_steps = (2 if mode == gs.MODE_CODES["dense"] else 1) * -(-hidden // 4)
-    sptc_beats = [0b0100 << 16] * (-(-hidden // mcfg.sptc.rows) * k_steps)
-    act2 = [0] * (2 * -(-hidden // 4))
+    # nonzero data, so anything combined by mistake shows in the outputs: every weight
+    # lane (v0, v1) = (17, -3) with the valid nibble 0b0100, activations and token
+    # vectors from a fixed generator
+    lane = 17 | (0xFD << 8) | (0b0100 << 16)
+    sptc_beats = [sum(lane << (24 * r) for r in range(mcfg.sptc.rows))] * (row_tiles * k_steps)
+    g = np.random.default_rng(0)
+    act2 = [int(v) for v in g.integers(0, 1 << 32, 2 * -(-hidden // 4), dtype=np.uint64)]
+    din_bits = mcfg.pim.bundle_bits
+    pim_vec = [int.from_bytes(g.bytes(din_bits // 8), "little") for _ in range(kw)]
+    expert1 = [D(S.KIND_EXPERT, 0, 0, 1)]
     cases = [
-        ("slots 0", [D(S.KIND_EXPERT, 0, 0, 0)], S.ERR_DESC),
-        ("slots > SpTC tile", [D(S.KIND_EXPERT, 0, 0, mcfg.sptc_max_slots + 1)], S.ERR_DESC),
-        ("slots > PIM tile", [D(S.KIND_EXPERT, 1, 0, mcfg.pim_max_slots + 1)], S.ERR_DESC),
-        ("expert >= E", [D(S.KIND_EXPERT, 0, E, 1)], S.ERR_DESC),
-        ("PIM weights out of range", [D(S.KIND_EXPERT, 1, 0, 1, mcfg.pim.words)], S.ERR_DESC),
-        ("RAW to SpTC", [D(S.KIND_RAW, 0, arg=gp.encode("NOP"))], S.ERR_DESC),
-        ("RAW GEMM", [D(S.KIND_RAW, 1, arg=gp.encode("GEMM", addr=0, n=1))], S.ERR_DESC),
-        ("LOAD on PIM", [D(S.KIND_LOAD, 1, slots=2)], S.ERR_DESC),
-        ("LOAD too many tokens", [D(S.KIND_LOAD, 0, slots=mcfg.max_tokens + 1)], S.ERR_DESC),
-        ("END of 0 tokens", [D(S.KIND_END, 0, slots=0)], S.ERR_DESC),
+        ("slots 0", [D(S.KIND_EXPERT, 0, 0, 0)], {}),
+        ("slots > SpTC tile", [D(S.KIND_EXPERT, 0, 0, mcfg.sptc_max_slots + 1)], {}),
+        ("slots > PIM tile", [D(S.KIND_EXPERT, 1, 0, mcfg.pim_max_slots + 1)], {}),
+        ("expert >= E", [D(S.KIND_EXPERT, 0, E, 1)], {}),
+        ("PIM weights out of range", [D(S.KIND_EXPERT, 1, 0, 1, mcfg.pim.words)], {}),
+        # an EXPERT job under a layer configuration the units cannot run
+        ("EXPERT with cfg_hidden 0", expert1, {"cfg_hidden": 0}),
+        ("EXPERT with cfg_hidden > max_hidden", expert1, {"cfg_hidden": mcfg.max_hidden + 1}),
+        ("EXPERT with cfg_pim_kw 0", [D(S.KIND_EXPERT, 1, 0, 1)], {"cfg_pim_kw": 0}),
+        ("EXPERT with cfg_pim_kw > max_k_words", [D(S.KIND_EXPERT, 1, 0, 1)],
+         {"cfg_pim_kw": mcfg.pim.max_k_words + 1}),
+        ("RAW to SpTC", [D(S.KIND_RAW, 0, arg=gp.encode("NOP"))], {}),
+        ("RAW GEMM", [D(S.KIND_RAW, 1, arg=gp.encode("GEMM", addr=0, n=1))], {}),
+        ("RAW LOAD_TOKENS", [D(S.KIND_RAW, 1, arg=gp.encode("LOAD_TOKENS", t=1, kw=kw))], {}),
+        ("LOAD on PIM", [D(S.KIND_LOAD, 1, slots=2)], {}),
+        ("LOAD of 0 tokens", [D(S.KIND_LOAD, 0, slots=0)], {}),
+        ("LOAD too many tokens", [D(S.KIND_LOAD, 0, slots=mcfg.max_tokens + 1)], {}),
+        ("END on PIM", [D(S.KIND_END, 1, slots=2)], {}),
+        ("END of 0 tokens", [D(S.KIND_END, 0, slots=0)], {}),
+        ("END too many tokens", [D(S.KIND_END, 0, slots=mcfg.max_tokens + 1)], {}),
     ]
-    out = [dict(name=n, desc=d, tok=[], act=[], w=[], din=[], err=e, n_out=0) for n, d, e in cases]
+    out = [dict(name=n, desc=d, tok=[], act=[], w=[], din=[], err=S.ERR_DESC, n_out=0, cfg=c,
+                trace=0) for n, d, c in cases]
     step = lambda unit: [D(S.KIND_LOAD, 0, slots=2), D(S.KIND_EXPERT, unit, 0, 1, 0),  # noqa: E731
                          D(S.KIND_END, 0, slots=2)]
     # a token beyond T on the PIM: flagged, not combined, the job still runs
     out.append(dict(name="PIM token >= T", desc=step(1), tok=[S.tok_entry(5, 1, True)], act=act2,
-                    w=[], din=[0] * kw, err=S.ERR_TOKEN, n_out=2 * hidden))
+                    w=[], din=pim_vec, err=S.ERR_TOKEN, n_out=2 * hidden, trace=1,
+                    y_zero=True))
     # on the SpTC the unit's own SEL check fires too (ERR_SPTC); no hang
     out.append(dict(name="SpTC token >= T", desc=step(0), tok=[S.tok_entry(7, 1, True)],
-                    act=act2, w=sptc_beats, din=[], err=S.ERR_TOKEN | S.ERR_SPTC, n_out=2 * hidden))
+                    act=act2, w=sptc_beats, din=[], err=S.ERR_TOKEN | S.ERR_SPTC,
+                    n_out=2 * hidden, trace=1, y_zero=True, sptc_err=gs.ERR_SEL))
     out.append(dict(name="gate > 127", desc=step(1), tok=[S.tok_entry(0, 200, True)], act=act2,
-                    w=[], din=[0] * kw, err=S.ERR_TOKEN, n_out=2 * hidden))
+                    w=[], din=pim_vec, err=S.ERR_TOKEN, n_out=2 * hidden, trace=1,
+                    y_zero=True))
+    # the units' own errors: a 2:4 job whose weight beats carry invalid metadata nibbles
+    # (the SpTC's ERR_META; the job runs on), a RAW SET_OUT the Logic-PIM refuses
+    meta_beats = [b & ~(0xF0000 * sum(1 << (24 * r) for r in range(mcfg.sptc.rows)))
+                  for b in sptc_beats[:row_tiles * -(-hidden // 4)]]     # every nibble 0
+    out.append(dict(name="SpTC metadata error", desc=step(0), tok=[S.tok_entry(1, 9, True)],
+                    act=act2, w=meta_beats, din=[], err=S.ERR_SPTC, n_out=2 * hidden, trace=1,
+                    cfg={"cfg_mode": gs.MODE_CODES["2:4"]}, sptc_err=gs.ERR_META))
+    out.append(dict(name="Logic-PIM refuses SET_OUT requant shift 0",
+                    desc=[D(S.KIND_RAW, 1, arg=gp.encode("SET_OUT", mode=2, shift=0, mult=1))],
+                    tok=[], act=[], w=[], din=[], err=S.ERR_PIM, n_out=0, trace=0,
+                    pim_err=gp.ERR_FIELD))
     return out
 
 
@@ -203,29 +248,47 @@ def make_run(mcfg: gm.MoEConfig, layers: list[dict]) -> dict:
         arrays[f"b{i}_din"] = to_chunks(b["din"], mcfg.pim.bundle_bits)
         arrays[f"b{i}_err"] = np.int64(b["err"])
         arrays[f"b{i}_n_out"] = np.int64(b["n_out"])
+        arrays[f"b{i}_cfg"] = np.array([b.get("cfg", {}).get(n, -1) for n in CFG_NAMES],
+                                       np.int64)      # -1: the layer's value
+        arrays[f"b{i}_unit_err"] = np.array([b.get("sptc_err", -1), b.get("pim_err", -1)],
+                                            np.int64)   # -1: not checked
+        arrays[f"b{i}_trace"] = np.int64(b["trace"])
+        arrays[f"b{i}_y_zero"] = np.int64(bool(b.get("y_zero")))
     return arrays
 
 
-def build_top(mcfg: gm.MoEConfig, simulator: str = "verilator", name: str = "moe_small"):
+@lru_cache(maxsize=4)
+def top_verilog(mcfg: gm.MoEConfig) -> str:
+    """The top's Verilog (elaborated once per process: ~8 s; both simulators and
+    ``sim.moe`` share it)."""
     from hdl.moe import MODULE_NAME, build, config_params
     from hdl.verilog import to_verilog
+    return to_verilog(build(mcfg), MODULE_NAME, config_params(mcfg))
+
+
+def build_top(mcfg: gm.MoEConfig, simulator: str = "verilator", name: str = "moe_small"):
+    from hdl.moe import MODULE_NAME
     from sim import cocotb_run
-    v = to_verilog(build(mcfg), MODULE_NAME, config_params(mcfg))
-    return cocotb_run.build(name, v, MODULE_NAME, simulator=simulator)
+    return cocotb_run.build(name, top_verilog(mcfg), MODULE_NAME, simulator=simulator)
 
 
 def run(mcfg: gm.MoEConfig, layers: list[dict], workdir, simulator: str = "verilator",
-        seed: int = 1, stalls: bool = True) -> dict:
+        seed: int = 1, stalls: bool = True, stall_profile: str | None = None) -> dict:
+    """Run the layers and the bad inputs in one simulation. ``stall_profile`` (with
+    ``stalls``): None for the classic random stalls, or a kind of
+    ``tb.common.STALL_KINDS`` (a profile of its own per stream)."""
     from pathlib import Path
 
     from sim import cocotb_run
+    from sim.sptc import check_stall_profile, stall_env
+    check_stall_profile(stall_profile)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(workdir / "job.npz", **make_run(mcfg, layers))
     b = build_top(mcfg, simulator)
     cocotb_run.run(b, "tb.moe", test_dir=workdir,
                    env={"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "res.npz"),
-                        "MOE_SEED": str(seed), "MOE_NO_STALLS": "0" if stalls else "1"})
+                        "MOE_SEED": str(seed), **stall_env(stalls, stall_profile)})
     with np.load(workdir / "res.npz", allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
@@ -284,8 +347,30 @@ def _s8(v: int) -> int:
     return v - 256 if v & 0x80 else v
 
 
+#: The top's streams: five in, two out (every output goes through a StreamMonitor).
+IN_STREAMS = ("job", "tok", "sptc_w", "sptc_act", "pim_din")
+OUT_STREAMS = ("y", "trace")
+#: Cycles a bad input is watched after it settles for a stray output or job.
+BAD_WATCH = 16
+
+
+def stall_setup(rng):
+    """Per-stream valid/ready behaviour from the host's environment: without
+    ``MOE_STALL_PROFILE`` the classic run (one uniform probability for the inputs, one
+    for the outputs; ``MOE_NO_STALLS=1``: none), else ``tb.common.stall_profiles``' kind
+    with a profile of its own per stream. Returns (dict stream -> float or StallProfile,
+    timeout factor: long stalls stretch a step far beyond the classic budget)."""
+    from tb.common import stall_probs, stall_profiles
+    kind = os.environ.get("MOE_STALL_PROFILE") or None
+    if kind is None or os.environ.get("MOE_NO_STALLS") == "1":
+        p_valid, p_ready = stall_probs(rng)
+        return {n: (p_ready if n in OUT_STREAMS else p_valid)
+                for n in IN_STREAMS + OUT_STREAMS}, 1
+    return stall_profiles(rng, IN_STREAMS + OUT_STREAMS, kind), (1 if kind == "uniform" else 8)
+
+
 if cocotb is not None:
-    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng, stall_probs
+    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, as_profile, seeded_rng
 
     async def _pulse(h, dut, name):
         getattr(dut, name).value = 1
@@ -296,11 +381,10 @@ if cocotb is not None:
     async def moe_layer(dut):
         job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
         rng = seeded_rng()
-        p_valid, p_ready = stall_probs(rng)
-        drv = {n: StreamDriver(dut, n, rng, p_valid)
-               for n in ("job", "tok", "sptc_w", "sptc_act", "pim_din")}
-        y_mon = StreamMonitor(dut, "y", rng, p_ready)
-        t_mon = StreamMonitor(dut, "trace", rng, p_ready)
+        prof, slack = stall_setup(rng)
+        drv = {n: StreamDriver(dut, n, rng, prof[n]) for n in IN_STREAMS}
+        y_mon = StreamMonitor(dut, "y", rng, prof["y"])          # both check the
+        t_mon = StreamMonitor(dut, "trace", rng, prof["trace"])  # stream rules
         h = Harness(dut, [*drv.values(), y_mon, t_mon])
         dut.clear.value = 0
         for n in CFG_NAMES:
@@ -330,7 +414,7 @@ if cocotb is not None:
             hidden = int(cfg[0])
             await _pulse(h, dut, "clear")
             await run_step(f"{lname} preamble", from_chunks(job[p + "pre_desc"]), [], [], [],
-                           from_chunks(job[p + "pre_din"]), 0, 200_000)
+                           from_chunks(job[p + "pre_din"]), 0, 200_000 * slack)
             sb.check(lname, int(dut.err.value) == 0, f"preamble raised err 0x{int(dut.err.value):x}")
             for si in range(int(job[p + "n_steps"])):
                 q = f"{p}s{si}_"
@@ -341,7 +425,7 @@ if cocotb is not None:
                 c0 = [int(getattr(dut, n).value) for n in ("sptc_busy", "pim_busy")]
                 cyc = await run_step(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
                                      job[q + "act"].tolist(), from_chunks(job[q + "w"]),
-                                     from_chunks(job[q + "din"]), T * hidden, 400_000)
+                                     from_chunks(job[q + "din"]), T * hidden, 400_000 * slack)
                 check_step(sb, tag, dut, y_mon.received, y_exp, hidden, t_mon.received,
                            job[q + "trace"])
                 res[f"{q}cycles"] = cyc
@@ -350,18 +434,41 @@ if cocotb is not None:
             res[f"{p}sptc_jobs"] = int(dut.sptc_jobs.value)
             res[f"{p}pim_jobs"] = int(dut.pim_jobs.value)
             res[f"{p}steps"] = int(dut.steps.value)
-        # ---- malformed inputs: sticky error bits, no hang, recovery by clear
+        # ---- malformed inputs: sticky error bits, nothing wrong out, no hang, clear
         for i in range(int(job["n_bad"])):
             tag = f"bad input '{job[f'b{i}_name']}'"
+            over = job[f"b{i}_cfg"] if f"b{i}_cfg" in job else np.full(len(CFG_NAMES), -1)
+            for n, v, layer in zip(CFG_NAMES, over, cfg):
+                getattr(dut, n).value = int(layer if v < 0 else v)
             await _pulse(h, dut, "clear")
             t_mon.received.clear()
+            n_out = int(job[f"b{i}_n_out"])
             await run_step(tag, from_chunks(job[f"b{i}_desc"]), job[f"b{i}_tok"].tolist(),
                            job[f"b{i}_act"].tolist(), from_chunks(job[f"b{i}_w"]),
-                           from_chunks(job[f"b{i}_din"]), int(job[f"b{i}_n_out"]), 20_000)
+                           from_chunks(job[f"b{i}_din"]), n_out, 20_000 * slack)
+            for _ in range(BAD_WATCH):       # nothing more may come out
+                await h.step()
             e, want = int(dut.err.value), int(job[f"b{i}_err"])
             sb.check(tag, e == want, f"err 0x{e:x}, expected 0x{want:x}")
+            if f"b{i}_trace" not in job:
+                continue
+            for name, got, exp in zip(("sptc_err", "pim_err"),
+                                      (int(dut.sptc_err.value), int(dut.pim_err.value)),
+                                      job[f"b{i}_unit_err"].tolist()):
+                sb.check(tag, exp < 0 or got == exp, f"{name} 0x{got:x}, expected 0x{exp:x}")
+            sb.check(tag, len(y_mon.received) == n_out,
+                     f"{len(y_mon.received)} outputs, expected {n_out}")
+            sb.check(tag, len(t_mon.received) == int(job[f"b{i}_trace"]),
+                     f"{len(t_mon.received)} jobs started, expected {int(job[f'b{i}_trace'])}")
+            if int(job[f"b{i}_y_zero"]):
+                vals = [_s8(w) for w in y_mon.received]
+                sb.check(tag, not any(vals), f"an invalid token entry was combined: outputs "
+                                             f"{sorted(set(vals))[:8]}, expected all 0")
+        for n, v in zip(CFG_NAMES, cfg):
+            getattr(dut, n).value = int(v)
         await _pulse(h, dut, "clear")
         await h.step()
         sb.check("clear", int(dut.err.value) == 0, "err not cleared")
+        res["stall_profiles"] = repr({n: as_profile(p) for n, p in prof.items()})
         np.savez(os.environ["MOE_RESULT"], **{k: np.array(v) for k, v in res.items()})
         sb.assert_clean()

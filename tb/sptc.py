@@ -5,11 +5,15 @@ The host (``sim.sptc``) writes a batch of jobs to the ``.npz`` named by
 ``golden.sptc.plan``), the activation words, SEL and the *golden* output from
 ``golden.ssmm`` (computed from the compressed formats, not from the beats),
 plus the error bits the job must raise (0 for a good job). This bench drives
-the job through the DUT with random valid/ready stalls on every stream,
-reassembles the compressed output from the result beats, and the scoreboard
-checks every element, the error status, that every output element is written
-exactly once, and (with stalls off) the cycle count the golden model predicts.
-Observations go to ``MOE_RESULT`` for the host.
+the job through the DUT with random valid/ready stalls on every stream (the
+classic uniform stalls, or ``MOE_STALL_PROFILE``'s kind: a profile of its own
+per stream, see :func:`stall_setup`), takes ``res`` through a StreamMonitor
+(the stream rules checked every cycle), reassembles the compressed output from
+the result beats, and the scoreboard checks every element, the error status,
+that every output element is written exactly once, and (with stalls off) the
+cycle count the golden model predicts. A job the CHECK cycle must refuse (bad
+registers, on the LOAD or the MATMUL) must take no input beat and send no
+result beat. Observations go to ``MOE_RESULT`` for the host.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ import cocotb
 import numpy as np
 
 from golden.sptc import REG_NAMES
-from tb.common import CocotbIO, Harness, Scoreboard, StreamDriver, StreamMonitor
+from tb.common import (CocotbIO, Harness, Scoreboard, StreamDriver, StreamMonitor, as_profile,
+                       stall_profiles)
 
 
 def pack_weights(v0, v1, nib, idx) -> list[int]:
@@ -84,7 +89,35 @@ def stall_probs(rng, stalls: bool):
     return float(rng.uniform(0.4, 0.9)), float(rng.uniform(0.4, 0.9))
 
 
-async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=None):
+#: The bench's streams: three the DUT takes, one it sends (checked by a StreamMonitor).
+STREAMS = ("w", "act", "sel", "res")
+
+
+def stall_setup(rng, stalls: bool, kind: str | None):
+    """Per-stream valid/ready behaviour: ``kind`` None is the classic run (one uniform
+    probability shared by the three drivers, one for the monitor; 1.0 without stalls),
+    else ``tb.common.stall_profiles``' kind (uniform, bursty, starve, mixed) with a
+    profile of its own per stream. Returns (dict stream -> float or StallProfile,
+    timeout factor: long stalls stretch a job far beyond the classic budget)."""
+    if not stalls or kind is None:
+        p_valid, p_ready = stall_probs(rng, stalls)
+        return {n: (p_ready if n == "res" else p_valid) for n in STREAMS}, 1
+    return stall_profiles(rng, STREAMS, kind), (1 if kind == "uniform" else 8)
+
+
+def forget_offer(mon: StreamMonitor) -> None:
+    """The stream rules hold between resets: after a reset edge the monitor must not
+    expect the beat the DUT offered before it. (tb.common's monitor has no public
+    hook for this yet: it keeps the offered payload in ``_held``.)"""
+    mon._held = None
+
+
+#: Cycles a refused job is watched for stray result beats and a dropped error bit.
+REFUSED_WATCH = 8
+
+
+async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=None,
+                stall_kind: str | None = None):
     """Drive the encoded jobs through the DUT behind ``io``; return (results, scoreboard, cycles).
 
     The one SpTC bench: cocotb (``CocotbIO``), the pyverilator fast lane
@@ -95,31 +128,52 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
     Results use the cocotb bench's keys: ``j<i>_out``, ``j<i>_cycles``, ``j<i>_error``,
     ``j<i>_start``/``j<i>_end`` (harness cycle around the MATMUL phase).
     ``progress(done_jobs)`` is called after each good job, as the cocotb bench does.
+    ``stall_kind``: see :func:`stall_setup` (with ``stalls``).
     """
     rng = np.random.default_rng(seed)
-    p_valid, p_ready = stall_probs(rng, stalls)
+    prof, slack = stall_setup(rng, stalls, stall_kind)
     cols = int(job["cols"])
     lanes, drain_rows = int(job["sel_lanes"]), int(job["drain_rows"])
-    w_drv = StreamDriver(io, "w", rng, p_valid)
-    a_drv = StreamDriver(io, "act", rng, p_valid)
-    s_drv = StreamDriver(io, "sel", rng, p_valid)
-    mon = StreamMonitor(io, "res", rng, p_ready)
+    w_drv = StreamDriver(io, "w", rng, prof["w"])
+    a_drv = StreamDriver(io, "act", rng, prof["act"])
+    s_drv = StreamDriver(io, "sel", rng, prof["sel"])
+    mon = StreamMonitor(io, "res", rng, prof["res"])   # also checks the stream rules
     h = Harness(io, [w_drv, a_drv, s_drv, mon])
     io.set("start", 0)
     io.set("clear", 0)
     sb = Scoreboard("sptc")
-    results = {}
+    results = {"stall_profiles": np.array(repr({n: as_profile(p) for n, p in prof.items()}))}
 
     async def pulse(name):
         io.set(name, 1)
         await h.step()
         io.set(name, 0)
 
+    def opt(i, key):
+        """A per-job integer the encoder may not have written (older job files)."""
+        return int(job[f"j{i}_{key}"]) if f"j{i}_{key}" in job else 0
+
+    async def refused(tag, err):
+        """After a job the CHECK cycle refused: the error ``err`` stays, the unit idle
+        and done, and nothing comes out for a while, then ``clear``."""
+        held = [await h.step(lambda: (io.get("error"), io.get("busy"), io.get("done")))
+                for _ in range(REFUSED_WATCH)]
+        sb.check(tag, all(a == (err, 0, 1) for a in held),
+                 f"after the refusal error/busy/done went {sorted(set(held))}, "
+                 f"expected ({err}, 0, 1)")
+        sb.check(tag, not mon.received,
+                 f"{len(mon.received)} result beats from a refused job")
+        for d in (w_drv, a_drv, s_drv):
+            d.flush()
+        await pulse("clear")
+        after = await h.step(lambda: (io.get("error"), io.get("busy")))
+        sb.check(tag, after == (0, 0), f"after clear: error/busy = {after}, expected (0, 0)")
+
     async def run_phase(regs, timeout):
         for name, v in zip(REG_NAMES, regs):
             io.set(name, int(v))
         await pulse("start")
-        await h.run_until(lambda: io.get("done") == 1, timeout)
+        await h.run_until(lambda: io.get("done") == 1, timeout * slack)
         return io.get("cycles"), io.get("error")
 
     for i in range(int(job["n_jobs"])):
@@ -127,8 +181,20 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
         tag = f"job {i} ({str(j('name'))})"
         # ---- LOAD the activation buffer
         words = j("act")
+        mon.received.clear()
         a_drv.push(words.tolist())
+        load_err = opt(i, "load_err")
+        sent0 = a_drv.sent
         cyc, err = await run_phase(j("load_regs").tolist(), timeout=40 * len(words) + 100)
+        if load_err:
+            # a LOAD the CHECK cycle refuses: exactly its error bits, no word taken
+            results[f"j{i}_error"] = err
+            sb.check(tag, err == load_err, f"LOAD error status 0x{err:x}, expected "
+                                           f"0x{load_err:x}")
+            sb.check(tag, a_drv.sent == sent0,
+                     f"the refused LOAD took {a_drv.sent - sent0} activation words")
+            await refused(tag, err)
+            continue
         sb.check(tag, err == 0, f"LOAD raised error 0x{err:x}")
         sb.check(tag, a_drv.idle, "LOAD left activation words unconsumed")
         if not stalls:
@@ -141,7 +207,8 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
         mon.received.clear()
         timeout = 40 * (len(beats) + len(j("sel")) + int(j("out_rows"))) + 200
         results[f"j{i}_start"] = h.cycle
-        reset_at = int(job[f"j{i}_reset_at"]) if f"j{i}_reset_at" in job else 0
+        reset_at = opt(i, "reset_at")
+        sent0 = (w_drv.sent, s_drv.sent)
         if reset_at:
             # Reset the unit mid-job: it must come back idle, clean and silent (no
             # stale result beat), and the next job must be exact (the datapath
@@ -156,6 +223,7 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
             io.set("rst", 1)
             for _ in range(2):
                 await h.step()
+                forget_offer(mon)   # a reset may drop a result beat on offer
             io.set("rst", 0)
             mon.received.clear()
             after = [await h.step(lambda: (io.get("busy"), io.get("error"), io.get("done")))
@@ -174,6 +242,13 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
         if expect_err:
             sb.check(tag, err & expect_err == expect_err and err & ~expect_err == 0,
                      f"error status 0x{err:x}, expected 0x{expect_err:x}")
+            if opt(i, "rejected"):
+                # refused in CHECK: no weight or SEL beat taken, no result beat out
+                sb.check(tag, (w_drv.sent, s_drv.sent) == sent0,
+                         f"the refused job took {w_drv.sent - sent0[0]} weight and "
+                         f"{s_drv.sent - sent0[1]} SEL beats")
+                await refused(tag, err)
+                continue
             w_drv.flush()
             s_drv.flush()
             await pulse("clear")
@@ -223,6 +298,7 @@ async def sptc_jobs(dut):
     await h.start()
     results, sb, _ = await bench(CocotbIO(dut), job, seed=int(os.environ.get("MOE_SEED", 1)),
                                  stalls=os.environ.get("MOE_NO_STALLS") != "1",
-                                 progress=report_progress)
+                                 progress=report_progress,
+                                 stall_kind=os.environ.get("MOE_STALL_PROFILE") or None)
     np.savez(os.environ["MOE_RESULT"], **results)
     sb.assert_clean()

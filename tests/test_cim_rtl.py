@@ -73,6 +73,19 @@ def good_jobs(seed, small=False, heavy=None):
 
 # under stalls each seed runs a share of the heavy jobs; the cycle test runs them all
 HEAVY_SHARE = {1: (0, 2), 2: (1,)}
+# Verilator's stall kind per seed (a profile of its own per stream: long stall runs, and
+# streams starved for hundreds of cycles); Icarus runs the classic uniform stalls
+STALL_KIND = {1: "bursty", 2: "starve"}
+
+
+def check_profiles(meta, kind):
+    """The stall kind reached the bench, one profile per stream."""
+    prof = meta["profiles"]
+    assert sorted(prof) == ["act", "prog", "res"]
+    if kind == "mixed":
+        assert len({p.split("(")[0] for p in prof.values()}) == 3, prof
+    else:
+        assert all(p.startswith(f"StallProfile.{kind}(") for p in prof.values()), prof
 
 
 @pytest.mark.cocotb
@@ -81,8 +94,14 @@ def test_cim_regression_with_stalls(simulator, seed, tmp_path):
     jobs = good_jobs(seed, small=simulator == "icarus", heavy=HEAVY_SHARE[seed])
     if simulator == "icarus":
         jobs += malformed_jobs(CFG, seed)[:2] + good_jobs(seed + 10, small=True)[:1]
-    r = run_jobs(jobs, simulator=simulator, test_dir=tmp_path, seed=seed, stalls=True)
-    assert not r["meta"]["no_stalls"] and r["meta"]["p_valid"] < 1.0
+    kind = STALL_KIND[seed] if simulator == "verilator" else None
+    r = run_jobs(jobs, simulator=simulator, test_dir=tmp_path, seed=seed, stalls=True,
+                 stall_profile=kind)
+    assert not r["meta"]["no_stalls"]
+    if kind:
+        check_profiles(r["meta"], kind)
+    else:
+        assert r["meta"]["p_valid"] < 1.0
     assert len(r["total"]) == len(jobs)
 
 
@@ -96,11 +115,19 @@ def test_cim_cycles_match_model(tmp_path):
 
 @pytest.mark.cocotb
 def test_cim_malformed_programs_and_recovery(tmp_path):
+    """Every branch of the tile's program checks (tb.cim.malformed_jobs; docs/cim.md's
+    error table): the golden's error code, the rest of the stream discarded, no result
+    after the error, and after ``clear`` an exact job; a different stall kind per stream."""
     rng = np.random.default_rng(4)
     jobs = []
-    for bad in malformed_jobs(CFG, 4):
+    bads = malformed_jobs(CFG, 4)
+    for i, bad in enumerate(bads):
         jobs.append(bad)
-        jobs.append(Job(f"recovery after {bad.name}", strategy="dense",
-                        monarchs=[rand_monarch(8, rng)], xs=tokens(rng, 8, 1)))
-    r = run_jobs(jobs, test_dir=tmp_path, seed=4, stalls=True)
+        # an exact job after every other malformed one and after the last (each malformed
+        # job starts with a clear; the recovery's weight load dominates the run time)
+        if i % 2 or i == len(bads) - 1:
+            jobs.append(Job(f"recovery after {bad.name}", strategy="dense",
+                            monarchs=[rand_monarch(8, rng)], xs=tokens(rng, 8, 1)))
+    r = run_jobs(jobs, test_dir=tmp_path, seed=4, stalls=True, stall_profile="mixed")
+    check_profiles(r["meta"], "mixed")
     assert len(r["total"]) == len(jobs)

@@ -128,24 +128,96 @@ def bad_jobs(seed):
         ("sel out of range, last lane", w24, sel_to([0, 1, 2, 3, 4, 9]), gs.ERR_SEL),
         ("samoyeds index >= M", wsam, idx_to(0, 4), gs.ERR_INDEX),
         ("samoyeds index not increasing", wsam, idx_to(1, 0), gs.ERR_INDEX),
-        ("k_words = 0", w24, set_reg(k_words=0), gs.ERR_CONFIG),
-        ("unsupported (N, M)", wsam, set_reg(sam_n=2, sam_m=8), gs.ERR_CONFIG),
-        ("n_sel > max_sel", w24, set_reg(n_sel=CFG.max_sel + 1), gs.ERR_CONFIG),
+        # a tile that does not end on a flush-block boundary: found at run time
         ("V does not divide K", wsam, set_reg(v_steps=3), gs.ERR_CONFIG),
-        ("requant shift 0", w24, set_reg(out_mode=2, shift=0), gs.ERR_CONFIG),
     ]
     specs = []
     for tag, w, mutate, err in cases:
         specs.append(JobSpec(tag, w, x, [0, 2, 4], "int32", expect_err=err, mutate=mutate))
         specs.append(good(tag))
+    # the CHECK cycle's checks (refused before any beat is taken): config_error_jobs
     return specs
+
+
+def config_cases(w24, wsam):
+    """One MATMUL job per check of the SpTC's CHECK cycle (hdl/sptc/core.py ``chk_*``),
+    each breaking exactly that check on an otherwise good job: (tag, weight, mutate)."""
+    def set_reg(**kw):
+        return lambda job: job.regs.update(kw)
+    sam_kw = 8          # the Samoyeds weight's K = 32: k_words 8
+    return [
+        ("k_words = 0", w24, set_reg(k_words=0)),
+        ("unsupported (N, M)", wsam, set_reg(sam_n=2, sam_m=8)),
+        ("n_sel > max_sel", w24, set_reg(n_sel=CFG.max_sel + 1)),
+        ("requant shift 0", w24, set_reg(out_mode=2, shift=0)),
+        ("mode 3", w24, set_reg(mode=3)),
+        ("out_mode 3", w24, set_reg(out_mode=3)),
+        ("n_tokens > max_tokens", w24, set_reg(n_tokens=CFG.max_tokens + 1)),
+        ("k_words > max_kw", w24, set_reg(k_words=CFG.max_kw + 1)),
+        ("n_row_tiles = 0", w24, set_reg(n_row_tiles=0)),
+        ("m_rows = 0", w24, set_reg(m_rows=0)),
+        ("Samoyeds v_steps = 0", wsam, set_reg(v_steps=0)),
+        ("Samoyeds v_steps > k_words", wsam, set_reg(v_steps=sam_kw + 1)),
+    ]
+
+
+def load_cases():
+    """LOAD jobs the CHECK cycle refuses (the checks that apply to a LOAD):
+    (tag, mutate of the LOAD registers)."""
+    def set_reg(**kw):
+        return lambda regs: regs.update(kw)
+    return [("LOAD n_tokens > max_tokens", set_reg(n_tokens=CFG.max_tokens + 1)),
+            ("LOAD k_words > max_kw", set_reg(k_words=CFG.max_kw + 1)),
+            ("LOAD k_words = 0", set_reg(k_words=0)),
+            ("LOAD mode 3", set_reg(mode=3))]
+
+
+def config_error_jobs(seed):
+    """Every CHECK-cycle refusal (12 MATMUL checks, 4 on a LOAD) in one batch, each
+    followed by a good job; the registers are otherwise those of a good job."""
+    rng = np.random.default_rng(seed)
+    w24 = to_mode(rand(rng, (8, 32)), "2:4")
+    wsam = to_mode(rand(rng, (16, 32)), "samoyeds", (2, 4, 16))
+    x = rand(rng, (32, 6))
+    good = lambda tag: JobSpec(f"recovery after {tag}",  # noqa: E731
+                               to_mode(rand(rng, (8, 32)), ("2:4", "dense")[len(tag) % 2]),
+                               rand(rng, (32, 6)), [0, 3, 5], OUTS[len(tag) % len(OUTS)])
+    specs = []
+    for tag, w, mutate in config_cases(w24, wsam):
+        specs += [JobSpec(tag, w, x, [0, 2, 4], "int32", expect_err=gs.ERR_CONFIG,
+                          mutate=mutate, rejected=True), good(tag)]
+    for tag, mutate in load_cases():
+        specs += [JobSpec(tag, w24, x, [0, 2, 4], "int32", load_mutate=mutate,
+                          load_err=gs.ERR_CONFIG), good(tag)]
+    return specs
+
+
+def check_profiles(res, kind):
+    """The stall kind reached the bench: a profile of its own on each of the four streams."""
+    got = str(res["stall_profiles"])
+    for stream in ("w", "act", "sel", "res"):
+        assert f"'{stream}': StallProfile." in got, got
+    kinds = ("bursty", "starve", "uniform") if kind == "mixed" else (kind,)
+    assert all(got.count(f"StallProfile.{k}(") >= (1 if kind == "mixed" else 4)
+               for k in kinds), got
+
+
+#: the stall kind of each seed's run (None: one uniform probability for the inputs, one
+#: for the output; the others give each stream a profile of its own, tb.common)
+MODE_STALLS = {1: None, 2: "bursty", 3: "starve"}
 
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sptc_modes_with_stalls(seed, tmp_path):
-    run_batch(CFG, coverage_jobs(seed) + trace_jobs(seed), seed=seed, stalls=True,
-              workdir=tmp_path)
+    """Every mode and output mode bit-exact under stalls: classic uniform stalls, bursty
+    (long stall runs) and starving streams (valid or ready low for hundreds of cycles);
+    the result stream's handshake rules are checked every cycle."""
+    kind = MODE_STALLS[seed]
+    res = run_batch(CFG, coverage_jobs(seed) + trace_jobs(seed), seed=seed, stalls=True,
+                    workdir=tmp_path, stall_profile=kind)
+    if kind:
+        check_profiles(res, kind)
 
 
 @pytest.mark.cocotb
@@ -157,7 +229,19 @@ def test_sptc_cycles_match_model(tmp_path):
 @pytest.mark.cocotb
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sptc_bad_inputs_flag_and_recover(seed, tmp_path):
-    run_batch(CFG, bad_jobs(seed), seed=seed, stalls=True, workdir=tmp_path)
+    """Data errors (metadata, SEL, Samoyeds index, V vs K): exactly their error bits,
+    each followed by an exact job. Seed 1 also runs :func:`config_error_jobs`: each of the
+    CHECK cycle's 12 configuration checks (and 4 on a LOAD) alone gives exactly ERR_CONFIG,
+    takes no input beat, sends no result beat, holds the error until ``clear``."""
+    specs = bad_jobs(seed) + (config_error_jobs(seed) if seed == 1 else [])
+    kind = None if seed == 1 else "mixed"
+    res = run_batch(CFG, specs, seed=seed, stalls=True, workdir=tmp_path, stall_profile=kind)
+    if kind:
+        check_profiles(res, kind)
+    refused = [i for i, s in enumerate(specs) if s.rejected or s.load_err]
+    assert len(refused) == (16 if seed == 1 else 0)
+    assert all(int(res[f"j{i}_error"]) == gs.ERR_CONFIG for i in refused)
+    assert all(f"j{i + 1}_out" in res for i in refused)     # every recovery job ran
 
 
 @pytest.mark.cocotb
@@ -194,6 +278,20 @@ def test_sptc_reset_mid_job(stalls, tmp_path):
     """Reset mid-job: idle and silent after it, and the next job exact (with stalls
     off, also cycle-exact): no datapath register without a reset leaks into it."""
     run_batch(CFG, reset_jobs(3), seed=4, stalls=stalls, workdir=tmp_path)
+
+
+def test_stall_profile_is_checked(tmp_path):
+    """An unknown stall kind is refused by every RTL runner before anything is built."""
+    from hdl.moe import CONFIGS as MOE_CONFIGS
+    from tb import cim as tbc, moe as tbm
+    calls = [lambda: run_batch(CFG, [], stall_profile="sometimes"),
+             lambda: tbc.run_jobs([], test_dir=tmp_path / "cim", stall_profile="sometimes"),
+             lambda: tbm.run(MOE_CONFIGS["small"], [], tmp_path / "moe",
+                             stall_profile="sometimes")]
+    for call in calls:
+        with pytest.raises(golden.FormatError, match="stall_profile: unknown kind 'sometimes'"):
+            call()
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.cocotb
@@ -234,14 +332,29 @@ def test_sptc_stream_width_variants(variant, tmp_path):
 @pytest.mark.slow
 @pytest.mark.cocotb
 def test_sptc_default_config(tmp_path):
-    """The default 8 x 8 build (the one `make sim` and `make synth` use) on trace jobs."""
+    """The default 8 x 8 build (the one `make sim` and `make synth` use): every mode
+    bit-exact under stalls, then (same build) without stalls, where every job's LOAD
+    and MATMUL cycle counts must equal golden.sptc's cycle model."""
     cfg = CONFIGS["default"]
     rng = np.random.default_rng(21)
     specs = [JobSpec(f"default {mode}", to_mode(rand(rng, (64, 64)), mode, (4, 8, 32)),
                      rand(rng, (64, 40)), np.sort(rng.choice(40, 19, replace=False)), out)
              for mode, out in (("dense", "int32"), ("2:4", "int8_sat"),
                                ("samoyeds", ("requant", 500, 12)))]
-    run_batch(cfg, specs, seed=21, stalls=True, workdir=tmp_path)
+    run_batch(cfg, specs, seed=21, stalls=True, workdir=tmp_path / "stalls")
+    # no stalls: smaller jobs (two row tiles, two token tiles, one Samoyeds job per
+    # (N, M) class the 8 rows hold), each job's cycles compared inside the bench
+    nmvs = [(1, 2, 16), (2, 4, 16), (4, 8, 32)]
+    specs = [JobSpec(f"default {mode} {nmv if mode == 'samoyeds' else ''}",
+                     to_mode(rand(rng, (16 if mode != "samoyeds" else 2 * nmv[1], 64)), mode,
+                             nmv),
+                     rand(rng, (64, 20)), np.sort(rng.choice(20, 11, replace=False)), out)
+             for mode, nmv, out in (("dense", None, ("requant", 77, 9)), ("2:4", None, "int32"),
+                                    *(("samoyeds", n, "int8_sat") for n in nmvs))]
+    res = run_batch(cfg, specs, seed=21, stalls=False, workdir=tmp_path / "cycles")
+    for i, s in enumerate(specs):
+        job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
+        assert int(res[f"j{i}_cycles"]) == gs.predict_job_cycles(cfg, job) > 0, s.name
 
 
 @pytest.mark.slow
