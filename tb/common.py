@@ -264,6 +264,11 @@ class StreamMonitor:
         """A float (uniform, 1.0 = no stalls) or a StallProfile; settable between jobs."""
         self._prof = as_profile(p)
 
+    def reset(self):
+        """The DUT was reset: the stream rules start afresh (a beat it offered before the
+        reset edge is gone, legally)."""
+        self._held = None
+
     def drive(self):
         self._r = int(self._prof.go(self.rng))
         self.io.set(self.r, self._r)

@@ -62,26 +62,15 @@ def test_moe_layer_both_simulators(simulator, tmp_path):
     assert [int(res[f"l{i}_steps"]) for i in range(2)] == [1, 1]
 
 
-#: The top's trace arbiter (hdl/moe/top.py) gives the SpTC priority combinationally, so
-#: a Logic-PIM beat offered on ``trace`` and not taken is replaced by a SpTC beat: the
-#: payload changes while valid && !ready. Long stalls on ``trace`` expose it.
-TRACE_ARBITER_BUG = "stream 'trace': payload changed while stalled"
-
-
 @pytest.mark.cocotb
 @pytest.mark.parametrize("kind", ["bursty", "starve"])
 def test_moe_layer_long_stalls(kind, tmp_path):
     """The short run of test_moe_layer_both_simulators with every one of the 7 streams
     under a profile of its own: long stall runs (bursty), or valid/ready low for hundreds
-    of cycles (starve); bit-exact, and the stream rules on ``y`` and ``trace``."""
-    from sim.cocotb_run import SimulationError
+    of cycles (starve); bit-exact, and the stream rules on ``y`` and ``trace`` (the
+    starving run caught the trace arbiter replacing a stalled Logic-PIM entry)."""
     layers = _layers(seed=11, steps=1)[2:4]
-    try:
-        res = tbm.run(MCFG, layers, tmp_path, "verilator", seed=11, stall_profile=kind)
-    except SimulationError as exc:
-        if TRACE_ARBITER_BUG in str(exc):
-            pytest.xfail(f"RTL bug, hdl/moe/top.py trace arbiter: {TRACE_ARBITER_BUG}")
-        raise
+    res = tbm.run(MCFG, layers, tmp_path, "verilator", seed=11, stall_profile=kind)
     check_profiles(res, kind)
     assert [int(res[f"l{i}_steps"]) for i in range(2)] == [1, 1]
 

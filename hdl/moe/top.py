@@ -237,16 +237,21 @@ class MoETop(wiring.Component):
         draining = dfsm.ongoing("DRAIN_RD") | dfsm.ongoing("DRAIN_OUT")
 
         # ------------------------------------------------------------ trace arbiter
+        # The SpTC's announcement has priority, except over a Logic-PIM entry already
+        # on offer and not yet taken (lock_p): a stalled payload never changes.
         s_ann, p_ann = Signal(), Signal()
         s_ann_ok, p_ann_ok = Signal(), Signal()
         s_exp, p_exp = Signal(8), Signal(8)
         s_slots, p_slots = Signal(9), Signal(9)
-        m.d.comb += [self.trace.valid.eq(s_ann | p_ann),
-                     self.trace.payload.unit.eq(~s_ann),
-                     self.trace.payload.expert.eq(Mux(s_ann, s_exp, p_exp)),
-                     self.trace.payload.slots.eq(Mux(s_ann, s_slots, p_slots)),
-                     s_ann_ok.eq(s_ann & self.trace.ready),
-                     p_ann_ok.eq(~s_ann & p_ann & self.trace.ready)]
+        lock_p, grant_s = Signal(), Signal()
+        m.d.comb += [grant_s.eq(s_ann & ~lock_p),
+                     self.trace.valid.eq(s_ann | p_ann),
+                     self.trace.payload.unit.eq(~grant_s),
+                     self.trace.payload.expert.eq(Mux(grant_s, s_exp, p_exp)),
+                     self.trace.payload.slots.eq(Mux(grant_s, s_slots, p_slots)),
+                     s_ann_ok.eq(grant_s & self.trace.ready),
+                     p_ann_ok.eq(~grant_s & p_ann & self.trace.ready)]
+        m.d.sync += lock_p.eq(p_ann & ~grant_s & ~self.trace.ready)
 
         # ------------------------------------------------------------ SpTC controller
         list_s = Array(Signal(TOK_BITS, name=f"list_s{i}") for i in range(cfg.sptc_max_slots))
