@@ -52,6 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from golden.errors import FormatError
+from golden.schedule import CAPACITY_POLICIES, DISPATCHES
+from tb.common import STALL_KINDS
 
 from . import runopts
 from .cocotb_run import ROOT, SIMULATORS, SimulationError
@@ -106,16 +108,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="moe, sptc: the build (default: default): for moe, default (hidden "
                         "<= 64, 32 tokens per program) or small (hidden <= 32, 16 tokens); "
                         "for sptc, default (8 x 8 PEs) or small (4 x 4)")
-    r.add_argument("--capacity", choices=("static", "dynamic"), default=None,
-                   help="moe: expert capacity policy (default dynamic: DynaMoE-style, "
-                        "nothing dropped; static: C = ceil(alpha k / E T), drops and pads)")
+    r.add_argument("--capacity", choices=CAPACITY_POLICIES, default=None,
+                   help="moe: expert capacity policy (default dynamic: DynaMoE's rule, "
+                        "alpha grows to min(1.3 x observed, 4) after an overflowing step, "
+                        "which drops its excess; static: C = ceil(alpha k / E T), drops and "
+                        "pads; dropless: every routed token, no padding)")
     r.add_argument("--alpha", type=float, default=None,
                    help="moe: capacity factor of --capacity static (default 2)")
-    r.add_argument("--dispatch", choices=("sptc_only", "duplex", "duplex_coprocess"),
-                   default=None,
+    r.add_argument("--dispatch", choices=DISPATCHES, default=None,
                    help="moe: which unit runs each expert (default duplex_coprocess: Duplex "
-                        "expert co-processing splits the experts between SpTC and Logic-PIM; "
-                        "duplex: decode-only steps on Logic-PIM; sptc_only)")
+                        "expert co-processing splits the experts between SpTC and Logic-PIM "
+                        "every step; duplex: decode-only steps on Logic-PIM; duplex_opb: "
+                        "each expert to the unit its Op/B favours; sptc_only)")
     r.add_argument("--simulator", choices=SIMULATORS, default="verilator",
                    help="HDL simulator (Icarus Verilog is slower; both write FST, Verilator "
                         "VCD when the lz4/zlib headers are missing)")
@@ -125,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="random valid/ready stalls on every stream (cycle counts then "
                         "exceed the no-stall models: moe checks them as lower bounds only, "
                         "sptc, pim and cim do not compare them)")
+    r.add_argument("--stall-profile", choices=STALL_KINDS, default=None,
+                   help="moe, sptc, with --stalls: uniform (a random rate per stream), "
+                        "bursty (long stall runs), starve (valid/ready low for hundreds of "
+                        "cycles) or mixed (a different kind per stream); default: the "
+                        "classic random stalls")
     r.add_argument("--seed", type=int, default=1,
                    help="seed (>= 0) of the weights, activations, stalls and preset trace")
     r.add_argument("--max-experts", type=int, default=None,
@@ -252,7 +261,7 @@ def run_moe(args) -> int:
     try:
         res = moe.run(mcfg, args.config, prep, run_dir / "sim", simulator=args.simulator,
                       seed=args.seed, stalls=args.stalls, waves=args.waves,
-                      progress=bar.update_to)
+                      progress=bar.update_to, stall_profile=args.stall_profile)
     except SimulationError as exc:
         verdict, failure = False, str(exc)
     bar.close()
@@ -455,7 +464,8 @@ def run_sptc(args) -> int:
     verdict, failure = True, None
     try:
         res = run_batch(cfg, specs, simulator=args.simulator, seed=args.seed, stalls=args.stalls,
-                        waves=args.waves, workdir=run_dir / "sim", progress=bar.update_to)
+                        waves=args.waves, workdir=run_dir / "sim", progress=bar.update_to,
+                        stall_profile=args.stall_profile)
     except SimulationError as exc:
         verdict, failure, res = False, str(exc), {}
     bar.close()

@@ -38,8 +38,6 @@ import numpy as np
 
 from golden.errors import FormatError
 
-CAPACITIES = ("static", "dynamic")
-DISPATCHES = ("sptc_only", "duplex", "duplex_coprocess")
 MOE_MODES = ("dense", "2:4")
 
 #: Cycles the top adds to a SpTC job beyond the SpTC's own job time

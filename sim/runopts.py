@@ -27,6 +27,7 @@ ENGINE_OPTIONS = {
     "nmv": ("sptc",),
     "out": ("sptc",),
     "max_experts": ("sptc",),
+    "stall_profile": ("moe", "sptc"),
 }
 DEFAULT_SCALE = 64
 
@@ -41,6 +42,8 @@ def check_common(args) -> None:
         if getattr(args, name, None) is not None and args.engine not in engines:
             raise FormatError(f"{_flag(name)[2:]}: {_flag(name)} applies to --engine "
                               f"{' or '.join(engines)}, not {args.engine}")
+    if getattr(args, "stall_profile", None) is not None and not args.stalls:
+        raise FormatError(f"stall-profile: --stall-profile {args.stall_profile} needs --stalls")
     if args.seed < 0:
         raise FormatError(f"seed: {args.seed} must be >= 0")
     if args.max_experts is not None and args.max_experts < 1:

@@ -56,7 +56,7 @@ def _intact(x):
     return (x / "notes.txt").read_text() == "1\n" and (x / "src" / "keep.py").is_file()
 
 
-# ------------------------------------------------------------------ item 1: no data loss
+# ------------------------------------------------------------------ no data loss
 
 def test_run_dir_of_the_issue_survives(tmp_path, capsys, no_rtl):
     """The issue's reproduction: exit 2, notes.txt and src/ still there."""
@@ -98,7 +98,7 @@ def test_run_dir_dot_and_protected_folders(tmp_path, capsys, monkeypatch, no_rtl
     assert not list(home.iterdir())          # even an empty home folder is not used
 
 
-# ------------------------------------------------------------------ item 2: bad run folders
+# ------------------------------------------------------------------ bad run folders
 
 def test_run_dir_bad_paths(tmp_path, capsys, monkeypatch, no_rtl):
     f = tmp_path / "file.txt"
@@ -145,7 +145,7 @@ def test_run_dir_marker_reuse(tmp_path, monkeypatch):
         rundir.prepare(tmp_path / "other")
 
 
-# ------------------------------------------------------------------ item 3: numbers
+# ------------------------------------------------------------------ numbers
 
 @pytest.mark.parametrize("argv, text", [
     (["--seed", "-1"], "seed"),
@@ -162,14 +162,22 @@ def test_bad_numbers(argv, text, tmp_path, capsys, no_rtl):
     assert not (tmp_path / "r").exists()
 
 
-# ------------------------------------------------------------------ item 4: other engines
+# ------------------------------------------------------------------ other engines
+
+def test_stall_profile_needs_stalls(tmp_path, capsys, no_rtl):
+    rc, err = _run(capsys, "--engine", "sptc", "--stall-profile", "starve", "--no-waves",
+                   "--run-dir", tmp_path / "r")
+    assert rc == 2 and "--stall-profile starve needs --stalls" in err, err
+    assert not (tmp_path / "r").exists()
+
 
 @pytest.mark.parametrize("engine", ["moe", "sptc", "pim", "cim"])
 def test_options_of_other_engines_are_refused(engine, tmp_path, capsys, no_rtl):
     given = {"mode": ["--mode", "dense"], "config": ["--config", "small"],
              "capacity": ["--capacity", "static"], "alpha": ["--alpha", "1.5"],
              "dispatch": ["--dispatch", "duplex"], "nmv": ["--nmv", "1,2,32"],
-             "out": ["--out", "int32"], "max_experts": ["--max-experts", "2"]}
+             "out": ["--out", "int32"], "max_experts": ["--max-experts", "2"],
+             "stall_profile": ["--stalls", "--stall-profile", "bursty"]}
     refused = [n for n, engines in runopts.ENGINE_OPTIONS.items() if engine not in engines]
     assert refused
     for name in refused:
@@ -203,7 +211,7 @@ def test_pim_run_that_would_check_nothing_fails(tmp_path, capsys, no_rtl):
     assert not (tmp_path / "r").exists()
 
 
-# ------------------------------------------------------------------ item 5: every preset
+# ------------------------------------------------------------------ every preset
 
 @pytest.mark.parametrize("preset", sorted(traces.PRESETS))
 def test_every_preset_reaches_the_pim_and_cim_benches(preset, tmp_path, capsys, monkeypatch):
@@ -256,7 +264,7 @@ def test_traces_the_units_cannot_hold_are_refused(tmp_path, capsys, no_rtl):
     assert rc == 2 and "max_k" in err
 
 
-# ------------------------------------------------------------------ item 6: empty steps
+# ------------------------------------------------------------------ empty steps
 
 def _with_empty_step(tr, at):
     off = np.insert(tr.step_offsets, at, tr.step_offsets[at])
@@ -297,7 +305,7 @@ def test_icarus_missing_is_a_clear_error(tmp_path, capsys, monkeypatch, no_rtl):
     assert not (tmp_path / "r").exists()
 
 
-# ------------------------------------------------------------------ item 7: values as given
+# ------------------------------------------------------------------ values as given
 
 def test_messages_show_huge_unsigned_values_as_given():
     big = 2 ** 63 + 1
