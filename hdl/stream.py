@@ -1,7 +1,7 @@
 """Stream parts shared by every engine (built on ``amaranth.lib.stream``)."""
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Mux, Signal, Value
+from amaranth import Array, Assert, Cat, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,13 +25,21 @@ class SkidBuffer(wiring.Component):
     ECP5, a wide payload gets one copy of the occupancy and read-pointer
     registers per 32 bits (``hdl.fpga.replicas`` of their next-state values),
     each stepping itself from ``i.valid``, ``o.ready`` and its own occupancy.
+
+    ``formal=True`` (off by default; the Verilog of a default build does not
+    change) adds ``Assert``s of the state invariants (``valid`` / ``ready`` equal
+    "an entry held" / "an entry free", the held entries are the ones from ``rp``
+    on, ``wp`` follows them, every copy equals ``occ``/``rp``) and records the
+    state in ``formal_state`` for a harness (``formal/``).
     """
 
-    def __init__(self, shape, depth: int = 2):
+    def __init__(self, shape, depth: int = 2, *, formal: bool = False):
         if not (isinstance(depth, int) and depth >= 2):
             raise ValueError(f"depth: {depth!r} must be an integer >= 2")
         self._shape = shape
         self.depth = depth
+        self.formal = bool(formal)
+        self.formal_state = None
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
@@ -100,4 +108,24 @@ class SkidBuffer(wiring.Component):
                 items = [x[b] for x in raw]
                 items += [items[-1]] * ((1 << len(q_rp)) - N)
                 m.d.comb += raw_out[b].eq(Array(items)[q_rp])
+        if self.formal:
+            self._assert_state(m, occ, wp, rp, copies, valid, ready)
+            self.formal_state = {"entries": raw, "occ": occ, "rp": rp, "wp": wp}
         return m
+
+    def _assert_state(self, m, occ, wp, rp, copies, valid, ready):
+        """The invariants (formal builds only): k-induction proves them with a harness."""
+        N = self.depth
+        count = sum(occ[k] for k in range(N))
+        m.d.comb += [Assert(valid == (occ != 0), "skid: valid != any entry held"),
+                     Assert(ready == (occ != (1 << N) - 1), "skid: ready != an entry free"),
+                     Assert(rp < N, "skid: rp out of range"), Assert(wp < N, "skid: wp out of range")]
+        for r in range(N):
+            with m.If(rp == r):
+                m.d.comb += Assert(wp == Mux(count == N, r, (r + count) % N),
+                                   "skid: wp != rp + entries held")
+                for j in range(N):
+                    m.d.comb += Assert(occ[(r + j) % N] == (count > j),
+                                       "skid: held entries not contiguous from rp")
+        for q in copies:
+            m.d.comb += Assert(q == Cat(occ, rp), "skid: a control copy differs from occ/rp")

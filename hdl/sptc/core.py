@@ -39,7 +39,7 @@ was the FPGA critical path (its fanout reaches every PE register).
 """
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Assert, Cat, Const, Fragment, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -121,10 +121,16 @@ class SparseTensorCore(wiring.Component):
     Control ports are sampled on the cycle ``start`` is high in idle; ``done``
     stays high until the next ``start`` or ``clear``; ``error`` bits are sticky
     until ``clear`` (or reset). ``cycles`` counts the cycles of the last job.
+
+    ``formal=True`` (off by default: a default build's Verilog does not change)
+    adds ``Assert``s of the invariants the comments below state as "equals ... in
+    every cycle" (register copies and flags against what they stand for), and the
+    output skid buffer's own; ``formal/`` proves them (``python -m formal``).
     """
 
-    def __init__(self, cfg: SpTCConfig = SpTCConfig()):
+    def __init__(self, cfg: SpTCConfig = SpTCConfig(), *, formal: bool = False):
         self.cfg = cfg
+        self.formal = bool(formal)
         kwb = _bits(cfg.max_kw + 1)
         super().__init__({
             "w": In(stream.Signature(weight_layout(cfg))),
@@ -384,7 +390,9 @@ class SparseTensorCore(wiring.Component):
         s1_rows = Signal(17, reset_less=True)      # rows left in the job at this row tile
         store_full = Signal()
         drain_busy = Signal()
-        skid = m.submodules.skid = SkidBuffer(result_layout(cfg), depth=OUT_SKID_DEPTH)
+        skid = SkidBuffer(result_layout(cfg), depth=OUT_SKID_DEPTH, formal=self.formal)
+        # (formal: elaborated here, so the checks below can read its state)
+        m.submodules.skid = Fragment.get(skid, platform) if self.formal else skid
         wiring.connect(m, wiring.flipped(self.res), skid.o)
         pipe_empty = Signal()
         s1b_valid, s1c_valid, s1d_valid, s2_valid, s3_valid = (Signal() for _ in range(5))
@@ -1311,4 +1319,49 @@ class SparseTensorCore(wiring.Component):
         m.d.sync += err_q.eq(Mux(self.clear, 0, err_set))
         m.d.sync += error.eq(Mux(self.clear, 0,
                                  error | err_q | Mux(err_now, ERR_CONFIG, 0)))
+        if self.formal:
+            def A(test, msg):
+                m.d.comb += Assert(test, f"sptc: {msg}")
+            A(pe_busy == (s1_valid | s1b_valid | s1c_valid | s1d_valid | s2_valid | s3_valid),
+              "pe_busy != a beat in s1 .. s3")
+            for k, q in enumerate(flag_q):
+                A(q == Cat(run_q, beat_zero, pend[1], beat_last, vb_last, rt_at_last),
+                  f"issue flag copy {k} != the flags")
+            states = ("IDLE", "CHECK", "LOAD", "SEL", "RUN", "WAIT")
+            A(sum(fsm.ongoing(x) for x in states) == 1, "the FSM in no state")
+            A((load_q == fsm.ongoing("LOAD")) & (sel_q == fsm.ongoing("SEL"))
+              & (run_q == fsm.ongoing("RUN")), "load_q/sel_q/run_q != the FSM's state")
+            A(ldg == Cat(load_q & ld_more, load_q & ld_more, load_q & ~ld_more),
+              "the LOAD flag copies != (load_q, ld_more)")
+            for k, q in enumerate(idle_c):
+                A(q == fsm.ongoing("IDLE"), f"idle copy {k} != the FSM's IDLE")
+            A(~drain_busy | (dr_at_last == (dr_q == dr_lastq)),
+              "dr_at_last != (dr_q == dr_lastq) while draining")
+            A(~drain_busy | (dr_q <= dr_lastq), "drain beat past the tile's last")
+            A(out_busy == (ov != 0), "out_busy != (ov != 0)")
+            A(wp_inc == (wp + 1)[:len(wp)], "wp_inc != wp + 1")
+            A(rp_inc == (rp + 1)[:len(rp)], "rp_inc != rp + 1")
+            for k, q in enumerate(rp_q):
+                A(q == rp, f"read pointer copy {k} != rp")
+            for k, q in enumerate(ofe):
+                A(q == (wp == rp), f"output FIFO empty flag {k} != (wp == rp)")
+            A(occ[0] == (wp != rp), "output FIFO occupancy != (wp != rp)")
+            # (what makes the above inductive: the occupancy is a thermometer code
+            # counting wp - rp, and the credits count every beat past the drain bank)
+            held = sum(occ[i] for i in range(FD))
+            for i in range(FD - 1):
+                A(occ[i] | ~occ[i + 1], "output FIFO occupancy not a thermometer code")
+            A(held == (wp - rp)[:len(wp)], "output FIFO occupancy != wp - rp")
+            A(crd == sum(ov[i] for i in range(len(ov))) + held + rd_v,
+              "credits != beats in the output pipeline, the FIFO and its read register")
+            A((crd <= FD) & (crd_ok == (crd < FD)), "credits out of range or crd_ok wrong")
+            A((rd_v_pe == rd_v) & (rd_v_crd == rd_v), "rd_v copies != rd_v")
+            # the skid buffer never refuses a beat (the read register has no
+            # enable): `fin` counts the read register and the skid buffer's beats
+            sk = skid.formal_state["occ"]
+            A(fin == rd_v + sum(sk[i] for i in range(OUT_SKID_DEPTH)),
+              "fin != beats in the read register and the skid buffer")
+            A(~rd_v | skid.i.ready, "the skid buffer refuses a beat")
+            for k, q in enumerate(fin_ok):
+                A(q == (fin < OUT_SKID_DEPTH), f"fin_ok copy {k} != (fin < OUT_SKID_DEPTH)")
         return m
