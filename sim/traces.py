@@ -60,8 +60,17 @@ The shipped default trace ``sim/data/default_trace.npz`` was made with::
         --skew hot --imbalance 1.5 --decode 8 --prefill 1 --prompt-len 16 32 \\
         --gen-len 16 128 -o sim/data/default_trace.npz
 
-CLI: ``python -m sim.traces gen ...`` and ``python -m sim.traces show FILE``
-(``--help`` on each).
+Recorded traces: :mod:`sim.recorded` imports routing recorded from a model run
+(``python -m sim.traces import DUMP --experts E --top-k K --hidden H --ffn F -o
+OUT.npz``). Such a trace has ``preset = "recorded:<name>"``, ``skew = "recorded"``
+(``skew_param`` 0, ``seed`` 0, ``expert_scale`` 1); its shapes come from the
+command line instead of a preset, so ``gen`` records ``model`` (the full
+``hidden`` and ``ffn``, which ``hidden``/``ffn`` must equal divided by ``scale``)
+and ``source`` (``file``, ``sha256``, ``format``, ``layer``, ``tokens_in_file``),
+which :func:`load` checks.
+
+CLI: ``python -m sim.traces gen ...``, ``python -m sim.traces import ...`` and
+``python -m sim.traces show FILE`` (``--help`` on each).
 """
 from __future__ import annotations
 
@@ -490,9 +499,10 @@ def _from_arrays(data: dict, where: str) -> Trace:
     if meta["schema_version"] != SCHEMA_VERSION:
         raise bad(f"meta.schema_version: {meta['schema_version']} unsupported "
                   f"(this reader knows {SCHEMA_VERSION})")
-    if meta["preset"] not in PRESETS:
+    recorded = isinstance(meta["preset"], str) and meta["preset"].startswith("recorded:")
+    if meta["preset"] not in PRESETS and not recorded:
         raise bad(f"meta.preset: unknown {meta['preset']!r}")
-    if meta["skew"] not in SKEWS:
+    if meta["skew"] not in SKEWS and not recorded:
         raise bad(f"meta.skew: unknown {meta['skew']!r}")
     sp = meta["skew_param"]
     if not isinstance(sp, (int, float)) or isinstance(sp, bool) or not math.isfinite(sp) or sp < 0:
@@ -505,7 +515,10 @@ def _from_arrays(data: dict, where: str) -> Trace:
     gen = meta.get("gen", {})
     if not isinstance(gen, dict):
         raise bad("meta.gen: not a JSON object")
-    shape = _shape(meta["preset"], meta["scale"], meta.get("expert_scale", 1))
+    if recorded:                 # dimensions given at import (sim.recorded), not a preset
+        from sim.recorded import check_meta
+        check_meta(meta, bad)
+    shape = {} if recorded else _shape(meta["preset"], meta["scale"], meta.get("expert_scale", 1))
     for key, want in shape.items():
         if meta[key] != want:
             raise bad(f"meta.{key}: {meta[key]} does not match preset {meta['preset']} at "
@@ -593,16 +606,23 @@ def load_default() -> Trace:
 # --------------------------------------------------------------------------- CLI
 
 def _show(trace: Trace, name: str, limit: int | None) -> str:
-    p = PRESETS[trace.preset]
+    if trace.preset in PRESETS:
+        p = PRESETS[trace.preset]
+        model, full = p.name, (p.hidden, p.ffn)
+    else:                        # recorded: provenance and full sizes are in gen
+        src, m = trace.gen["source"], trace.gen["model"]
+        layer = "" if src.get("layer") is None else f", layer {src['layer']}"
+        model = f"recorded from {src['file']}{layer}, sha256 {src['sha256'][:16]}..."
+        full = (m["hidden"], m["ffn"])
     imb = trace.imbalances()
     npre = int(trace.is_prefill.sum())
     dec_only = sum(s.is_decode_only for s in trace)
     gen = " ".join(f"{k}={v}" for k, v in trace.gen.items())
     lines = [f"trace {name}",
              f"  schema_version  {trace.schema_version}",
-             f"  preset          {trace.preset} ({p.name})",
+             f"  preset          {trace.preset} ({model})",
              f"  scale           {trace.scale} (hidden {trace.hidden}, ffn {trace.ffn}; "
-             f"full {p.hidden}, {p.ffn})",
+             f"full {full[0]}, {full[1]})",
              f"  experts         {trace.num_experts} routed + {trace.num_shared} shared, "
              f"top-{trace.top_k}" + (f", expert_scale {trace.expert_scale}"
                                      if trace.expert_scale != 1 else ""),
@@ -648,8 +668,48 @@ examples:
   python -m sim.traces gen --preset mixtral-8x7b --steps 16 --seed 1 -o trace.npz
   python -m sim.traces gen --preset deepseek-v3 --imbalance 11 --decode 512 --prefill 0 -o r1.npz
   python -m sim.traces show trace.npz --limit 20
+  python -m sim.traces import router.npz --experts 8 --top-k 2 --hidden 4096 --ffn 14336 -o r.npz
 
 exit status: 0 ok, 1 unreadable or invalid trace file, 2 bad options."""
+
+
+_IMPORT_EPILOG = """\
+examples:
+  python -m sim.traces import sim/data/recorded_sample.csv --layer 0 --experts 8 \\
+      --top-k 2 --hidden 4096 --ffn 14336 --name sample -o recorded.npz
+  python -m sim.traces import router.npz --experts 60 --top-k 4 --shared 4 \\
+      --hidden 2048 --ffn 1408 -o qwen.npz
+
+exit status: 0 ok, 2 bad options or a bad recorded file (the message names the
+field and the value)."""
+
+
+def _import(args) -> int:
+    from sim import recorded
+    out = Path(args.output)
+    if out.exists():
+        print(f"error: {out} exists; not overwritten", file=sys.stderr)
+        return 2
+    try:
+        trace = recorded.import_routing(
+            args.file, fmt=args.fmt, name=args.name, num_experts=args.experts,
+            top_k=args.top_k, hidden=args.hidden, ffn=args.ffn, num_shared=args.shared,
+            scale=args.scale, layer=args.layer, tokens_per_step=args.tokens_per_step,
+            phase=args.phase)
+    except FormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        save(trace, out)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    src = trace.gen["source"]
+    print(f"wrote {out}: {trace.preset} from {src['file']} (sha256 {src['sha256'][:12]}...), "
+          f"{trace.steps} steps, {trace.tokens} tokens, {trace.num_experts} experts top-"
+          f"{trace.top_k}, scale {trace.scale} (hidden {trace.hidden}, ffn {trace.ffn}), "
+          f"mean imbalance {trace.imbalances().mean():.3f}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -690,6 +750,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="prompt length range in tokens (default 16 32)")
     g.add_argument("--gen-len", type=int, nargs=2, default=(16, 128), metavar=("LO", "HI"),
                    help="decode steps of a request before it leaves (default 16 128)")
+    i = sub.add_parser("import", help="import routing recorded from a model run",
+                       formatter_class=raw, epilog=_IMPORT_EPILOG,
+                       description="Convert a recorded router dump (.npz, .safetensors, .csv, "
+                                   ".json; layouts in sim/recorded.py) into a trace .npz with "
+                                   "preset recorded:NAME.")
+    i.add_argument("file", help="the recorded dump")
+    i.add_argument("-o", "--output", required=True, help="output trace .npz (not overwritten)")
+    i.add_argument("--experts", type=int, required=True, help="routed experts of the model")
+    i.add_argument("--top-k", type=int, required=True, help="experts per token")
+    i.add_argument("--hidden", type=int, required=True, help="the model's hidden size")
+    i.add_argument("--ffn", type=int, required=True, help="the model's expert FFN size")
+    i.add_argument("--shared", type=int, default=0, help="shared experts (default 0)")
+    i.add_argument("--scale", type=int, default=64,
+                   help="divide hidden/ffn by this as for gen (default %(default)s)")
+    i.add_argument("--name", default=None, help="preset becomes recorded:NAME (default: the "
+                                                "file's stem)")
+    i.add_argument("--format", dest="fmt", default=None,
+                   choices=("npz", "safetensors", "csv", "json"),
+                   help="the dump's format (default: from the file suffix)")
+    i.add_argument("--layer", type=int, default=None,
+                   help="the MoE layer to import when the dump holds several")
+    i.add_argument("--tokens-per-step", type=int, default=None,
+                   help="without a step column: tokens per serving step (default: all in one)")
+    i.add_argument("--phase", choices=("auto", "prefill", "decode"), default="auto",
+                   help="without an is_prefill column: what the tokens are (default auto: "
+                        "several tokens of one request in a step are prefill)")
     s = sub.add_parser("show", help="print a trace's header and load tables",
                        description="Print metadata, tokens per expert summed over steps, "
                                    "per-step load and imbalance, and the mean imbalance.")
@@ -703,6 +789,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "show" and args.limit is not None and args.limit < 0:
         ap.error("--limit must be >= 0")
+    if args.cmd == "import":
+        return _import(args)
     try:
         if args.cmd == "show":
             print(_show(load(args.file), args.file, args.limit))
