@@ -10,11 +10,11 @@ from .engines import EngineHarness
 from .streams import FifoHarness, SkidHarness
 
 
-def _engine(name: str, config: str, formal: bool = False):
+def _engine(name: str, config: str, formal: bool = False, bug: str = ""):
     mod = importlib.import_module(f"hdl.{name}")
     cfg = mod.CONFIGS[config]
     if formal:
-        return lambda: mod.SparseTensorCore(cfg, formal=True)
+        return lambda: mod.SparseTensorCore(cfg, formal=True, formal_bug=bug)
     return lambda: mod.build(cfg)
 
 
@@ -40,8 +40,9 @@ PROOFS = [
     # ---- whole engines, bounded: any input behaviour that follows the input rules
     Proof("sptc_small", lambda: EngineHarness(_engine("sptc", "small", formal=True)),
           "prove", 2, f"SpTC small, unbounded: {RULES} on res; the 'equals ... in every "
-          "cycle' invariants, the output FIFO's bookkeeping and the skid buffer's state "
-          "invariants", timeout=240),
+          "cycle' invariants, the output FIFO's bookkeeping and data (no loss, no "
+          "duplication, order kept: the n-th beat read is the n-th written, with its "
+          "value) and the skid buffer's state invariants", timeout=240),
     Proof("pim_small", lambda: EngineHarness(_engine("pim", "small")), "prove", 3,
           f"Logic-PIM small, unbounded: {RULES} on out"),
     Proof("cim_small", lambda: EngineHarness(_engine("cim", "small")), "bmc", 10,
@@ -60,6 +61,11 @@ PROOFS = [
           "planted: the skid buffer's valid drops while stalled", expect=False),
     Proof("bug_fifo_drop", lambda: FifoHarness(8, 4, bug="drop"), "bmc", 12,
           "planted: the FIFO loses a write into its last free entry", expect=False),
+    Proof("bug_sptc_fifo_drop", lambda: EngineHarness(_engine("sptc", "small", formal=True,
+                                                              bug="drop")),
+          "bmc", 24, "planted: the SpTC's output FIFO loses the metadata write into "
+          "entry 0 (its first beat after reset reaches the FIFO at cycle 22)",
+          expect=False),
     Proof("bug_moe_reset", lambda: EngineHarness(_engine("moe", "small"), bug="reset",
                                                  outputs=("y",)),
           "bmc", 6, "planted: a reset reaches the MoE top at any time (drops y's beat; "

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Formal proofs (formal/, docs/formal.md): each proof of formal.proofs.PROOFS runs
 through yowasp-sby (smtbmc + yices). A proof must pass; a planted bug must make its
 proof fail; a known design bug is an xfail (strict: fixing it must remove the mark)."""
@@ -65,4 +66,9 @@ def test_sptc_formal_flag_off_by_default():
     from amaranth.back import rtlil
     from hdl.sptc import CONFIGS, SparseTensorCore
     plain = rtlil.convert(SparseTensorCore(CONFIGS["small"]), name="t", emit_src=False)
-    assert "$check" not in plain
+    assert "$check" not in plain and "formal_pick" not in plain
+    # the planted bug of bug_sptc_fifo_drop exists only in a formal build
+    with pytest.raises(ValueError, match="formal_bug: 'drop'"):
+        SparseTensorCore(CONFIGS["small"], formal_bug="drop")
+    with pytest.raises(ValueError, match="formal_bug: 'lose'"):
+        SparseTensorCore(CONFIGS["small"], formal=True, formal_bug="lose")

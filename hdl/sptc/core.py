@@ -124,15 +124,26 @@ class SparseTensorCore(wiring.Component):
 
     ``formal=True`` (off by default: a default build's Verilog does not change)
     adds ``Assert``s of the invariants the comments below state as "equals ... in
-    every cycle" (register copies and flags against what they stand for), and the
-    output skid buffer's own; ``formal/`` proves them (``python -m formal``).
+    every cycle" (register copies and flags against what they stand for), the
+    output FIFO's data (``_formal_out_fifo``: a free input ``formal_pick`` picks the
+    beat it tracks) and the output skid buffer's own; ``formal/`` proves them
+    (``python -m formal``).
     """
 
-    def __init__(self, cfg: SpTCConfig = SpTCConfig(), *, formal: bool = False):
+    def __init__(self, cfg: SpTCConfig = SpTCConfig(), *, formal: bool = False,
+                 formal_bug: str = ""):
         self.cfg = cfg
         self.formal = bool(formal)
+        # formal only: a planted bug for the output FIFO's data proof (formal/proofs.py)
+        # ("drop": the metadata column loses every write into entry 0)
+        if formal_bug not in ("", "drop") or (formal_bug and not self.formal):
+            raise ValueError(f"formal_bug: {formal_bug!r} is not '' or 'drop' with formal=True")
+        self.formal_bug = formal_bug
         kwb = _bits(cfg.max_kw + 1)
-        super().__init__({
+        # formal only: `formal_pick` (free in a harness) picks the output FIFO
+        # write whose beat the data proof tracks
+        extra = {"formal_pick": In(1)} if self.formal else {}
+        super().__init__({**extra,
             "w": In(stream.Signature(weight_layout(cfg))),
             "act": In(stream.Signature(32)),
             "sel": In(stream.Signature(sel_layout(cfg))),
@@ -1136,6 +1147,7 @@ class SparseTensorCore(wiring.Component):
         # shift and mode; four with requant_hi_dsp: one mult for each DSP), loaded
         # three cycles after the job starts, long before its first row arrives. (One level fanning out to all the lanes'
         # copies made the job registers' nets the critical path: pure routing.)
+        f_lanes = []                      # formal only: each lane's FIFO column
         HI_DSP = cfg.requant_hi_dsp
         NCFG = 4 if HI_DSP else 5
         cfg_l1 = replicas(m, platform, Cat(shift, out_mode, mult), P * C, "ocfg1", reset_less=True)
@@ -1304,6 +1316,8 @@ class SparseTensorCore(wiring.Component):
                 rd_q = Signal(32, name=f"ord_{n}", **DR)
                 m.d.sync += rd_q.eq(lfr.data)
                 m.d.comb += skid.i.payload.data[p][c].eq(rd_q)
+                if self.formal:
+                    f_lanes.append((lf, lv, lwp, o6, rd_q))
 
         # The stream checks (SEL, metadata, indices, the tile-end check) are registered
         # once before they reach `error` (their compare trees then end in a register);
@@ -1364,4 +1378,73 @@ class SparseTensorCore(wiring.Component):
             A(~rd_v | skid.i.ready, "the skid buffer refuses a beat")
             for k, q in enumerate(fin_ok):
                 A(q == (fin < OUT_SKID_DEPTH), f"fin_ok copy {k} != (fin < OUT_SKID_DEPTH)")
+            self._formal_out_fifo(m, A, dict(
+                FD=FD, fb=fb, LAG=LAG, P=P, C=C, ov=ov, ops=ops, t1=t1, t2=t2, t3=t3,
+                write=ov[-1], data=o_meta[-1], mfifo=mfifo, mwp=mwp, wp=wp, rp=rp,
+                pop=pop, held=held, rd_v=rd_v, rd_meta=rd_meta, lanes=f_lanes,
+                skid_valid=skid.i.valid))
         return m
+
+    def _formal_out_fifo(self, m, A, f):
+        """Formal only: the output FIFO's data (no loss, no duplication, order kept).
+
+        The FIFO is a metadata column and one column per lane, all written in the
+        same cycle (``write``: the controller's ``ov[-1]``, each lane's ``lv[-1]``)
+        and read at ``rp`` into the read register (``rd_v`` a cycle after ``pop``).
+        A free input (``formal_pick``) picks one write, its beat (metadata and every
+        lane's value) is recorded, and ``pos`` counts the beats ahead of it (the
+        writes before it not yet popped): the pop that finds it at ``pos == 0`` must
+        put exactly that beat into the read register. Any write may be the one
+        picked, so the n-th beat read is the n-th beat written, with its value.
+        What makes it inductive: the lanes' write enables and pointers equal the
+        controller's (``lv`` = ``ov``'s last stages through the decision tree,
+        ``lwp`` = ``wp``), and the entry at ``rp + pos`` of every column holds the
+        tracked beat (read through a formal-only read port)."""
+        FD, fb, LAG, ov = f["FD"], f["fb"], f["LAG"], f["ov"]
+        if self.formal_bug == "drop":     # planted: the metadata write into entry 0 is lost
+            m.d.comb += f["mwp"].en.eq(f["write"] & (f["wp"][:fb] != 0))
+        # the lanes' write enables: the decision tree, then each lane's valid bits
+        A(f["ops"][1] == ov[0], "decision register != ov[0]")
+        for c in range(f["C"]):
+            A(f["t1"][c][1] == ov[1], f"decision copy t1[{c}] != ov[1]")
+            for s_, q2 in enumerate(f["t2"][c]):
+                A(q2[1] == ov[2], f"decision copy t2[{c}][{s_}] != ov[2]")
+        for p in range(f["P"]):
+            for c in range(f["C"]):
+                A(f["t3"][p][c][0][1] == ov[3], f"decision copy t3[{p}][{c}] != ov[3]")
+        for i, (_, lv, lwp, _, _) in enumerate(f["lanes"]):
+            A(lv == ov[LAG:], f"lane {i} valid bits != ov's")
+            A(lwp == f["wp"][:fb], f"lane {i} write pointer != wp")
+        write, pop = f["write"], f["pop"]
+        cnt = Signal(range(FD + 1), name="fchk_count")    # writes - pops, counted here
+        armed = Signal(name="fchk_armed")    # the tracked beat is in the FIFO
+        used = Signal(name="fchk_used")      # a beat was picked
+        out = Signal(name="fchk_out")        # it was popped last cycle
+        pos = Signal(fb, name="fchk_pos")    # beats ahead of it in the FIFO
+        v_meta = Signal(len(f["data"]), name="fchk_meta")
+        v_lane = [Signal(32, name=f"fchk_lane{i}") for i in range(len(f["lanes"]))]
+        m.d.sync += [cnt.eq(cnt + write - pop), out.eq(armed & pop & (pos == 0))]
+        with m.If(armed & pop):
+            with m.If(pos == 0):
+                m.d.sync += armed.eq(0)
+            with m.Else():
+                m.d.sync += pos.eq(pos - 1)
+        with m.If(write & self.formal_pick & ~used):
+            m.d.sync += [armed.eq(1), used.eq(1), pos.eq(cnt - pop), v_meta.eq(f["data"])]
+            m.d.sync += [v.eq(ln[3]) for v, ln in zip(v_lane, f["lanes"])]
+        A(cnt == f["held"], "output FIFO: beats written - read != occupancy")
+        A(~(armed | out) | used, "output FIFO: tracked beat never picked")
+        A(~(armed & out), "output FIFO: tracked beat both held and read")
+        A(~armed | (pos < cnt), "output FIFO: tracked beat lost")
+        at = (f["rp"] + pos)[:fb]
+        rds = [f["mfifo"].read_port(domain="comb")] + \
+              [ln[0].read_port(domain="comb") for ln in f["lanes"]]
+        m.d.comb += [r.addr.eq(at) for r in rds]
+        A(~armed | (rds[0].data == v_meta), "output FIFO: tracked entry's metadata changed")
+        for i, (r, v) in enumerate(zip(rds[1:], v_lane)):
+            A(~armed | (r.data == v), f"output FIFO: tracked entry's lane {i} changed")
+        A(~out | f["rd_v"], "output FIFO: tracked beat popped, read register empty")
+        A(~out | (f["rd_meta"] == v_meta), "output FIFO: read metadata != tracked beat's")
+        for i, (ln, v) in enumerate(zip(f["lanes"], v_lane)):
+            A(~out | (ln[4] == v), f"output FIFO: read lane {i} != tracked beat's")
+        A(~out | f["skid_valid"], "output FIFO: tracked beat not offered to the skid buffer")
