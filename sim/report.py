@@ -1,7 +1,13 @@
-"""The files `make sim` writes: report.json, report.md, plots, GTKWave save file."""
+"""The files `make sim` writes: report.json, report.md, plots, and the wave views:
+a GTKWave save file (``.gtkw``, written with pyvcd's ``vcd.gtkw``) and a Surfer
+command file (``.sucl``) with the same signal groups. Both name the waveform by
+its file name only (relative to the run folder), so a run folder can be moved
+or shared: ``gtkwave <run>/moe.fst <run>/moe.gtkw`` and ``surfer <run>/moe.fst
+--command-file <run>/moe.sucl`` (from inside the folder: ``gtkwave moe.gtkw``)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -50,8 +56,53 @@ def wave_signals(path: Path) -> list[str]:
                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def gtkw(wave: Path, names: list[str], out: Path) -> Path:
-    """A GTKWave save file that opens ``wave`` with the interesting signals grouped."""
+# A wave view: [(group title, [(full signal name, "bin"|"hex"|"dec"), ...]), ...]
+Groups = list[tuple[str, list[tuple[str, str]]]]
+
+
+def _surfer_word(title: str) -> str:
+    """A group title as one Surfer command word (its divider_add takes one word)."""
+    return re.sub(r"\W+", "_", title.split(" (")[0]).strip("_") or "group"
+
+
+def write_views(wave: Path, gtkw_out: Path, groups: Groups, start_time: int = 0,
+                signals_width: int = 260) -> dict:
+    """Write the GTKWave save file ``gtkw_out`` and a Surfer command file next to it
+    (same stem, ``.sucl``) showing ``groups`` of ``wave``. Paths are relative to the
+    run folder (the waveform's file name), so the folder can be moved; an empty
+    group is left out. Returns ``{"gtkwave": path, "surfer": path}``."""
+    from vcd.gtkw import GTKWSave
+
+    wave, gtkw_out = Path(wave), Path(gtkw_out)
+    if wave.parent.resolve() != gtkw_out.parent.resolve():
+        raise ValueError(f"wave view {gtkw_out}: the waveform {wave} must be in the same "
+                         f"folder (paths are relative to the run folder)")
+    groups = [(t, sigs) for t, sigs in groups if sigs]
+    with open(gtkw_out, "w") as fh:
+        gs = GTKWSave(fh)
+        gs.comment("moe-rtl wave view; paths are relative to this folder")
+        gs.dumpfile(wave.name, abspath=False)
+        gs.savefile(gtkw_out.name, abspath=False)
+        gs.timestart(int(start_time))
+        gs.size(1600, 900)
+        gs.signals_width(signals_width)
+        for title, sigs in groups:
+            with gs.group(title):
+                for sig, fmt in sigs:
+                    gs.trace(sig, datafmt=fmt)
+    sucl = gtkw_out.with_suffix(".sucl")
+    lines = []
+    for title, sigs in groups:
+        lines.append(f"divider_add {_surfer_word(title)}")
+        lines += [f"variable_add {sig}" for sig, _ in sigs]
+    lines.append("zoom_fit")
+    sucl.write_text("\n".join(lines) + "\n")
+    return {"gtkwave": gtkw_out, "surfer": sucl}
+
+
+def gtkw(wave: Path, names: list[str], out: Path) -> dict:
+    """Wave views (GTKWave + Surfer, see :func:`write_views`) of an SpTC run:
+    the DUT's ports grouped as in :data:`GROUPS`."""
     # The top-level ports of the DUT: the shortest path for each port name.
     # Verilator also lists the ports under a "$rootio" pseudo-scope; use the module's.
     ports = {}
@@ -61,19 +112,13 @@ def gtkw(wave: Path, names: list[str], out: Path) -> Path:
         leaf = n.rsplit(".", 1)[-1].split("[")[0]
         if leaf not in ports or n.count(".") < ports[leaf].count("."):
             ports[leaf] = n
-    lines = [f'[dumpfile] "{wave.resolve()}"', f'[savefile] "{out.resolve()}"',
-             "[timestart] 0", "[size] 1600 900", "[signals_width] 260"]
+    groups = []
     for title, leaves in GROUPS:
-        present = [ports[lf] for lf in leaves if lf in ports]
-        if not present:
-            continue
-        lines += ["@800200", f"-{title}"]
-        for sig in present:
-            hexa = sig.endswith(("payload", "cycles", "n_sel", "k_words", "n_row_tiles"))
-            lines += ["@22" if hexa else "@28", sig]
-        lines += ["@1000200", f"-{title}"]
-    out.write_text("\n".join(lines) + "\n")
-    return out
+        sigs = [ports[lf] for lf in leaves if lf in ports]
+        groups.append((title, [
+            (sig, "hex" if sig.endswith(("payload", "cycles", "n_sel", "k_words", "n_row_tiles"))
+             else "bin") for sig in sigs]))
+    return write_views(wave, out, groups)
 
 
 def _plots(run_dir: Path, meta: list[dict]) -> dict:
@@ -124,7 +169,7 @@ def write(run_dir: Path, info: dict, trace, step_i: int, meta: list[dict], verdi
         shutil.move(str(wave), dest)
         files["waveform"] = dest
         names = wave_signals(dest)
-        files["gtkwave"] = gtkw(dest, names, run_dir / "sptc.gtkw")
+        files.update(gtkw(dest, names, run_dir / "sptc.gtkw"))
         info["wave_signals"] = len(names)
     files.update(_plots(run_dir, meta))
     done = [m for m in meta if "cycles" in m]
@@ -152,6 +197,17 @@ def write(run_dir: Path, info: dict, trace, step_i: int, meta: list[dict], verdi
     files["report_json"].write_text(json.dumps(rep, indent=2, default=float) + "\n")
     files["report_md"].write_text(_markdown(rep, cfg))
     return files
+
+
+def _open_waves(files: dict) -> str:
+    """How to open a run's waveform in GTKWave and Surfer (report.md)."""
+    if "gtkwave" not in files or "waveform" not in files:
+        return "No waveform was written (run with --waves)."
+    w, g = Path(files["waveform"]).name, Path(files["gtkwave"]).name
+    s = Path(files.get("surfer", Path(g).with_suffix(".sucl"))).name
+    return (f"Open the waveform from this folder with `gtkwave {w} {g}` or "
+            f"`surfer {w} --command-file {s}` (both files name the waveform relative to "
+            f"the folder, so it can be moved).")
 
 
 def _markdown(rep: dict, cfg) -> str:
@@ -188,13 +244,14 @@ def _markdown(rep: dict, cfg) -> str:
                 "cycles. Short jobs pay the SEL load, the pipeline fill and the last drain.",
             "", "## Files", ""]
     out += [f"- {k}: `{v}`" for k, v in rep["files"].items()]
-    out += ["", "Open the waveform with `gtkwave " + rep["files"].get("gtkwave", "<file>.gtkw")
-            + "` (signals grouped: control, cycle counter, errors, one group per stream)."]
+    out += ["", _open_waves(rep["files"])
+            + " Signals grouped: control, cycle counter, errors, one group per stream."]
     return "\n".join(out) + "\n"
 
 
-def gtkw_generic(wave: Path, names: list[str], module: str, out: Path) -> Path:
-    """A GTKWave save file grouping a DUT's ports: control/status, then one group per stream."""
+def gtkw_generic(wave: Path, names: list[str], module: str, out: Path) -> dict:
+    """Wave views (GTKWave + Surfer) grouping a DUT's ports: control/status, then one
+    group per stream."""
     # Verilator lists the top-level ports (and only them) under "$rootio"; Icarus does
     # not, so there fall back to the module's signals without generated "$" names.
     prefix = f"{module}."
@@ -209,17 +266,11 @@ def gtkw_generic(wave: Path, names: list[str], module: str, out: Path) -> Path:
             streams.setdefault(leaf.split("__")[0], []).append(n)
         else:
             control.append(n)
-    lines = [f'[dumpfile] "{wave.resolve()}"', f'[savefile] "{out.resolve()}"',
-             "[timestart] 0", "[size] 1600 900", "[signals_width] 260"]
-    for title, sigs in [("Control and status", control)] + [
-            (f"Stream {k}", sorted(v, key=lambda s: ("valid" not in s, "ready" not in s, s)))
-            for k, v in sorted(streams.items())]:
-        lines += ["@800200", f"-{title}"]
-        for sig in sigs:
-            lines += ["@22" if sig.endswith("payload") else "@28", sig]
-        lines += ["@1000200", f"-{title}"]
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    groups = [(title, [(sig, "hex" if sig.endswith("payload") else "bin") for sig in sigs])
+              for title, sigs in [("Control and status", control)] + [
+                  (f"Stream {k}", sorted(v, key=lambda s: ("valid" not in s, "ready" not in s, s)))
+                  for k, v in sorted(streams.items())]]
+    return write_views(wave, out, groups)
 
 
 def write_generic(run_dir: Path, engine: str, module: str, info: dict, trace_info: dict,
@@ -231,7 +282,7 @@ def write_generic(run_dir: Path, engine: str, module: str, info: dict, trace_inf
         dest = run_dir / f"{engine}{Path(wave).suffix}"
         shutil.move(str(wave), dest)
         files["waveform"] = dest
-        files["gtkwave"] = gtkw_generic(dest, wave_signals(dest), module, run_dir / f"{engine}.gtkw")
+        files.update(gtkw_generic(dest, wave_signals(dest), module, run_dir / f"{engine}.gtkw"))
     if rows:
         import matplotlib
         matplotlib.use("Agg")
@@ -306,30 +357,28 @@ def wave_time(wave: Path, ps: float) -> int:
     return int(round(ps / (unit * ts.factor)))
 
 
-def gtkw_moe(wave: Path, names: list[str], module: str, out: Path, start_time: int = 0) -> Path:
-    """A GTKWave save file for the MoE-layer top: control, errors, cycle counters,
-    per-unit busy, then one group per stream; the view starts at ``start_time``
-    (the waveform's time unit, see :func:`wave_time`), where the trace step begins."""
+def gtkw_moe(wave: Path, names: list[str], module: str, out: Path, start_time: int = 0) -> dict:
+    """Wave views (GTKWave + Surfer) of the MoE-layer top: control, errors, cycle
+    counters, per-unit busy, then one group per stream; the GTKWave view starts at
+    ``start_time`` (the waveform's time unit, see :func:`wave_time`), where the
+    trace step begins."""
     have = set(names)
     pre = f"{module}."
-    lines = [f'[dumpfile] "{wave.resolve()}"', f'[savefile] "{out.resolve()}"',
-             f"[timestart] {int(start_time)}", "[size] 1600 900", "[signals_width] 300"]
+    groups = []
 
     def group(title, sigs):
-        nonlocal lines
-        sigs = [s for s in sigs if s in have]
-        if not sigs:
-            return
-        lines += ["@800200", f"-{title}"]
+        rows = []
         for s in sigs:
+            if s not in have:
+                continue
             if s.endswith(("valid", "ready", "clk", "rst", "clear", ".busy")):
-                fmt = "@28"                     # one bit
+                fmt = "bin"                     # one bit
             elif s.endswith(("payload", "err")):
-                fmt = "@22"                     # hexadecimal
+                fmt = "hex"
             else:
-                fmt = "@24"                     # decimal: counters, registers, states
-            lines += [fmt, s]
-        lines += ["@1000200", f"-{title}"]
+                fmt = "dec"                     # counters, registers, states
+            rows.append((s, fmt))
+        groups.append((title, rows))
 
     for title, leaves in MOE_GROUPS:
         sigs = [pre + lf for lf in leaves]
@@ -339,8 +388,7 @@ def gtkw_moe(wave: Path, names: list[str], module: str, out: Path, start_time: i
     for port, what in MOE_STREAMS:
         group(f"Stream {port} ({what})",
               [f"{pre}{port}__{s}" for s in ("valid", "ready", "payload")])
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return write_views(wave, out, groups, start_time=start_time, signals_width=300)
 
 
 _UNIT_NAMES = {"sptc": "SpTC", "pim": "Logic-PIM"}
@@ -427,8 +475,8 @@ def write_moe(run_dir: Path, rep: dict, wave: Path | None, busy: dict, module: s
         shutil.move(str(wave), dest)
         files["waveform"] = dest
         names = wave_signals(dest)
-        files["gtkwave"] = gtkw_moe(dest, names, module, run_dir / "moe.gtkw",
-                                    wave_time(dest, start_ps))
+        files.update(gtkw_moe(dest, names, module, run_dir / "moe.gtkw",
+                                  wave_time(dest, start_ps)))
         rep["config"]["wave_signals"] = len(names)
     files.update(_moe_plots(run_dir, rep, busy))
     files["report_json"] = run_dir / "report.json"
@@ -522,7 +570,7 @@ def _moe_markdown(rep: dict) -> str:
     out += ["", "## Files", ""]
     out += [f"- {k}: `{v}`" for k, v in rep["files"].items()]
     if "gtkwave" in rep["files"]:
-        out += ["", f"Open the waveform with `gtkwave {rep['files']['gtkwave']}` (it starts at "
+        out += ["", _open_waves(rep["files"]) + " (GTKWave starts at "
                     "the step's first descriptor; the layer preamble that writes the experts' "
                     "weights into the Logic-PIM comes before). Groups: control, errors, cycle "
                     "counters, per-unit busy (counters, each unit's busy bit, controller "

