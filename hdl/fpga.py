@@ -4,7 +4,9 @@ Every engine is written once. Where an FPGA needs a primitive that Yosys does
 not infer, the component asks the *elaboration target* (Amaranth's
 ``platform`` argument) and builds either the generic, simulation-exact logic
 (``platform=None``: simulators, lint, ``make verilog``) or the primitive
-(``ECP5``: the FPGA flow, ``make synth``). Both have the same cycle behaviour;
+(``ECP5``: the FPGA flow, ``make synth``; or an Amaranth ECP5 platform such as
+amaranth-boards' ULX3S, see :func:`is_ecp5` and examples/ulx3s_sptc.py). Both
+have the same cycle behaviour;
 ``tests/test_sptc_rtl.py::test_sptc_ecp5_flavour`` simulates the ECP5 flavour of
 the SpTC (against behavioural models of the primitives, sim/models/ecp5_prims.v)
 bit- and cycle-exact against the golden model, as the generic one is.
@@ -35,7 +37,14 @@ from amaranth.lib.wiring import In, Out
 
 class Target:
     """An elaboration target handed to ``elaborate(platform)``. It has no Amaranth
-    platform methods (no ``get_memory``...): memories and FIFOs stay generic."""
+    platform methods (no ``get_memory``...): memories and FIFOs stay generic.
+
+    This is how the project's own tools (``python -m synth verilog --target ecp5``,
+    the FPGA flow) ask for the ECP5 flavour. Inside a user's Amaranth build the
+    platform itself is the target: :func:`is_ecp5` also recognises Amaranth's
+    Lattice ECP5 platforms (see there), and Amaranth's own lowering then applies
+    to everything else (in Amaranth 0.5 a ``LatticePlatform`` lowers ``Memory``
+    and the FIFOs exactly as ``platform=None`` does; only I/O buffers differ)."""
 
     def __init__(self, name: str):
         self.name = name
@@ -49,7 +58,31 @@ TARGETS = {"generic": None, "ecp5": ECP5}
 
 
 def is_ecp5(platform) -> bool:
-    return isinstance(platform, Target) and platform.name == "ecp5"
+    """Whether ``elaborate(platform)`` builds the ECP5 flavour (the primitives below).
+
+    True for this project's :data:`ECP5` target, and for an Amaranth Lattice
+    platform (``amaranth.vendor.LatticePlatform``, the base of every
+    amaranth-boards ECP5 board such as ``ULX3S_85F_Platform``) whose ``family``
+    is ``"ecp5"`` (devices ``LFE5U``/``LFE5UM``/``LFE5UM5G``/``LAE5U``) and whose
+    ``toolchain`` is ``"Trellis"`` (Yosys + nextpnr-ecp5, Amaranth's default for
+    the ECP5): the flow these primitives are written and measured for
+    (``TRELLIS_FF`` is a Yosys cell). With ``toolchain="Diamond"``, other Lattice
+    families (MachXO2/3, Nexus) and every other platform: False, the generic
+    logic, which any synthesis tool maps on its own.
+    """
+    if platform is None:
+        return False
+    if isinstance(platform, Target):
+        return platform.name == "ecp5"
+    return _is_lattice_ecp5(platform)
+
+
+def _is_lattice_ecp5(platform) -> bool:
+    # Imported here: a simulation (platform=None) never loads amaranth.build.
+    from amaranth.vendor import LatticePlatform
+    return (isinstance(platform, LatticePlatform)
+            and getattr(platform, "family", None) == "ecp5"
+            and getattr(platform, "toolchain", None) == "Trellis")
 
 
 def target_for(name: str | None):
@@ -129,13 +162,18 @@ class RegMul(wiring.Component):
         ports = {f"i_A{i}": a18[i] for i in range(_DSP_W)}
         ports.update({f"i_B{i}": b18[i] for i in range(_DSP_W)})
         ports.update({f"o_P{i}": p36[i] for i in range(36)})
+        # SOURCEB_MODE "B_SHIFT" (the primitive's default, as Yosys' own ECP5 DSP
+        # mapping leaves it) with SOURCEB = 0: B comes from the B input. Every
+        # string setting must be one Project Trellis knows: nextpnr copies it into
+        # the bitstream config unchecked and ecppack aborts on an unknown one
+        # (tests/test_examples.py checks them against its database).
         m.submodules.dsp = Instance(
             "MULT18X18D",
             p_REG_INPUTA_CLK=clk if self.in_reg else "NONE",
             p_REG_INPUTB_CLK=clk if self.in_reg else "NONE",
             p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
             p_REG_OUTPUT_CLK=clk if self.out_reg else "NONE",
-            p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_INPUT",
+            p_GSR="DISABLED", p_RESETMODE="SYNC", p_SOURCEB_MODE="B_SHIFT",
             p_MULT_BYPASS="DISABLED",
             i_SIGNEDA=Const(int(signed_), 1), i_SIGNEDB=Const(int(signed_), 1),
             i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
