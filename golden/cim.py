@@ -1,5 +1,8 @@
 """Engine 3 golden model: CIM mapping of Monarch weights, the controller's program, cycle model.
 
+Past 500 lines: config, mapper, ISA, interpreter and cycle model in one module until
+its split along those seams (open work).
+
 One API serves the golden model, the RTL bench and the benchmark:
 
 * :class:`CIMConfig` - the hardware parameters (also taken by ``hdl.cim.build``).

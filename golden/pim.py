@@ -1,6 +1,9 @@
 """Golden model of the Logic-PIM unit (Engine 2): configuration, HBM3 timing, ISA,
 bit-exact functional model and the cycle model the RTL is checked against.
 
+Past 500 lines: config, ISA, functional and timing models in one module until its
+split along those seams (open work; the HBM3 timing is already in golden.hbm3).
+
 The unit sits on the HBM logic die beside one pseudo-channel (pCH). It executes a
 stream of 64-bit instructions (:data:`OPCODES`); ``LOAD_TOKENS`` and ``WRITE``
 take their operands from a data stream of ``bundle_bits``-wide words; ``GEMM``

@@ -1,5 +1,8 @@
 """``python -m sim run``: one MoE trace step through the RTL, with waveform and report.
 
+Past 500 lines: the moe and sptc runners live here (pim and cim in sim/cli_units.py)
+until one runner protocol per engine replaces them (open work).
+
 What it does (``make sim`` calls it with the defaults, ``--engine moe``):
 
 1. loads a routing trace (``--trace FILE``, or a preset generated on the fly with

@@ -1,4 +1,4 @@
-"""Sparse Tensor Core: a PE array with dual-side structured sparsity (Samoyeds).
+"""Sparse Tensor Core: a PE array with dual-side structured sparsity (Samoyeds). One class past 500 lines until its split into components (open work).
 
 See golden/sptc.py for the dataflow and docs/sptc.md for the interfaces and the
 cycle formula. Pipeline (one beat per cycle when nothing stalls):
@@ -653,7 +653,7 @@ class SparseTensorCore(wiring.Component):
         leave_idle_c = [q & go for q in idle_c]
         m.d.sync += [cyc_chk.eq(leave_idle_c[0]), cyc_run.eq(~idle_n)]
         # the counter and its port mux take their own copies of the CHECK flag, one
-        # per byte (cyc_chk reaching all 64 bits was a failing group at 046b47e);
+        # per byte (cyc_chk reaching all 64 bits was a failing group, docs/timing.md);
         # `cyc_run` stays one register (its next state is the deep idle decode)
         cyc_q = replicas(m, platform, leave_idle_c[0], 4, "cyc")
         inc = cycles + 1
@@ -1076,7 +1076,7 @@ class SparseTensorCore(wiring.Component):
         o_meta = [Signal(OW, name=f"om{k}_meta", reset_less=True) for k in range(LAG + NST)]
         # out_busy as a register equal to (ov != 0) in every cycle (from ov's next
         # value): the OR of the beats in flight was in front of the FSM's WAIT exit
-        # and the `idle` copies (seed 1's worst path at fdfe42a)
+        # and the `idle` copies (once seed 1's worst path, docs/timing.md)
         m.d.sync += out_busy.eq(d_shift | (ov[:-1] != 0))
         rmask = Signal(P)
         m.d.comb += [rmask[p].eq(((dr_q << pb) | p) < dr_n) for p in range(P)]
