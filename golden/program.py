@@ -9,9 +9,11 @@ step's program and encoding it as words for the hardware.
 from __future__ import annotations
 
 import numpy as np
+from amaranth.lib import data
 
 from . import pim as gp
 from .errors import FormatError
+from .fields import pack, unpack
 
 SPTC, PIM = "sptc", "pim"
 UNIT_CODES = {SPTC: 0, PIM: 1}
@@ -19,10 +21,12 @@ UNIT_CODES = {SPTC: 0, PIM: 1}
 
 KIND_EXPERT, KIND_LOAD, KIND_RAW, KIND_END = 0, 1, 2, 3
 KIND_NAMES = {KIND_EXPERT: "EXPERT", KIND_LOAD: "LOAD", KIND_RAW: "RAW", KIND_END: "END"}
-F_KIND, F_UNIT, F_EXPERT, F_SLOTS, F_ARG = (0, 2), (2, 1), (3, 8), (11, 8), (19, 64)
-DESC_BITS = 83
-F_TOK, F_GATE, F_VALID = (0, 8), (8, 8), (16, 1)
-TOK_BITS = 17
+#: A job descriptor (``arg``: the RAW descriptor's Logic-PIM instruction, the EXPERT
+#: job's weight address) and a token entry of an EXPERT job, LSB first.
+DESC_LAYOUT = data.StructLayout({"kind": 2, "unit": 1, "expert": 8, "slots": 8, "arg": 64})
+DESC_BITS = DESC_LAYOUT.size
+TOK_LAYOUT = data.StructLayout({"tok": 8, "gate": 8, "valid": 1})
+TOK_BITS = TOK_LAYOUT.size
 #: PIM opcodes a RAW descriptor may carry (LOAD_TOKENS / GEMM belong to EXPERT jobs).
 RAW_OK = (gp.OPCODES["NOP"], gp.OPCODES["WRITE"], gp.OPCODES["SET_OUT"], gp.OPCODES["FENCE"])
 # Sticky error bits of the top's status.
@@ -33,35 +37,17 @@ ERR_PIM = 1 << 3     # the Logic-PIM unit raised an error
 ERROR_NAMES = {ERR_DESC: "desc", ERR_TOKEN: "token", ERR_SPTC: "sptc", ERR_PIM: "pim"}
 
 
-def _put(word: int, f, v: int, name: str) -> int:
-    lo, w = f
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 1 << w:
-        raise FormatError(f"{name}: {v!r} does not fit the {w}-bit field")
-    return word | (int(v) << lo)
-
-
-def _get(word: int, f) -> int:
-    lo, w = f
-    return (int(word) >> lo) & ((1 << w) - 1)
-
-
 def desc(kind: int, unit: int = 0, expert: int = 0, slots: int = 0, arg: int = 0) -> int:
     """One descriptor word (fields unchecked against a config so tests can build bad ones)."""
-    w = _put(0, F_KIND, kind, "kind")
-    w = _put(w, F_UNIT, unit, "unit")
-    w = _put(w, F_EXPERT, expert, "expert")
-    w = _put(w, F_SLOTS, slots, "slots")
-    return _put(w, F_ARG, arg, "arg")
+    return pack(DESC_LAYOUT, dict(kind=kind, unit=unit, expert=expert, slots=slots, arg=arg))
 
 
 def decode_desc(word: int) -> dict:
-    return dict(kind=_get(word, F_KIND), unit=_get(word, F_UNIT), expert=_get(word, F_EXPERT),
-                slots=_get(word, F_SLOTS), arg=_get(word, F_ARG))
+    return unpack(DESC_LAYOUT, word)
 
 
 def tok_entry(tok: int, gate: int, valid: bool) -> int:
-    return _put(_put(_put(0, F_TOK, tok, "tok"), F_GATE, gate & 0xFF, "gate"), F_VALID,
-                int(valid), "valid")
+    return pack(TOK_LAYOUT, dict(tok=tok, gate=gate & 0xFF, valid=int(valid)))
 
 
 def pim_addr(mcfg, hidden: int, expert: int) -> int:

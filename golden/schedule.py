@@ -7,7 +7,7 @@ Split in three modules to stay under ~500 lines each, re-exported here so every
 (the descriptor / token-entry words for ``hdl.moe``), and this module (which jobs a
 step runs and when to recompile).
 
-Pipeline for one serving step (a :class:`sim.traces.TraceStep`):
+Pipeline for one serving step (a :class:`golden.trace.TraceStep`):
 
 1. **plan** (:func:`compile_plan`): the capacity factor alpha and, for a cached
    expert assignment, every expert's unit.
@@ -76,11 +76,10 @@ from . import duplex
 from .costmodel import (PIM, SPTC, SPTC_MODES, ExpertShape, TimeModel,  # noqa: F401
                         weight_bytes)
 from .errors import FormatError
-from .program import (DESC_BITS, ERR_DESC, ERR_PIM, ERR_SPTC, ERR_TOKEN,  # noqa: F401
-                      ERROR_NAMES, F_ARG, F_EXPERT, F_GATE, F_KIND, F_SLOTS, F_TOK, F_UNIT,
-                      F_VALID, KIND_END, KIND_EXPERT, KIND_LOAD, KIND_NAMES, KIND_RAW, RAW_OK,
-                      TOK_BITS, UNIT_CODES, combine_jobs, decode_desc, desc, encode_step,
-                      pim_addr, preamble, tok_entry)
+from .program import (DESC_BITS, DESC_LAYOUT, ERR_DESC, ERR_PIM, ERR_SPTC,  # noqa: F401
+                      ERR_TOKEN, ERROR_NAMES, KIND_END, KIND_EXPERT, KIND_LOAD, KIND_NAMES,
+                      KIND_RAW, RAW_OK, TOK_BITS, TOK_LAYOUT, UNIT_CODES, combine_jobs,
+                      decode_desc, desc, encode_step, pim_addr, preamble, tok_entry)
 
 CAPACITY_POLICIES = ("static", "dynamic", "dropless")
 DISPATCHES = ("sptc_only", "duplex", "duplex_opb", "duplex_coprocess")
@@ -292,7 +291,7 @@ def _slot_list(real: np.ndarray, slots: int, T: int) -> tuple[np.ndarray, np.nda
 
 def bind(plan: Plan, step, model: TimeModel | None = None, *, sptc_tile: int | None = None,
          pim_tile: int | None = None) -> Bound:
-    """Apply ``plan`` to a step (``sim.traces.TraceStep``): SEL lists, drops, pads, units,
+    """Apply ``plan`` to a step (``golden.trace.TraceStep``): SEL lists, drops, pads, units,
     jobs. Units: the plan's cached assignment if it has one, else decided on this step's
     slots by the plan's dispatch (:func:`step_units`)."""
     T, E, S = step.tokens, plan.num_experts, plan.num_shared

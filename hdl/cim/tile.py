@@ -1,6 +1,6 @@
 """The CIM tile: digital CIM arrays plus the controller that executes a Monarch program.
 
-Structure (see docs/cim.md and :mod:`golden.cim` for the program format):
+Structure (see docs/cim.md and :mod:`golden.cim.isa` for the program format):
 
 * ``wmem``: the weights of ``arrays`` digital CIM arrays of ``m x m`` int8 cells, one
   memory word per group of ``lanes`` columns (a column is ``m`` int8, row 0 at the LSB).
@@ -21,7 +21,7 @@ Cycle costs (fetch to next fetch, no stalls) are exactly ``golden.cim.cost_*``.
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -29,47 +29,13 @@ from amaranth.utils import ceil_log2
 from golden import cim as gc
 from golden.cim import CIMConfig
 
+from ..common import tree_sum
+from ..outstage import OutputStage
+
 ERR = gc.ERROR_CODES
 
 # controller states
 S_FETCH, S_LOADW, S_INPUT, S_STEP0, S_STEP, S_MIDRD, S_MIDWR, S_OUT, S_ERROR = range(9)
-
-
-def tree_sum(values):
-    """Balanced adder tree (keeps the combinational depth log2(len))."""
-    values = list(values)
-    while len(values) > 1:
-        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            nxt.append(values[-1])
-        values = nxt
-    return values[0]
-
-
-def sat8(v):
-    """Clamp a signed value to [-128, 127] (result signed(8))."""
-    return Mux(v > 127, Const(127, signed(8)),
-               Mux(v < -128, Const(-128, signed(8)), v[:8].as_signed()))
-
-
-def out_stage(mod, acc, kind, mult, shift, name="os"):
-    """``golden.numerics.apply_out`` in hardware: 0 int32, 1 int8_sat, 2 requant.
-
-    ``acc`` signed(32); returns a signed(32) Signal (int8 results sign-extended). Every
-    intermediate that is used more than once is a Signal of ``mod``: Amaranth lowers an
-    expression once per *use*, so an inline ``rq`` used by ``sat8`` would instantiate
-    the 32 x 16 multiplier three times.
-    """
-    a = Signal(signed(32), name=f"{name}_acc")
-    rq = Signal(signed(50), name=f"{name}_rq")
-    y = Signal(signed(32), name=f"{name}_y")
-    rnd = (Const(1, unsigned(32)) << shift) >> 1       # 1 << (shift - 1), shift >= 1
-    mod.d.comb += [
-        a.eq(acc),
-        rq.eq((a * mult + rnd) >> shift),               # exact: |a * mult| < 2**47
-        y.eq(Mux(kind == 0, a, Mux(kind == 1, sat8(a), sat8(rq)))),
-    ]
-    return y
 
 
 class CIMTile(wiring.Component):
@@ -180,15 +146,17 @@ class CIMTile(wiring.Component):
                                last_beat.eq(n // p - 1), last_e.eq(b - 1)]
 
         # ------------------------------------------------------------ decode
-        w = self.prog.payload
-        op = w[0:4]
-        f_log2b = w[4:8]
-        f_array = w[4:14]
-        f_col, f_ncols = w[14:22], w[22:31]
-        f_act, f_acc = w[14:22], w[22:30]
-        f_rmask, f_cmask, f_accum = w[30:46], w[46:62], w[62]
-        f_mk, f_mm, f_ms = w[8:10], w[10:26], w[26:31]
-        f_ok, f_om, f_os = w[31:33], w[33:49], w[49:54]
+        w = self.prog.payload            # a header, or a LOADW data word
+        ins = data.View(gc.INSTR_LAYOUT, w)
+        op = ins.op
+        cfg_a, loadw_a, step_a = ins.args.cfg, ins.args.loadw, ins.args.step
+        f_log2b = cfg_a.log2b
+        f_array = loadw_a.array          # the same bits as step_a.array
+        f_col, f_ncols = loadw_a.col, loadw_a.ncols
+        f_act, f_acc = step_a.act_line, step_a.acc_line
+        f_rmask, f_cmask, f_accum = step_a.row_mask, step_a.col_mask, step_a.acc
+        f_mk, f_mm, f_ms = cfg_a.mid.kind, cfg_a.mid.mult, cfg_a.mid.shift
+        f_ok, f_om, f_os = cfg_a.out.kind, cfg_a.out.mult, cfg_a.out.shift
 
         bad_op = Signal()
         with mod.Switch(op):
@@ -309,8 +277,10 @@ class CIMTile(wiring.Component):
             idx = Signal(range(m), name=f"mid_lane{s}")
             d.comb += idx.eq((Const(s, 8) << log2b) | me)
             v = Signal(signed(8), name=f"mid_val{s}")
-            d.comb += v.eq(out_stage(mod, c_rd.data.word_select(idx, 32).as_signed(),
-                                     mid_kind, mid_mult, mid_shift, f"mid{s}")[:8])
+            mod.submodules[f"mid_os{s}"] = os_ = OutputStage(stages=0)
+            d.comb += [os_.acc.eq(c_rd.data.word_select(idx, 32).as_signed()),
+                       os_.mode.eq(mid_kind), os_.mult.eq(mid_mult), os_.shift.eq(mid_shift),
+                       v.eq(os_.out[:8])]
             mvals.append(v)
         h_index = Signal(range(2 * cfg.n_max))
         d.comb += h_index.eq((me << log2b) + (mline << log2g))
@@ -327,8 +297,12 @@ class CIMTile(wiring.Component):
         # ------------------------------------------------------------ OUTPUT datapath
         out_lanes = Signal(32 * p)
         d.comb += out_lanes.eq(c_rd.data.word_select(pend_chunk, 32 * p))
-        res_vals = [out_stage(mod, out_lanes[32 * j:32 * j + 32].as_signed(), out_kind, out_mult,
-                              out_shift)[:32] for j in range(p)]
+        res_vals = []
+        for j in range(p):
+            mod.submodules[f"out_os{j}"] = os_ = OutputStage(stages=0)
+            d.comb += [os_.acc.eq(out_lanes[32 * j:32 * j + 32].as_signed()),
+                       os_.mode.eq(out_kind), os_.mult.eq(out_mult), os_.shift.eq(out_shift)]
+            res_vals.append(os_.out)
         d.comb += self.res.payload.eq(Cat(*res_vals))
 
         # ------------------------------------------------------------ controller

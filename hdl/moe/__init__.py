@@ -1,4 +1,4 @@
-"""Issue 6: the MoE-layer top (SpTC + Logic-PIM + dispatcher + combine), in Amaranth.
+"""The MoE-layer top (SpTC + Logic-PIM + dispatcher + combine), in Amaranth.
 
 The schedule compiler and the golden layer are :mod:`golden.schedule` and
 :mod:`golden.moe`; docs in docs/moe.md.

@@ -3,9 +3,9 @@ per-unit queues, completion tracking and a gate-weighted combine unit.
 
 Streams (``<name>__payload/__valid/__ready``):
 
-* ``job``   in   descriptors (golden.schedule ``desc``: kind, unit, expert, slots, arg)
+* ``job``   in   descriptors (``golden.program.DESC_LAYOUT``: kind, unit, expert, slots, arg)
 * ``tok``   in   token entries of EXPERT jobs, ``slots`` per job, in job order
-               ({tok: 8, gate: 8, valid: 1}; golden.schedule ``tok_entry``)
+               (``golden.program.TOK_LAYOUT``: {tok: 8, gate: 8, valid: 1})
 * ``sptc_w``, ``sptc_act``  in   the SpTC's weight beats and activation words
                (data movement stays with the host: passed straight to the SpTC)
 * ``pim_din``  in   the Logic-PIM unit's data words (WRITE operands, token vectors)
@@ -39,41 +39,17 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden import pim as gp
 from golden.moe import MoEConfig
-from golden.schedule import (DESC_BITS, ERR_DESC, ERR_PIM, ERR_SPTC, ERR_TOKEN, F_ARG, F_EXPERT,
-                             F_GATE, F_KIND, F_SLOTS, F_TOK, F_UNIT, F_VALID, KIND_END,
-                             KIND_EXPERT, KIND_LOAD, KIND_RAW, RAW_OK, TOK_BITS)
+from golden.pim.isa import INSTR_LAYOUT, OPCODES
+from golden.program import (DESC_BITS, DESC_LAYOUT, ERR_DESC, ERR_PIM, ERR_SPTC, ERR_TOKEN,
+                            KIND_END, KIND_EXPERT, KIND_LOAD, KIND_RAW, RAW_OK, TOK_BITS,
+                            TOK_LAYOUT)
 from golden.sptc import OP_LOAD, OP_MATMUL
 
+from ..common import bits_for, log2, or_all
+from ..outstage import OutputStage
 from ..pim.unit import PIMUnit
-from ..sptc.core import SparseTensorCore, weight_layout
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
-
-
-def _bit(mask: int) -> int:
-    return mask.bit_length() - 1
-
-
-def _f(word, f):
-    lo, w = f
-    return word[lo:lo + w]
-
-
-def requant_stage(m: Module, acc, mult, shift):
-    """``sat8((acc * mult + (1 << (shift - 1))) >> shift)`` (golden.numerics.requant), int8."""
-    prod = Signal(signed(50))
-    rnd = Signal(signed(50))
-    sh = Signal(signed(50))
-    out = Signal(signed(8))
-    m.d.comb += [prod.eq(acc * Cat(mult, Const(0, 1)).as_signed()),
-                 rnd.eq(prod + (Const(1, unsigned(32)) << (shift - 1)[:5])[:31]),
-                 sh.eq(rnd >> shift),
-                 out.eq(Mux(sh > 127, 127, Mux(sh < -128, -128, sh)))]
-    return out
+from ..sptc import SparseTensorCore, weight_layout
 
 
 def y_layout():
@@ -88,7 +64,7 @@ class MoETop(wiring.Component):
     def __init__(self, cfg: MoEConfig = MoEConfig()):
         self.cfg = cfg
         s, p = cfg.sptc, cfg.pim
-        kwb = _bits(s.max_kw + 1)
+        kwb = bits_for(s.max_kw + 1)
         super().__init__({
             "job": In(stream.Signature(DESC_BITS)),
             "tok": In(stream.Signature(TOK_BITS)),
@@ -134,8 +110,8 @@ class MoETop(wiring.Component):
 
         # ------------------------------------------------------------ dispatcher
         jw = self.job.payload
-        kind, unit = _f(jw, F_KIND), _f(jw, F_UNIT)
-        expert, slots, arg = _f(jw, F_EXPERT), _f(jw, F_SLOTS), _f(jw, F_ARG)
+        jd = data.View(DESC_LAYOUT, jw)
+        kind, unit, expert, slots, arg = jd.kind, jd.unit, jd.expert, jd.slots, jd.arg
         T = Signal(9)                 # tokens of the current step (last LOAD)
         d_unit = Signal()
         d_left = Signal(9)
@@ -146,10 +122,8 @@ class MoETop(wiring.Component):
                               & (self.cfg_pim_kw != 0) & (self.cfg_pim_kw <= pcfg.max_k_words))
         pim_span = Signal(40)
         m.d.comb += pim_span.eq(arg[:32] + self.cfg_hidden * self.cfg_pim_kw)
-        raw_op = arg[:4]
-        raw_ok = 0
-        for op in RAW_OK:
-            raw_ok = raw_ok | (raw_op == op)
+        raw_op = data.View(INSTR_LAYOUT, arg).op
+        raw_ok = or_all(raw_op == op for op in RAW_OK)
         bad = Signal()
         m.d.comb += bad.eq(Mux(
             kind == KIND_EXPERT,
@@ -164,7 +138,7 @@ class MoETop(wiring.Component):
         m.d.comb += quiet.eq(~jf[0].r_rdy & ~jf[1].r_rdy & s_idle & p_idle & comb_idle)
 
         # acc memory (combine buffer): token-major, max_hidden words per token
-        hb, tb = _bits(cfg.max_hidden), _bits(cfg.max_tokens)
+        hb, tb = bits_for(cfg.max_hidden), bits_for(cfg.max_tokens)
         # one bank per SpTC column, so a whole result beat (cols distinct tokens, one row)
         # is combined in one cycle; an element's value is the sum over the banks
         wps, rps = [], []
@@ -176,15 +150,15 @@ class MoETop(wiring.Component):
         dr_t, dr_r = Signal(9), Signal(9)
         dr_adv = Signal()
 
-        tok_e = self.tok.payload
-        e_tok, e_gate, e_valid = _f(tok_e, F_TOK), _f(tok_e, F_GATE), _f(tok_e, F_VALID)
+        tok_e = data.View(TOK_LAYOUT, self.tok.payload)
+        e_tok, e_gate, e_valid = tok_e.tok, tok_e.gate, tok_e.valid
         e_bad = (e_tok >= T) | e_gate[7]
 
         with m.FSM(name="disp") as dfsm:
             with m.State("IDLE"):
                 with m.If(self.job.valid):
                     with m.If(bad):
-                        m.d.comb += [self.job.ready.eq(1), err_set[_bit(ERR_DESC)].eq(1)]
+                        m.d.comb += [self.job.ready.eq(1), err_set[log2(ERR_DESC)].eq(1)]
                     with m.Elif(kind == KIND_END):
                         m.d.comb += self.job.ready.eq(1)
                         m.d.sync += end_n.eq(slots)
@@ -206,7 +180,7 @@ class MoETop(wiring.Component):
                 m.d.comb += [self.tok.ready.eq(w_rdy), tf[0].w_en.eq(self.tok.valid & ~d_unit),
                              tf[1].w_en.eq(self.tok.valid & d_unit)]
                 with m.If(self.tok.valid & w_rdy):
-                    m.d.comb += err_set[_bit(ERR_TOKEN)].eq(e_bad)
+                    m.d.comb += err_set[log2(ERR_TOKEN)].eq(e_bad)
                     m.d.sync += d_left.eq(d_left - 1)
                     with m.If(d_left == 1):
                         m.next = "IDLE"
@@ -230,8 +204,10 @@ class MoETop(wiring.Component):
                     with m.Else():
                         m.d.sync += dr_r.eq(dr_r + 1)
         # token entries into the unit queue (an invalid entry is pushed as not valid)
+        q_ent = Signal(TOK_LAYOUT)
+        m.d.comb += [q_ent.tok.eq(e_tok), q_ent.gate.eq(e_gate), q_ent.valid.eq(e_valid & ~e_bad)]
         for q in tf:
-            m.d.comb += q.w_data.eq(Cat(e_tok, e_gate, e_valid & ~e_bad))
+            m.d.comb += q.w_data.eq(q_ent)
         for q in jf:
             m.d.comb += q.w_data.eq(jw)
         draining = dfsm.ongoing("DRAIN_RD") | dfsm.ongoing("DRAIN_OUT")
@@ -270,16 +246,16 @@ class MoETop(wiring.Component):
                      sptc.n_sel.eq(Mux(s_op == OP_LOAD, 0, s_n)),
                      sptc.n_tokens.eq(Mux(s_op == OP_LOAD, s_n, t_loaded)),
                      sptc.sam_n.eq(1), sptc.sam_m.eq(1)]
-        sd = jf[0].r_data
-        m.d.comb += [sptc.sel.payload.eq(_f(tf[0].r_data, F_TOK))]
+        sd = data.View(DESC_LAYOUT, jf[0].r_data)
+        m.d.comb += [sptc.sel.payload.eq(data.View(TOK_LAYOUT, tf[0].r_data).tok)]
         with m.FSM(name="sctl") as sfsm:
             with m.State("IDLE"):
                 with m.If(jf[0].r_rdy):
                     m.d.comb += jf[0].r_en.eq(1)
-                    m.d.sync += [s_n.eq(_f(sd, F_SLOTS)), s_exp.eq(_f(sd, F_EXPERT)),
-                                 s_slots.eq(_f(sd, F_SLOTS)), s_cnt.eq(0)]
-                    with m.If(_f(sd, F_KIND) == KIND_LOAD):
-                        m.d.sync += [s_op.eq(OP_LOAD), t_loaded.eq(_f(sd, F_SLOTS))]
+                    m.d.sync += [s_n.eq(sd.slots), s_exp.eq(sd.expert),
+                                 s_slots.eq(sd.slots), s_cnt.eq(0)]
+                    with m.If(sd.kind == KIND_LOAD):
+                        m.d.sync += [s_op.eq(OP_LOAD), t_loaded.eq(sd.slots)]
                         m.next = "START"
                     with m.Else():
                         m.d.sync += s_op.eq(OP_MATMUL)
@@ -295,7 +271,7 @@ class MoETop(wiring.Component):
                 m.d.comb += sptc.sel.valid.eq((s_op == OP_MATMUL) & tf[0].r_rdy & (s_cnt < s_n))
                 with m.If(sptc.sel.valid & sptc.sel.ready):
                     m.d.comb += tf[0].r_en.eq(1)
-                    m.d.sync += [list_s[s_cnt[:_bits(cfg.sptc_max_slots)]].eq(tf[0].r_data),
+                    m.d.sync += [list_s[s_cnt[:bits_for(cfg.sptc_max_slots)]].eq(tf[0].r_data),
                                  s_cnt.eq(s_cnt + 1)]
                 with m.If(sptc.done):
                     with m.If((s_op == OP_MATMUL) & (s_cnt < s_n)):
@@ -315,27 +291,27 @@ class MoETop(wiring.Component):
         s_in_job = sfsm.ongoing("RUN") & (s_op == OP_MATMUL)
 
         # ------------------------------------------------------------ PIM controller
-        pd = jf[1].r_data
+        pd = data.View(DESC_LAYOUT, jf[1].r_data)
         p_arg = Signal(64)
         p_n = Signal(9)
         p_cnt = Signal(9)
         p_i, p_j = Signal(9), Signal(9)
-        load_w = Signal(64)
-        gemm_w = Signal(64)
+        load_w = Signal(INSTR_LAYOUT)
+        gemm_w = Signal(INSTR_LAYOUT)
         m.d.comb += [
-            load_w.eq(gp.OPCODES["LOAD_TOKENS"] | (p_n[:8] << gp.F_T[0])
-                      | (self.cfg_pim_kw << gp.F_KW[0])),
-            gemm_w.eq(gp.OPCODES["GEMM"] | (p_arg[:32] << gp.F_ADDR[0])
-                      | (self.cfg_hidden << gp.F_N[0])),
+            load_w.op.eq(OPCODES["LOAD_TOKENS"]), load_w.args.load_tokens.t.eq(p_n[:8]),
+            load_w.args.load_tokens.kw.eq(self.cfg_pim_kw),
+            gemm_w.op.eq(OPCODES["GEMM"]), gemm_w.args.gemm.addr.eq(p_arg[:32]),
+            gemm_w.args.gemm.n.eq(self.cfg_hidden),
         ]
         with m.FSM(name="pctl") as pfsm:
             with m.State("IDLE"):
                 with m.If(jf[1].r_rdy):
                     m.d.comb += jf[1].r_en.eq(1)
-                    m.d.sync += [p_arg.eq(_f(pd, F_ARG)), p_n.eq(_f(pd, F_SLOTS)),
-                                 p_exp.eq(_f(pd, F_EXPERT)), p_slots.eq(_f(pd, F_SLOTS)),
+                    m.d.sync += [p_arg.eq(pd.arg), p_n.eq(pd.slots),
+                                 p_exp.eq(pd.expert), p_slots.eq(pd.slots),
                                  p_cnt.eq(0), p_i.eq(0), p_j.eq(0)]
-                    with m.If(_f(pd, F_KIND) == KIND_RAW):
+                    with m.If(pd.kind == KIND_RAW):
                         m.next = "RAW"
                     with m.Else():
                         m.next = "ANN"
@@ -350,7 +326,7 @@ class MoETop(wiring.Component):
             with m.State("LIST"):
                 with m.If(tf[1].r_rdy):
                     m.d.comb += tf[1].r_en.eq(1)
-                    m.d.sync += [list_p[p_cnt[:_bits(cfg.pim_max_slots)]].eq(tf[1].r_data),
+                    m.d.sync += [list_p[p_cnt[:bits_for(cfg.pim_max_slots)]].eq(tf[1].r_data),
                                  p_cnt.eq(p_cnt + 1)]
                     with m.If(p_cnt == p_n - 1):
                         m.next = "I_LOAD"
@@ -388,8 +364,8 @@ class MoETop(wiring.Component):
             with m.If(pim.out.payload.last):
                 m.d.comb += p_done.eq(1)
                 m.d.sync += self.pim_jobs.eq(self.pim_jobs + 1)
-        ent_p = list_p[p_j[:_bits(cfg.pim_max_slots)]]
-        sb = _bits(cfg.sptc_max_slots)
+        ent_p = list_p[p_j[:bits_for(cfg.pim_max_slots)]]
+        sb = bits_for(cfg.sptc_max_slots)
         dr_addr = Cat(dr_r[:hb], dr_t[:tb])
         last_r = dr_r == self.cfg_hidden - 1
         dr_next = Cat(Mux(last_r, 0, dr_r + 1)[:hb], Mux(last_r, dr_t + 1, dr_t)[:tb])
@@ -398,29 +374,30 @@ class MoETop(wiring.Component):
         for b in range(C):
             # stage A: bank b takes column b of the SpTC beat, or (bank 0) the PIM element
             j = Signal(16, name=f"s_j{b}")
-            m.d.comb += j.eq((res.tile << _bits(C) if C > 1 else res.tile) | b)
+            m.d.comb += j.eq((res.tile << bits_for(C) if C > 1 else res.tile) | b)
             ent_s = list_s[j[:sb]]
-            ent = Signal(TOK_BITS, name=f"ent{b}")
+            ent_w = Signal(TOK_BITS, name=f"ent{b}")
+            ent = data.View(TOK_LAYOUT, ent_w)
             y = Signal(signed(8), name=f"a_y{b}")
             row = Signal(9, name=f"a_row{b}")
             en = Signal(name=f"a_en{b}")
             if b == 0:
-                m.d.comb += [ent.eq(Mux(g_p, ent_p, ent_s)),
+                m.d.comb += [ent_w.eq(Mux(g_p, ent_p, ent_s)),
                              y.eq(Mux(g_p, pim.out.payload.value[:8].as_signed(),
                                       res.data[0][b][:8].as_signed())),
                              row.eq(Mux(g_p, p_i, res.row)),
-                             en.eq((g_p | (g_s & res.mask[b])) & _f(ent, F_VALID))]
+                             en.eq((g_p | (g_s & res.mask[b])) & ent.valid)]
             else:
-                m.d.comb += [ent.eq(ent_s), y.eq(res.data[0][b][:8].as_signed()), row.eq(res.row),
-                             en.eq(g_s & res.mask[b] & _f(ent, F_VALID))]
+                m.d.comb += [ent_w.eq(ent_s), y.eq(res.data[0][b][:8].as_signed()),
+                             row.eq(res.row), en.eq(g_s & res.mask[b] & ent.valid)]
             a_addr = Signal(hb + tb, name=f"a_addr{b}")
-            m.d.comb += a_addr.eq(Cat(row[:hb], _f(ent, F_TOK)[:tb]))
+            m.d.comb += a_addr.eq(Cat(row[:hb], ent.tok[:tb]))
             # stage B: read-modify-write (transparent read: back-to-back updates are exact)
             b_valid = Signal(name=f"b_valid{b}")
             b_addr = Signal(hb + tb, name=f"b_addr{b}")
             b_prod = Signal(signed(17), name=f"b_prod{b}")
             m.d.sync += [b_valid.eq(en), b_addr.eq(a_addr),
-                         b_prod.eq(y * Cat(_f(ent, F_GATE), Const(0, 1)).as_signed())]
+                         b_prod.eq(y * Cat(ent.gate, Const(0, 1)).as_signed())]
             busy_terms.append(b_valid)
             wp, rp = wps[b], rps[b]
             with m.If(draining):
@@ -432,13 +409,15 @@ class MoETop(wiring.Component):
             sum_ = sum_ + rp.data
         m.d.comb += total.eq(sum_)
         m.d.comb += comb_idle.eq(~Cat(*busy_terms).any())
-        m.d.comb += [self.y.payload.value.eq(
-                         requant_stage(m, total, self.cfg_comb_mult, self.cfg_comb_shift)),
+        m.submodules.requant = rq = OutputStage(stages=0)
+        m.d.comb += [rq.acc.eq(total), rq.mode.eq(2), rq.mult.eq(self.cfg_comb_mult),
+                     rq.shift.eq(self.cfg_comb_shift),
+                     self.y.payload.value.eq(rq.out[:8]),    # requant: int8, sign-extended
                      self.y.payload.token.eq(dr_t[:8]), self.y.payload.row.eq(dr_r[:8])]
 
         # ------------------------------------------------------------ status
-        m.d.comb += err_set[_bit(ERR_SPTC)].eq(sptc.error != 0)
-        m.d.comb += err_set[_bit(ERR_PIM)].eq(pim.err != 0)
+        m.d.comb += err_set[log2(ERR_SPTC)].eq(sptc.error != 0)
+        m.d.comb += err_set[log2(ERR_PIM)].eq(pim.err != 0)
         busy = Signal()
         m.d.comb += [busy.eq(~dfsm.ongoing("IDLE") | jf[0].r_rdy | jf[1].r_rdy | ~s_idle
                              | ~p_idle | ~comb_idle | pim.busy | sptc.busy), self.busy.eq(busy)]

@@ -4,7 +4,7 @@ One *job* at a time streams ``count`` consecutive words from word address
 ``addr`` (reads into the weight FIFO, or writes from the data stream). Each
 timing constraint is a down-counter per bundle (or global): a command at cycle
 T that requires distance d before command X loads X's counter with d - 1 (or
-keeps a larger value); X is legal when its counter is 0. See golden.pim._Ctrl
+keeps a larger value); X is legal when its counter is 0. See golden.pim.timing._Ctrl
 for the same scheduler as an event model and docs/pim.md for the policy:
 
   1. refresh due (every tREFI): PRE the open bundles (lowest first, each when
@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.pim import CMD_ACT, CMD_PRE, CMD_RD, CMD_REF, CMD_WR, PIMConfig
 
-from .dram import bits_for, log2
+from ..common import bits_for, log2
 
 
 class DRAMController(wiring.Component):

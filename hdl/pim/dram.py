@@ -23,14 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.pim import CMD_ACT, CMD_PRE, CMD_RD, CMD_REF, CMD_WR, PIMConfig
 
-
-def bits_for(n: int) -> int:
-    """Width of an index 0..n-1 (at least 1)."""
-    return max(1, (n - 1).bit_length())
-
-
-def log2(n: int) -> int:
-    return (n - 1).bit_length() if n > 1 else 0
+from ..common import bits_for, log2
 
 
 class PseudoChannel(wiring.Component):

@@ -20,46 +20,18 @@ so the output FIFO can never overflow and a stalled consumer stalls the array.
 """
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.pim import PIMConfig
 
-from .dram import log2
+from ..common import log2, tree_sum
+from ..outstage import OutputStage
 
 
 def kw_stride(cfg: PIMConfig) -> int:
     return 1 << log2(cfg.max_k_words)
-
-
-class OutputStage(wiring.Component):
-    """Combinational output mode: 0 int32, 1 int8 saturate, 2 requantize."""
-
-    def __init__(self):
-        super().__init__({"acc": In(signed(32)), "mode": In(2), "mult": In(16), "shift": In(5),
-                          "out": Out(signed(32))})
-
-    def elaborate(self, platform):
-        m = Module()
-
-        def sat8(v):
-            return Mux(v > 127, 127, Mux(v < -128, -128, v))
-
-        prod = Signal(signed(50))
-        m.d.comb += prod.eq(self.acc * Cat(self.mult, Const(0, 1)).as_signed())
-        rnd = Signal(32)
-        m.d.comb += rnd.eq((Const(1, 33) << self.shift)[1:])
-        shifted = Signal(signed(50))
-        m.d.comb += shifted.eq((prod + rnd) >> self.shift)
-        with m.Switch(self.mode):
-            with m.Case(0):
-                m.d.comb += self.out.eq(self.acc)
-            with m.Case(1):
-                m.d.comb += self.out.eq(sat8(self.acc))
-            with m.Default():
-                m.d.comb += self.out.eq(sat8(shifted))
-        return m
 
 
 class GEMMEngine(wiring.Component):
@@ -130,21 +102,11 @@ class GEMMEngine(wiring.Component):
             xv = self.buf_data[8 * e:8 * e + 8].as_signed()
             m.d.sync += prods[e].eq(wv * xv)
         # S3: lane sum (balanced tree)
-        level = list(prods)
-        while len(level) > 1:
-            nxt = []
-            for i in range(0, len(level) - 1, 2):
-                s = Signal(signed(len(level[i]) + 1))
-                m.d.comb += s.eq(level[i] + level[i + 1])
-                nxt.append(s)
-            if len(level) % 2:
-                nxt.append(level[-1])
-            level = nxt
         s3_v, s3_first, s3_final, s3_last = Signal(), Signal(), Signal(), Signal()
         s3_j = Signal(8)
         s3_sum = Signal(signed(32))
         m.d.sync += [s3_v.eq(s2_v), s3_first.eq(s2_first), s3_final.eq(s2_final),
-                     s3_last.eq(s2_last), s3_j.eq(s2_j), s3_sum.eq(level[0])]
+                     s3_last.eq(s2_last), s3_j.eq(s2_j), s3_sum.eq(tree_sum(prods))]
         # S3 -> accumulate
         acc = Array(Signal(signed(32), name=f"acc{i}") for i in range(cfg.max_tokens))
         acc_new = Signal(signed(32))
@@ -156,7 +118,7 @@ class GEMMEngine(wiring.Component):
             m.d.sync += acc[s3_j].eq(acc_new)
             m.d.sync += s4_acc.eq(acc_new)
         # S4 -> output mode, FIFO write
-        m.submodules.outstage = os_ = OutputStage()
+        m.submodules.outstage = os_ = OutputStage(stages=0)
         m.d.comb += [os_.acc.eq(s4_acc), os_.mode.eq(self.mode), os_.mult.eq(self.mult),
                      os_.shift.eq(self.shift),
                      self.out_value.eq(os_.out), self.out_last.eq(s4_last), self.out_we.eq(s4_v),

@@ -3,7 +3,7 @@ pseudo-channel model, weight FIFO, GEMM engine, output FIFO and status.
 
 Ports (Verilog names follow Amaranth: ``instr__payload/__valid/__ready`` ...):
 
-* ``instr``  in  stream, 64-bit instruction words (golden.pim encode/decode)
+* ``instr``  in  stream, 64-bit instruction words (``golden.pim.isa.INSTR_LAYOUT``)
 * ``din``    in  stream, ``bundle_bits`` data words (LOAD_TOKENS, WRITE operands)
 * ``out``    out stream, {value: signed 32, last: 1}; int8 modes sign-extend
 * ``clear``  in  clears the sticky error bits and the busy-cycle counter
@@ -22,19 +22,16 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.pim import (ERR_ADDR, ERR_FIELD, ERR_OPCODE, ERR_TOKENS, F_ADDR, F_COUNT, F_KW,
-                        F_MODE, F_MULT, F_N, F_OP, F_SHIFT, F_T, INSTR_BITS, OPCODES, PIMConfig)
+from golden.pim.config import PIMConfig
+from golden.pim.isa import (ERR_ADDR, ERR_FIELD, ERR_OPCODE, ERR_TOKENS, INSTR_BITS,
+                            INSTR_LAYOUT, OPCODES)
 
+from ..common import bits_for, log2
 from .ctrl import DRAMController
-from .dram import PseudoChannel, bits_for, log2
+from .dram import PseudoChannel
 from .gemm import GEMMEngine, kw_stride
 
 OUT_LAYOUT = data.StructLayout({"value": signed(32), "last": 1})
-
-
-def _f(word, f):
-    lo, w = f
-    return word[lo:lo + w]
 
 
 class PIMUnit(wiring.Component):
@@ -105,11 +102,11 @@ class PIMUnit(wiring.Component):
         lc = Signal(12)
 
         # ---- decode (combinational on the head of the queue)
-        w = ififo.r_data
-        op = _f(w, F_OP)
-        f_t, f_kw = _f(w, F_T), _f(w, F_KW)
-        f_addr, f_count, f_n = _f(w, F_ADDR), _f(w, F_COUNT), _f(w, F_N)
-        f_mode, f_shift, f_mult = _f(w, F_MODE), _f(w, F_SHIFT), _f(w, F_MULT)
+        w = data.View(INSTR_LAYOUT, ififo.r_data)
+        op = w.op
+        f_t, f_kw = w.args.load_tokens.t, w.args.load_tokens.kw
+        f_addr, f_count, f_n = w.args.write.addr, w.args.write.count, w.args.gemm.n
+        f_mode, f_shift, f_mult = w.args.set_out.mode, w.args.set_out.shift, w.args.set_out.mult
         nkw = Signal(28)
         m.d.comb += nkw.eq(f_n * kw_r)
         e_load = Signal(4)
