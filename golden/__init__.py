@@ -7,7 +7,8 @@ meant to, and are themselves checked against plain int64 dense references.
 
 Engine-specific models are sub-modules, imported lazily so that importing
 ``golden`` stays cheap: ``golden.sptc``, ``golden.duplex``, ``golden.pim``,
-``golden.monarch``, ``golden.cim``, ``golden.ffn``, ``golden.schedule``, ``golden.moe``.
+``golden.monarch``, ``golden.cim``, ``golden.ffn``, ``golden.schedule``, ``golden.moe``,
+``golden.trace`` (MoE routing traces).
 """
 import importlib
 
@@ -21,7 +22,7 @@ __all__ = [
     "Sparse24", "SamoyedsWeight", "check_sel", "prune_2to4", "prune_samoyeds", "ssmm",
 ]
 
-_SUBMODULES = {"sptc", "duplex", "pim", "monarch", "cim", "ffn", "schedule", "moe"}
+_SUBMODULES = {"sptc", "duplex", "pim", "monarch", "cim", "ffn", "schedule", "moe", "trace"}
 
 
 def __getattr__(name):

@@ -1,6 +1,6 @@
 """``python -m sim run --engine moe``: one trace step through the MoE-layer top (hdl.moe).
 
-Host side (:func:`prepare`, :func:`run`, :func:`analyse`):
+Host side of the run (:func:`prepare`, :func:`run`, :func:`analyse`):
 
 * the trace step is split into *micro-batches* of at most the top's
   ``max_tokens`` tokens (one program each: LOAD, the EXPERT jobs, END; a step
@@ -9,14 +9,15 @@ Host side (:func:`prepare`, :func:`run`, :func:`analyse`):
   co-processing) binds each micro-batch, and ``tb.moe.encode_layer`` encodes the
   layer preamble (every expert's weights into the Logic-PIM) and every program's
   streams together with the golden output (``golden.moe.moe_layer``);
-* one cocotb simulation (:func:`moe_sim` below) runs the preamble and the
-  programs, checks every output element and the executed schedule, and records
-  per cycle which unit is busy (from the top's ``sptc_busy`` / ``pim_busy``
-  counters: a counter that advanced between two cycles means that unit was busy)
-  and per job its start (the ``trace`` stream beat the unit's controller sends as
-  it starts the job) and its end (the cycle the top's ``sptc_jobs`` /
-  ``pim_jobs`` counter advances); everything is read from the top's ports, so
-  the records are exact and do not depend on internal signal names.
+* one cocotb simulation of the top's bench (:mod:`tb.moe_bench`, the one the
+  regression runs, here recording) runs the preamble and the programs, checks
+  every output element and the executed schedule, and records per cycle which
+  unit is busy (from the top's ``sptc_busy`` / ``pim_busy`` counters: a counter
+  that advanced between two cycles means that unit was busy) and per job its
+  start (the ``trace`` stream beat the unit's controller sends as it starts the
+  job) and its end (the cycle the top's ``sptc_jobs`` / ``pim_jobs`` counter
+  advances); everything is read from the top's ports, so the records are exact
+  and do not depend on internal signal names.
 
 Cycle checks (see :func:`analyse`): a SpTC job whose span contains no Logic-PIM
 activity cannot be slowed by the shared combine path, so its span must equal
@@ -28,7 +29,6 @@ with the other unit, a DRAM refresh or stream stalls can only add cycles.
 """
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -61,7 +61,7 @@ def pim_job_overhead(slots: int) -> int:
 def _fit_experts(preset, mcfg, hidden: int):
     """(expert_scale, routed experts): the smallest expert_scale whose experts (routed +
     shared) fit the top's Logic-PIM DRAM and descriptor field at ``hidden``, or None."""
-    from sim import traces
+    from golden import trace as traces
     p = traces.PRESETS[preset]
     per = hidden * -(-hidden // mcfg.pim.elems)
     cap = min(mcfg.pim.words // per, (1 << mcfg.expert_bits) - 1)
@@ -79,7 +79,7 @@ def preset_trace(preset: str, mcfg, seed: int, steps: int = 8):
     least 16) at which at least min(E, 3 top_k) routed experts (plus the shared ones)
     fit the Logic-PIM's DRAM, the routed count divided as little as possible;
     hot-expert skew, continuous batching with a few short prompts."""
-    from sim import traces
+    from golden import trace as traces
     if preset not in traces.PRESETS:
         raise FormatError(f"preset: unknown preset {preset!r} "
                           f"(known: {', '.join(sorted(traces.PRESETS))})")
@@ -146,7 +146,7 @@ def pick_step(trace, mcfg, requested):
 
 def micro_batches(step, max_tokens: int) -> list:
     """The step's tokens in consecutive chunks of at most ``max_tokens`` tokens."""
-    from sim.traces import TraceStep
+    from golden.trace import TraceStep
     out = []
     for a in range(0, step.tokens, max_tokens):
         s = slice(a, a + max_tokens)
@@ -219,28 +219,19 @@ def prepare(mcfg, trace, step_i: int, *, seed: int, capacity: str, dispatch: str
                 policy=policy, recompiles=int(layer["recompiles"]))
 
 
-def job_arrays(mcfg, prep: dict) -> dict:
-    """The bench's input file (flat arrays, no pickles)."""
-    L = prep["layer"]
-    a = {"cfg": L["cfg"], "pre_desc": L["pre_desc"], "pre_din": L["pre_din"],
-         "n_mb": np.int64(len(L["steps"])), "n_jobs": np.int64(len(prep["jobs"]))}
-    for i, st in enumerate(L["steps"]):
-        for k in ("desc", "tok", "act", "w", "din", "y", "trace"):
-            a[f"mb{i}_{k}"] = st[k]
-        p = prep["programs"][i]
-        a[f"mb{i}_budget"] = np.int64(50 * (p["model_sptc"] + p["model_pim"])
-                                      + 4 * st["y"].size + 20_000)
-    return a
+def bench_layer(prep: dict) -> dict:
+    """The prepared layer with the bench's cycle budgets: the preamble's, and per
+    micro-batch 50 times its unit models plus the output drain and a margin."""
+    L = dict(prep["layer"], pre_budget=400_000)
+    L["steps"] = [dict(st, budget=50 * (p["model_sptc"] + p["model_pim"]) + 4 * st["y"].size
+                       + 20_000) for st, p in zip(L["steps"], prep["programs"])]
+    return L
 
 
 def build(mcfg, config_name: str, simulator: str = "verilator", waves: bool = False):
-    """The top's build (cached by ``sim.cocotb_run``: same Verilog, same directory)."""
-    from hdl.moe import MODULE_NAME
-    from tb.moe import top_verilog
-
-    from . import cocotb_run
-    return cocotb_run.build(f"moe_{config_name}", top_verilog(mcfg), MODULE_NAME,
-                            simulator=simulator, waves=waves)
+    """The top's build (cached by ``tb.cocotb_run``: same Verilog, same directory)."""
+    from tb.moe import build_top
+    return build_top(mcfg, simulator, f"moe_{config_name}", waves)
 
 
 def run(mcfg, config_name: str, prep: dict, workdir: Path, *, simulator: str = "verilator",
@@ -250,28 +241,22 @@ def run(mcfg, config_name: str, prep: dict, workdir: Path, *, simulator: str = "
 
     ``stall_profile`` (with ``stalls``): None for the classic random stalls, or a kind of
     ``tb.common.STALL_KINDS`` (a profile of its own per stream)."""
-
-    from . import cocotb_run
-    from .sptc import check_stall_profile, stall_env
+    from tb import moe as tbm
+    from tb.common import check_stall_profile
     check_stall_profile(stall_profile)
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    np.savez(workdir / "job.npz", **job_arrays(mcfg, prep))
     b = build(mcfg, config_name, simulator, waves)
-    prog = workdir / "progress.txt"
-    env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
-           "MOE_SEED": str(seed), **stall_env(stalls, stall_profile),
-           "MOE_PROGRESS": str(prog)}
     t_start = time.time()
-    wave = cocotb_run.run_polling(b, "sim.moe", workdir, env, progress)
+    res = tbm.run(mcfg, [bench_layer(prep)], workdir, simulator, seed=seed, stalls=stalls,
+                  stall_profile=stall_profile, bad=False, record=True, build=b,
+                  progress=progress)
+    wave = res["wave"]
     if waves and (wave is None or not Path(wave).exists()):
         # cocotb's Icarus dump module writes <toplevel>.fst into the build directory
         alt = Path(b.build_dir) / f"{b.toplevel}.fst"
         if alt.exists() and alt.stat().st_mtime >= t_start:
             wave = workdir / alt.name
             alt.replace(wave)
-    with np.load(workdir / "result.npz", allow_pickle=False) as f:
-        res = {k: f[k] for k in f.files}
     res["wave"] = wave
     if progress is not None:
         progress(len(prep["jobs"]))
@@ -343,148 +328,3 @@ def analyse(prep: dict, res: dict, stalls: bool) -> dict:
     return dict(jobs=jobs, units=units, span=span, problems=problems, cycles_ok=not problems,
                 compared_equal=sum(j.get("check") == "equal" for j in jobs),
                 bounded=sum("check" in j for j in jobs))
-
-
-# --------------------------------------------------------------------------- the cocotb bench
-
-try:
-    import cocotb
-except ImportError:
-    cocotb = None
-
-
-if cocotb is not None:
-    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, seeded_rng
-
-    class _TimedMonitor(StreamMonitor):
-        """A stream monitor that also records the cycle of every beat."""
-
-        def __init__(self, dut, name, rng, p_ready, clock):
-            super().__init__(dut, name, rng, p_ready)
-            self.clock, self.cycles = clock, []
-
-        def sample(self):
-            n = len(self.received)
-            super().sample()
-            if len(self.received) > n:
-                self.cycles.append(self.clock())
-
-    class _Recorder:
-        """Reads the top's busy and job counters every cycle (settled values)."""
-
-        NAMES = ("sptc_busy", "pim_busy", "sptc_jobs", "pim_jobs")
-
-        def __init__(self, io, clock, progress_path):
-            self.io, self.clock = io, clock
-            self.on = False
-            self.rows: list[tuple] = []
-            self.jobs_seen = 0
-            self.progress_path = progress_path
-
-        def drive(self):
-            pass
-
-        def sample(self):
-            if not self.on:
-                return
-            row = tuple(self.io.get(n) for n in self.NAMES)
-            self.rows.append(row)
-            n = row[2] + row[3]
-            if n != self.jobs_seen and self.progress_path:
-                self.jobs_seen = n
-                Path(self.progress_path).write_text(str(n))
-
-    @cocotb.test()
-    async def moe_sim(dut):
-        from cocotb.utils import get_sim_time
-
-        from tb.moe import (CFG_NAMES, IN_STREAMS, check_step, decode_trace, from_chunks,
-                            stall_setup)
-
-        job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
-        rng = seeded_rng()
-        prof, slack = stall_setup(rng)
-        clock = lambda: h.cycle  # noqa: E731 - h is bound below
-        drv = {n: StreamDriver(dut, n, rng, prof[n]) for n in IN_STREAMS}
-        # both output streams through StreamMonitors: the stream rules checked every cycle
-        y_mon = _TimedMonitor(dut, "y", rng, prof["y"], clock)
-        t_mon = _TimedMonitor(dut, "trace", rng, prof["trace"], clock)
-        h = Harness(dut, [*drv.values(), y_mon, t_mon])
-        rec = _Recorder(h.io, clock, os.environ.get("MOE_PROGRESS"))
-        h.agents.append(rec)
-
-        dut.clear.value = 0
-        cfg = job["cfg"]
-        for n, v in zip(CFG_NAMES, cfg):
-            getattr(dut, n).value = int(v)
-        hidden = int(cfg[0])
-        await h.start()
-        dut.clear.value = 1
-        await h.step()
-        dut.clear.value = 0
-        sb = Scoreboard("moe sim")
-
-        async def run_program(tag, descs, toks, act, w, din, n_out, budget):
-            for n, items in (("job", descs), ("tok", toks), ("sptc_act", act), ("sptc_w", w),
-                             ("pim_din", din)):
-                drv[n].push(items)
-            await h.run_until(lambda: len(y_mon.received) >= n_out and all(
-                d.idle for d in drv.values()) and not int(dut.busy.value), budget, tag)
-            end = h.cycle
-            await h.step()      # registered status settles one edge later
-            return end
-
-        t0 = h.cycle
-        await run_program("preamble", from_chunks(job["pre_desc"]), [], [], [],
-                          from_chunks(job["pre_din"]), 0, 400_000 * slack)
-        pre_cycles = h.cycle - t0
-        sb.check("preamble", int(dut.err.value) == 0, f"err 0x{int(dut.err.value):x}")
-        origin = h.cycle
-        origin_ps = get_sim_time(unit="ps")
-        rec.on = True
-        res = {"starts": [], "ends": [], "first_y": [], "last_y": [], "checked": 0}
-        y_mon.cycles.clear()
-        t_mon.cycles.clear()
-        t_mon.received.clear()
-        for mi in range(int(job["n_mb"])):
-            q = f"mb{mi}_"
-            tag = f"micro-batch {mi}"
-            y_exp = job[q + "y"]
-            T = y_exp.shape[1]
-            y_mon.received.clear()
-            y_cyc0 = len(y_mon.cycles)
-            t_before = len(t_mon.received)
-            res["starts"].append(h.cycle - origin)
-            end = await run_program(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
-                                    job[q + "act"].tolist(), from_chunks(job[q + "w"]),
-                                    from_chunks(job[q + "din"]), T * hidden,
-                                    int(job[q + "budget"]) * slack)
-            res["ends"].append(end - origin)
-            ys = y_mon.cycles[y_cyc0:]
-            res["first_y"].append((ys[0] if ys else end) - origin)
-            res["last_y"].append((ys[-1] if ys else end) - origin)
-            check_step(sb, tag, dut, y_mon.received, y_exp, hidden, t_mon.received[t_before:],
-                       job[q + "trace"])
-            res["checked"] += int(y_exp.size)
-        rec.on = False
-        rows = np.array(rec.rows, np.int64).reshape(-1, 4)
-        # rows[i] was read in cycle origin + i; a counter that advanced from row i to
-        # row i + 1 counted cycle origin + i.
-        d = np.diff(rows, axis=0)
-        ann = [(c - origin, u, e, s) for c, (u, e, s) in
-               zip(t_mon.cycles, decode_trace(t_mon.received))]
-        done = [(i + 1, u) for u in (0, 1) for i in np.flatnonzero(d[:, 2 + u])
-                for _ in range(int(d[i, 2 + u]))]
-        done.sort()
-        out = dict(pre_cycles=pre_cycles, origin=origin, origin_ps=origin_ps,
-                   busy_sptc=(d[:, 0] > 0).astype(np.uint8), busy_pim=(d[:, 1] > 0).astype(np.uint8),
-                   ann=np.array(ann, np.int64).reshape(-1, 4),
-                   done=np.array(done, np.int64).reshape(-1, 2),
-                   start=np.array(res["starts"], np.int64), end=np.array(res["ends"], np.int64),
-                   first_y=np.array(res["first_y"], np.int64),
-                   last_y=np.array(res["last_y"], np.int64), checked=res["checked"],
-                   sptc_jobs=int(dut.sptc_jobs.value), pim_jobs=int(dut.pim_jobs.value),
-                   steps=int(dut.steps.value), cycles=int(dut.cycles.value),
-                   errors=np.array("\n".join(sb.errors)))
-        np.savez(os.environ["MOE_RESULT"], **{k: np.asarray(v) for k, v in out.items()})
-        sb.assert_clean()

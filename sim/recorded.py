@@ -4,7 +4,7 @@ A recorded dump holds, per token, the top-k expert ids and gate weights a MoE
 layer's router chose (for instance the ``router_logits`` a Hugging Face MoE model
 returns with ``output_router_logits=True``, or ids/weights hooked out of its
 router). :func:`import_routing` reads one, validates every value, and returns a
-:class:`sim.traces.Trace` (schema 1) that every engine runs like a generated one.
+:class:`golden.trace.Trace` (schema 1) that every engine runs like a generated one.
 The model's dimensions are not in the dump and are given by the caller.
 
 Accepted layouts (T tokens, k = ``top_k``, in file order; one MoE layer is
@@ -44,7 +44,7 @@ tokens get one new id and each decode token its own.
 
 The trace: ``preset = "recorded:<name>"``, ``skew = "recorded"``, ``skew_param =
 0``, ``seed = 0``, ``expert_scale = 1``; ``hidden``/``ffn`` are the model's divided
-by ``scale`` as for generated traces (``sim.traces.scaled_dim``); ``gen`` holds
+by ``scale`` as for generated traces (``golden.trace.scaled_dim``); ``gen`` holds
 ``source`` (file name, sha256, format, layer, tokens in the file), ``model``
 (full hidden and ffn) and ``gate_sum_mean``. Any defect raises ``FormatError``
 naming the field and the value.
@@ -68,12 +68,11 @@ from pathlib import Path
 import numpy as np
 
 from golden.errors import FormatError
+from golden.trace.fileformat import NAME_RE, PREFIX
 
 FORMATS = ("npz", "safetensors", "csv", "json")
 PHASES = ("auto", "prefill", "decode")
 OPTIONAL = ("step", "layer", "is_prefill", "request_id")
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-PREFIX = "recorded:"
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "recorded_sample.csv"
 SAMPLE_DIMS = dict(num_experts=8, top_k=2, hidden=4096, ffn=14336, num_shared=0)
 _I32 = int(np.iinfo(np.int32).max)
@@ -295,7 +294,7 @@ def import_arrays(cols: dict, *, name: str, num_experts: int, top_k: int, hidden
                   tokens_per_step: int | None = None, phase: str = "auto",
                   source: dict | None = None, where: str = "recorded"):
     """Columns as read from a dump (see the module docstring) -> validated Trace."""
-    from sim import traces
+    from golden import trace as traces
     for key, v, lo in (("num_experts", num_experts, 1), ("top_k", top_k, 1),
                        ("hidden", hidden, 1), ("ffn", ffn, 1), ("num_shared", num_shared, 0),
                        ("scale", scale, 1)):
@@ -441,9 +440,9 @@ def import_arrays(cols: dict, *, name: str, num_experts: int, top_k: int, hidden
                 steps=len(offsets) - 1, gen=gen)
     data = dict(meta=np.array(json.dumps(meta)), step_offsets=offsets,
                 expert_ids=ids.astype(np.int16), gate=gate.astype(np.float32),
-                gate_q=traces._quantize_gate(gate), is_prefill=pre,
+                gate_q=traces.quantize_gate(gate), is_prefill=pre,
                 request_id=rid.astype(np.int32))
-    return traces._from_arrays(data, where)
+    return traces.from_arrays(data, where)
 
 
 def import_routing(path, *, fmt: str | None = None, name: str | None = None, **dims):
@@ -469,36 +468,6 @@ def import_routing(path, *, fmt: str | None = None, name: str | None = None, **d
                   tokens_in_file=int(cols["router_logits"].shape[-2] if "router_logits" in cols
                                      else len(cols.get("expert_ids", ()))))
     return import_arrays(cols, name=name, source=source, where=where, **dims)
-
-
-def check_meta(meta: dict, bad) -> None:
-    """The loader's checks of a ``recorded:`` trace's metadata (``bad(msg)`` -> error)."""
-    from sim import traces
-    if not NAME_RE.fullmatch(meta["preset"][len(PREFIX):]):
-        raise bad(f"meta.preset: {meta['preset']!r}: the name after 'recorded:' must be "
-                  f"1-64 of A-Z a-z 0-9 . _ -")
-    if meta["skew"] != "recorded" or meta["skew_param"] != 0:
-        raise bad(f"meta.skew: a recorded trace has skew 'recorded' with skew_param 0, got "
-                  f"{meta['skew']!r} {meta['skew_param']!r}")
-    if meta.get("expert_scale", 1) != 1:
-        raise bad(f"meta.expert_scale: {meta['expert_scale']}; recorded traces are not "
-                  f"expert-scaled")
-    if not 1 <= meta["top_k"] <= meta["num_experts"]:
-        raise bad(f"meta.top_k: {meta['top_k']} not in 1..num_experts {meta['num_experts']}")
-    gen = meta.get("gen", {})
-    src, model = gen.get("source") if isinstance(gen, dict) else None, gen.get("model") \
-        if isinstance(gen, dict) else None
-    if not isinstance(src, dict) or not isinstance(src.get("file"), str) or \
-            not re.fullmatch(r"[0-9a-f]{64}", str(src.get("sha256"))):
-        raise bad(f"meta.gen.source: expected the recorded file's name and sha256, got {src!r}")
-    for key in ("hidden", "ffn"):
-        v = model.get(key) if isinstance(model, dict) else None
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise bad(f"meta.gen.model.{key}: expected the model's full size, got {v!r}")
-        want = traces.scaled_dim(v, meta["scale"])
-        if meta[key] != want:
-            raise bad(f"meta.{key}: {meta[key]} does not match the model's {v} at scale "
-                      f"{meta['scale']} (expected {want})")
 
 
 # --------------------------------------------------------------------------- sample

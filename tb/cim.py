@@ -114,7 +114,7 @@ def tile_verilog(config_name: str) -> str:
     from hdl.verilog import to_verilog
     config = CONFIGS[config_name]
     verilog = to_verilog(build(config), MODULE_NAME, config_params(config))
-    return verilog  # sim.cocotb_run.build applies the Icarus time-0 fix
+    return verilog  # tb.cocotb_run.build applies the Icarus time-0 fix
 
 
 def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = "verilator",
@@ -124,11 +124,11 @@ def run_jobs(jobs: list[Job], *, config_name: str = "default", simulator: str = 
 
     ``stall_profile`` (with ``stalls``): None for the classic random stalls, or a kind
     of ``tb.common.STALL_KINDS`` (a profile of its own per stream).
-    Raises ``sim.cocotb_run.SimulationError`` if any scoreboard check fails.
+    Raises ``tb.cocotb_run.SimulationError`` if any scoreboard check fails.
     """
     from hdl.cim import CONFIGS, MODULE_NAME
-    from sim import cocotb_run
-    from sim.sptc import check_stall_profile, stall_env
+    from tb import cocotb_run
+    from tb.common import check_stall_profile, stall_env
 
     check_stall_profile(stall_profile)
 
@@ -162,7 +162,7 @@ def trace_job(seed: int = 0, max_tokens: int = 6, trace=None, step: int | None =
     """An expert projection (hidden x hidden) in Monarch form on a MoE trace step's tokens.
 
     Step ``step``, by default the step with the most tokens, of the trace (default:
-    ``sim.traces.load_default()``, hidden 64 -> n = 64, b = 8); its most loaded expert's
+    ``golden.trace.load_default()``, hidden 64 -> n = 64, b = 8); its most loaded expert's
     tokens (SEL) form the batch. Token activations are int8 drawn from a generator
     seeded by the token's request id (the trace records routing, not activations); the
     weights are a random dense projection W projected to Monarch form
@@ -170,7 +170,7 @@ def trace_job(seed: int = 0, max_tokens: int = 6, trace=None, step: int | None =
     step without tokens raises ``golden.FormatError``.
     """
     from golden.errors import FormatError
-    from sim import traces
+    from golden import trace as traces
     rng = np.random.default_rng(seed)
     tr = trace if trace is not None else traces.load_default()
     n = tr.hidden
@@ -198,11 +198,6 @@ def trace_job(seed: int = 0, max_tokens: int = 6, trace=None, step: int | None =
 def _headers(words, config):
     return {k: [i.index for i in gc.decode_program(words, config) if i.op == k]
             for k in gc.OPCODES.values()}
-
-
-def _set(word: int, lo: int, width: int, value: int) -> int:
-    mask = ((1 << width) - 1) << lo
-    return (word & ~mask) | ((value << lo) & mask)
 
 
 #: Program words after a malformed job's bad instruction (discarded by the tile).
@@ -245,24 +240,27 @@ def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) ->
 
     case("unknown opcode in token 1", "BAD_OPCODE", lambda w: w.insert(s1, 0x7))
     case("zero word", "BAD_OPCODE", lambda w: w.__setitem__(hd["MID"][0], 0))
-    case("reserved bit of a STEP", "BAD_OPCODE", lambda w: w.__setitem__(s0, w[s0] | 1 << 63))
+    case("reserved bit of a STEP", "BAD_OPCODE",
+         lambda w: w.__setitem__(s0, w[s0] | 1 << gc.USED_BITS[gc.OP_STEP]))
     case("LOADW array out of range", "BAD_ARRAY",
-         lambda w: w.__setitem__(0, _set(w[0], 4, 10, config.arrays)))
+         lambda w: w.__setitem__(0, gc.set_field(w[0], "loadw.array", config.arrays)))
     case("LOADW columns past the array", "BAD_COLUMN",
-         lambda w: w.__setitem__(0, _set(_set(w[0], 14, 8, config.m - 2), 22, 9, 4)))
+         lambda w: w.__setitem__(0, gc.set_field(gc.set_field(w[0], "loadw.col", config.m - 2),
+                                                 "loadw.ncols", 4)))
     case("STEP array out of range", "BAD_ARRAY",
-         lambda w: w.__setitem__(s1, _set(w[s1], 4, 10, config.arrays)))
+         lambda w: w.__setitem__(s1, gc.set_field(w[s1], "step.array", config.arrays)))
     case("STEP line out of range", "BAD_LINE",
-         lambda w: w.__setitem__(s0, _set(w[s0], 14, 8, b * b // config.m)))
+         lambda w: w.__setitem__(s0, gc.set_field(w[s0], "step.act_line", b * b // config.m)))
     if g < gc.MAX_SLOTS:
         case("STEP row beyond the slots", "BAD_MASK",
-             lambda w: w.__setitem__(s0, w[s0] | 1 << (30 + g)))
-    case("STEP with no column", "BAD_MASK", lambda w: w.__setitem__(s1, _set(w[s1], 46, 16, 0)))
+             lambda w: w.__setitem__(s0, w[s0] | gc.set_field(0, "step.row_mask", 1 << g)))
+    case("STEP with no column", "BAD_MASK",
+         lambda w: w.__setitem__(s1, gc.set_field(w[s1], "step.col_mask", 0)))
     case("CFG block size too large", "BAD_CFG",
-         lambda w: w.__setitem__(hd["CFG"][0], _set(w[hd["CFG"][0]], 4, 4,
-                                                    config.b_max.bit_length())))
+         lambda w: w.__setitem__(hd["CFG"][0], gc.set_field(w[hd["CFG"][0]], "cfg.log2b",
+                                                            config.b_max.bit_length())))
     case("CFG mid mode int32", "BAD_CFG",
-         lambda w: w.__setitem__(hd["CFG"][0], _set(w[hd["CFG"][0]], 8, 2, 0)))
+         lambda w: w.__setitem__(hd["CFG"][0], gc.set_field(w[hd["CFG"][0]], "cfg.mid.kind", 0)))
     case("STEP before INPUT", "BAD_SEQUENCE", lambda w: w.insert(hd["INPUT"][0], w[s0]))
     case("INPUT without CFG", "BAD_SEQUENCE", lambda w: w.pop(hd["CFG"][0]))
     case("OUTPUT in stage R", "BAD_SEQUENCE",
@@ -270,14 +268,14 @@ def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) ->
     case("LOADW inside a token", "BAD_SEQUENCE", lambda w: w.insert(s1, gc.enc_loadw(0, 0, 1)))
     case("missing STEP", "UNWRITTEN", lambda w: w.pop(s1))
     case("accumulate into an unwritten slot", "UNWRITTEN",
-         lambda w: w.__setitem__(s0, w[s0] | 1 << 62))
+         lambda w: w.__setitem__(s0, w[s0] | gc.set_field(0, "step.acc", 1)))
     # every other branch of the tile's checks (hdl/cim/tile.py ``err_now``), one each
     cfg0, mid0, out0 = hd["CFG"][0], hd["MID"][0], hd["OUTPUT"][0]
     l_last = max(i for i in hd["STEP"] if mid0 < i < out0)       # token 0's last L step
     lb_min = config.b_min.bit_length() - 1
 
-    def cfg_field(lo, width, value):
-        return lambda w: w.__setitem__(cfg0, _set(w[cfg0], lo, width, value))
+    def cfg_field(field, value):
+        return lambda w: w.__setitem__(cfg0, gc.set_field(w[cfg0], field, value))
 
     case("CFG inside a token", "BAD_SEQUENCE", lambda w: w.insert(s1, w[cfg0]), "CFG")
     case("INPUT inside a token", "BAD_SEQUENCE", lambda w: w.insert(s1, gc.OP_INPUT), "INPUT")
@@ -285,21 +283,23 @@ def malformed_jobs(config: gc.CIMConfig, seed: int = 0, b: int | None = None) ->
          "MID")
     case("MID in stage L", "BAD_SEQUENCE", lambda w: w.insert(mid0 + 1, gc.OP_MID), "MID")
     if lb_min > 0:
-        case("CFG block size too small", "BAD_CFG", cfg_field(4, 4, lb_min - 1), "CFG")
-    case("CFG mid kind 3", "BAD_CFG", cfg_field(8, 2, 3), "CFG")
-    case("CFG mid requant shift 0", "BAD_CFG", cfg_field(26, 5, 0), "CFG")
-    case("CFG out kind 3", "BAD_CFG", cfg_field(31, 2, 3), "CFG")
-    case("CFG int8_sat out with a multiplier", "BAD_CFG", cfg_field(33, 16, 5), "CFG")
-    case("CFG int8_sat out with a shift", "BAD_CFG", cfg_field(49, 5, 3), "CFG")
+        case("CFG block size too small", "BAD_CFG", cfg_field("cfg.log2b", lb_min - 1), "CFG")
+    case("CFG mid kind 3", "BAD_CFG", cfg_field("cfg.mid.kind", 3), "CFG")
+    case("CFG mid requant shift 0", "BAD_CFG", cfg_field("cfg.mid.shift", 0), "CFG")
+    case("CFG out kind 3", "BAD_CFG", cfg_field("cfg.out.kind", 3), "CFG")
+    case("CFG int8_sat out with a multiplier", "BAD_CFG", cfg_field("cfg.out.mult", 5), "CFG")
+    case("CFG int8_sat out with a shift", "BAD_CFG", cfg_field("cfg.out.shift", 3), "CFG")
     case("LOADW of 0 columns", "BAD_COLUMN",
-         lambda w: w.__setitem__(0, _set(w[0], 22, 9, 0)), "LOADW")
+         lambda w: w.__setitem__(0, gc.set_field(w[0], "loadw.ncols", 0)), "LOADW")
     case("STEP accumulator line out of range", "BAD_LINE",
-         lambda w: w.__setitem__(s0, _set(w[s0], 22, 8, b * b // config.m)), "STEP")
-    case("STEP with no row", "BAD_MASK", lambda w: w.__setitem__(s1, _set(w[s1], 30, 16, 0)),
+         lambda w: w.__setitem__(s0, gc.set_field(w[s0], "step.acc_line", b * b // config.m)),
          "STEP")
+    case("STEP with no row", "BAD_MASK",
+         lambda w: w.__setitem__(s1, gc.set_field(w[s1], "step.row_mask", 0)), "STEP")
     if g < gc.MAX_SLOTS:
         case("STEP column beyond the slots", "BAD_MASK",
-             lambda w: w.__setitem__(s0, w[s0] | 1 << (46 + g)), "STEP")
+             lambda w: w.__setitem__(s0, w[s0] | gc.set_field(0, "step.col_mask", 1 << g)),
+             "STEP")
     case("OUTPUT with an unwritten slot", "UNWRITTEN", lambda w: w.pop(l_last), "OUTPUT")
     return cases
 

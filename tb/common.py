@@ -351,6 +351,24 @@ def seeded_rng(default=1):
     return np.random.default_rng(int(os.environ.get("MOE_SEED", default)))
 
 
+def check_stall_profile(kind: str | None) -> None:
+    """A host's ``stall_profile`` option: None (the bench's classic uniform stalls) or a
+    kind of :data:`STALL_KINDS`; refused before anything is built."""
+    from golden.errors import FormatError
+    if kind is not None and kind not in STALL_KINDS:
+        raise FormatError(f"stall_profile: unknown kind {kind!r} (one of "
+                          f"{', '.join(STALL_KINDS)})")
+
+
+def stall_env(stalls: bool, kind: str | None) -> dict:
+    """The bench's stall switches as environment variables (read in the simulator by
+    :func:`stall_probs` and :func:`stall_profiles`)."""
+    env = {"MOE_NO_STALLS": "0" if stalls else "1"}
+    if kind is not None:
+        env["MOE_STALL_PROFILE"] = kind
+    return env
+
+
 def stall_probs(rng):
     """Random stall probabilities for this run, or none with MOE_NO_STALLS=1."""
     if os.environ.get("MOE_NO_STALLS") == "1":

@@ -1,39 +1,40 @@
-"""cocotb bench of the MoE-layer top (hdl.moe): trace-driven steps, golden layer scoreboard.
+"""Host side of the MoE-layer top's bench (hdl.moe): layers, malformed inputs, the job file.
 
-Host side (:func:`make_run`, :func:`run`): for each *layer* (a preset's scaled
-trace, random int8 expert weights, a capacity policy and a dispatch) the
-schedule compiler (``golden.schedule.Scheduler``) turns each step's routing into
-a program; :func:`encode_layer` writes per step the descriptor words, the token
-entries, the SpTC's activation words and weight beats (``golden.sptc.plan``, in
-the order of the program's SpTC jobs), the Logic-PIM's data words (weights in
-the preamble, gathered token vectors per PIM job), the golden layer output
-(``golden.moe.moe_layer``, with the static policy's drops) and the expected
-executed schedule (unit, expert, slots per job, in program order). Wide words
-travel as little-endian uint64 chunks in the ``.npz`` (no pickles).
-
-cocotb side (:func:`moe_layer`): drives every stream with random valid/ready
-stalls (the classic uniform ones, or ``MOE_STALL_PROFILE``'s kind: a profile of
-its own per stream, :func:`stall_setup`), checks the stream rules on both outputs
-(StreamMonitors), every output element (value, token, row) against the golden
-layer, the trace stream against the compiler's schedule per unit, the sticky
-error status, and finally feeds malformed descriptors / token entries
-(:func:`bad_inputs`) and checks the error bits, that nothing wrong comes out and
-that the top does not hang.
+For each *layer* (a preset's scaled trace, random int8 expert weights, a capacity
+policy and a dispatch) the schedule compiler (``golden.schedule.Scheduler``) turns
+each step's routing into a program; :func:`encode_layer` writes per step the
+descriptor words, the token entries, the SpTC's activation words and weight beats
+(``golden.sptc.plan``, in the order of the program's SpTC jobs), the Logic-PIM's
+data words (weights in the preamble, gathered token vectors per PIM job), the
+golden layer output (``golden.moe.moe_layer``, with the static policy's drops) and
+the expected executed schedule (unit, expert, slots per job, in program order).
+:func:`bad_inputs` lists malformed descriptors and token entries, one per check of
+the top. :func:`make_run` flattens layers and bad inputs into the job file (wide
+words as little-endian uint64 chunks, no pickles) and :func:`run` runs it through
+the bench, :mod:`tb.moe_bench` (the regression: :data:`LAYERS` and the bad inputs;
+``make sim``: one layer of micro-batches, recorded cycle by cycle).
 """
 from __future__ import annotations
 
-import os
 import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from tb.sptc import pack_weights  # noqa: F401 - the SpTC weight-beat layout
-
 from golden import moe as gm, pim as gp, schedule as S, sptc as gs
+from tb.sptc import pack_weights
 
 CFG_NAMES = ("cfg_hidden", "cfg_experts", "cfg_k_words", "cfg_row_tiles", "cfg_mode", "cfg_mult",
              "cfg_shift", "cfg_pim_kw", "cfg_comb_mult", "cfg_comb_shift")
+#: The top's streams: five in, two out (every output goes through a StreamMonitor).
+IN_STREAMS = ("job", "tok", "sptc_w", "sptc_act", "pim_din")
+OUT_STREAMS = ("y", "trace")
+#: The cocotb test module of the top.
+BENCH = "tb.moe_bench"
+#: Default cycle budgets (times the bench's stall slack) of a layer's preamble and of
+#: one program; a layer or step dict may set its own (``pre_budget``, ``budget``).
+PRE_BUDGET, STEP_BUDGET = 200_000, 400_000
 
 
 # --------------------------------------------------------------------------- wide ints <-> npz
@@ -65,7 +66,7 @@ def cfg_values(mcfg: gm.MoEConfig, params: gm.LayerParams) -> list[int]:
 
 def layer_trace(preset: str, steps: int, seed: int, max_T: int, skew: str = "zipf"):
     """A scaled trace with hidden 32 and at most max_T tokens per step."""
-    from sim import traces
+    from golden import trace as traces
     p = traces.PRESETS[preset]
     es = {"qwen2-moe": 4, "deepseek-moe-16b": 8}.get(preset, 1)
     with warnings.catch_warnings():
@@ -224,18 +225,29 @@ def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[d
     return out
 
 
-def make_run(mcfg: gm.MoEConfig, layers: list[dict]) -> dict:
-    arrays = {"n_layers": np.int64(len(layers)), "hidden_max": np.int64(mcfg.max_hidden)}
+def make_run(mcfg: gm.MoEConfig, layers: list[dict], *, bad: bool = True,
+             record: bool = False) -> dict:
+    """The bench's job file (flat arrays): the layers, then (``bad``) the malformed
+    inputs of :func:`bad_inputs` under the last layer's configuration. ``record``: the
+    bench records the (single) layer cycle by cycle (see :mod:`tb.moe_bench`)."""
+    if record and len(layers) != 1:
+        raise ValueError(f"record: the bench records one layer, got {len(layers)}")
+    arrays = {"n_layers": np.int64(len(layers)), "hidden_max": np.int64(mcfg.max_hidden),
+              "record": np.int64(bool(record)), "n_bad": np.int64(0)}
     for li, L in enumerate(layers):
         p = f"l{li}_"
         arrays[p + "name"] = np.array(L["name"])
         arrays[p + "cfg"] = L["cfg"]
         arrays[p + "pre_desc"] = L["pre_desc"]
         arrays[p + "pre_din"] = L["pre_din"]
+        arrays[p + "pre_budget"] = np.int64(L.get("pre_budget", PRE_BUDGET))
         arrays[p + "n_steps"] = np.int64(len(L["steps"]))
         for si, st in enumerate(L["steps"]):
             for k in ("desc", "tok", "act", "w", "din", "y", "trace"):
                 arrays[f"{p}s{si}_{k}"] = st[k]
+            arrays[f"{p}s{si}_budget"] = np.int64(st.get("budget", STEP_BUDGET))
+    if not bad:
+        return arrays
     last = layers[-1]["cfg"]
     bad = bad_inputs(mcfg, int(last[1]), int(last[0]), int(last[4]))
     arrays["n_bad"] = np.int64(len(bad))
@@ -259,216 +271,50 @@ def make_run(mcfg: gm.MoEConfig, layers: list[dict]) -> dict:
 
 @lru_cache(maxsize=4)
 def top_verilog(mcfg: gm.MoEConfig) -> str:
-    """The top's Verilog (elaborated once per process: ~8 s; both simulators and
-    ``sim.moe`` share it)."""
+    """The top's Verilog (elaborated once per process: ~8 s; both simulators and every
+    run of the process share it)."""
     from hdl.moe import MODULE_NAME, build, config_params
     from hdl.verilog import to_verilog
     return to_verilog(build(mcfg), MODULE_NAME, config_params(mcfg))
 
 
-def build_top(mcfg: gm.MoEConfig, simulator: str = "verilator", name: str = "moe_small"):
+def build_top(mcfg: gm.MoEConfig, simulator: str = "verilator", name: str = "moe_small",
+              waves: bool = False):
+    """The top's simulator build (cached by :mod:`tb.cocotb_run`: same Verilog, same
+    directory)."""
     from hdl.moe import MODULE_NAME
-    from sim import cocotb_run
-    return cocotb_run.build(name, top_verilog(mcfg), MODULE_NAME, simulator=simulator)
+
+    from tb import cocotb_run
+    return cocotb_run.build(name, top_verilog(mcfg), MODULE_NAME, simulator=simulator,
+                            waves=waves)
 
 
 def run(mcfg: gm.MoEConfig, layers: list[dict], workdir, simulator: str = "verilator",
-        seed: int = 1, stalls: bool = True, stall_profile: str | None = None) -> dict:
-    """Run the layers and the bad inputs in one simulation. ``stall_profile`` (with
-    ``stalls``): None for the classic random stalls, or a kind of
-    ``tb.common.STALL_KINDS`` (a profile of its own per stream)."""
-    from pathlib import Path
+        seed: int = 1, stalls: bool = True, stall_profile: str | None = None, *,
+        bad: bool = True, record: bool = False, build=None, progress=None) -> dict:
+    """Run the layers (and, with ``bad``, the malformed inputs) in one simulation of
+    :data:`BENCH`; returns the bench's result arrays and ``wave`` (the waveform, or None).
 
-    from sim import cocotb_run
-    from sim.sptc import check_stall_profile, stall_env
+    ``stall_profile`` (with ``stalls``): None for the classic random stalls, or a kind
+    of ``tb.common.STALL_KINDS`` (a profile of its own per stream). ``build``: a build
+    of the top (default :func:`build_top`). ``progress(done_jobs)`` (with ``record``)
+    is called from this thread while the simulator runs. Raises
+    ``tb.cocotb_run.SimulationError`` if any check fails."""
+    from tb import cocotb_run
+    from tb.common import check_stall_profile, stall_env
     check_stall_profile(stall_profile)
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    np.savez(workdir / "job.npz", **make_run(mcfg, layers))
-    b = build_top(mcfg, simulator)
-    cocotb_run.run(b, "tb.moe", test_dir=workdir,
-                   env={"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "res.npz"),
-                        "MOE_SEED": str(seed), **stall_env(stalls, stall_profile)})
-    with np.load(workdir / "res.npz", allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-
-
-# --------------------------------------------------------------------------- the cocotb test
-
-try:
-    import cocotb
-except ImportError:
-    cocotb = None
-
-
-def decode_trace(words: list[int]) -> list[tuple[int, int, int]]:
-    """The top's ``trace`` stream words -> (unit, expert, slots) records."""
-    return [(w & 1, (w >> 1) & 0xFF, (w >> 9) & 0xFF) for w in words]
-
-
-def check_step(sb, tag: str, dut, y_words: list[int], y_exp: np.ndarray, hidden: int,
-               trace_words: list[int], trace_exp: np.ndarray) -> None:
-    """Scoreboard one program of the layer top: the outputs (:func:`check_outputs`), the
-    executed schedule (per unit, the (unit, expert, slots) records of the ``trace`` stream
-    in the program's order) and the sticky error status."""
-    check_outputs(sb, tag, y_words, y_exp, hidden)
-    got = np.array(decode_trace(trace_words), np.int64).reshape(-1, 3)
-    for u in (0, 1):
-        a = got[got[:, 0] == u].tolist()
-        b = trace_exp[trace_exp[:, 0] == u].tolist()
-        sb.check(tag, a == b, f"unit {u} executed {a}, the program says {b}")
-    e = int(dut.err.value)
-    sb.check(tag, e == 0, f"err 0x{e:x} (sptc 0x{int(dut.sptc_err.value):x}, "
-                          f"pim 0x{int(dut.pim_err.value):x})")
-
-
-def check_outputs(sb, tag: str, received: list[int], y_exp: np.ndarray, hidden: int) -> None:
-    """Scoreboard the top's y stream of one step: token-major order, every (row, token)
-    element exactly once, every value equal to the golden layer output ``y_exp``."""
-    T = y_exp.shape[1]
-    got = np.zeros((hidden, T), np.int64)
-    seen = np.zeros((hidden, T), np.int64)
-    for k, word in enumerate(received):
-        v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
-        want_t, want_r = divmod(k, hidden)
-        if (t, r) != (want_t, want_r) or t >= T:
-            sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
-                                 f"({want_t}, {want_r})")
-            break
-        got[r, t] = v
-        seen[r, t] += 1
-    sb.check(tag, len(received) == T * hidden and (seen == 1).all(),
-             f"{len(received)} outputs for {T * hidden} elements")
-    sb.compare(tag, got, y_exp.astype(np.int64))
-
-
-def _s8(v: int) -> int:
-    v &= 0xFF
-    return v - 256 if v & 0x80 else v
-
-
-#: The top's streams: five in, two out (every output goes through a StreamMonitor).
-IN_STREAMS = ("job", "tok", "sptc_w", "sptc_act", "pim_din")
-OUT_STREAMS = ("y", "trace")
-#: Cycles a bad input is watched after it settles for a stray output or job.
-BAD_WATCH = 16
-
-
-def stall_setup(rng):
-    """Per-stream valid/ready behaviour from the host's environment: without
-    ``MOE_STALL_PROFILE`` the classic run (one uniform probability for the inputs, one
-    for the outputs; ``MOE_NO_STALLS=1``: none), else ``tb.common.stall_profiles``' kind
-    with a profile of its own per stream. Returns (dict stream -> float or StallProfile,
-    timeout factor: long stalls stretch a step far beyond the classic budget)."""
-    from tb.common import stall_probs, stall_profiles
-    kind = os.environ.get("MOE_STALL_PROFILE") or None
-    if kind is None or os.environ.get("MOE_NO_STALLS") == "1":
-        p_valid, p_ready = stall_probs(rng)
-        return {n: (p_ready if n in OUT_STREAMS else p_valid)
-                for n in IN_STREAMS + OUT_STREAMS}, 1
-    return stall_profiles(rng, IN_STREAMS + OUT_STREAMS, kind), (1 if kind == "uniform" else 8)
-
-
-if cocotb is not None:
-    from tb.common import Harness, Scoreboard, StreamDriver, StreamMonitor, as_profile, seeded_rng
-
-    async def _pulse(h, dut, name):
-        getattr(dut, name).value = 1
-        await h.step()
-        getattr(dut, name).value = 0
-
-    @cocotb.test()
-    async def moe_layer(dut):
-        job = np.load(os.environ["MOE_JOB"], allow_pickle=False)
-        rng = seeded_rng()
-        prof, slack = stall_setup(rng)
-        drv = {n: StreamDriver(dut, n, rng, prof[n]) for n in IN_STREAMS}
-        y_mon = StreamMonitor(dut, "y", rng, prof["y"])          # both check the
-        t_mon = StreamMonitor(dut, "trace", rng, prof["trace"])  # stream rules
-        h = Harness(dut, [*drv.values(), y_mon, t_mon])
-        dut.clear.value = 0
-        for n in CFG_NAMES:
-            getattr(dut, n).value = 0
-        await h.start()
-        sb = Scoreboard("moe")
-        res: dict = {}
-
-        async def run_step(tag, descs, toks, act, w, din, n_out, timeout):
-            for n, items in (("job", descs), ("tok", toks), ("sptc_act", act), ("sptc_w", w),
-                             ("pim_din", din)):
-                drv[n].push(items)
-            y_mon.received.clear()
-            start = h.cycle
-            await h.run_until(lambda: len(y_mon.received) >= n_out and all(
-                d.idle for d in drv.values()) and not int(dut.busy.value), timeout, tag)
-            cyc = h.cycle - start
-            await h.step()      # registered status (err, counters) settles one edge later
-            return cyc
-
-        for li in range(int(job["n_layers"])):
-            p = f"l{li}_"
-            lname = str(job[p + "name"])
-            cfg = job[p + "cfg"]
-            for n, v in zip(CFG_NAMES, cfg):
-                getattr(dut, n).value = int(v)
-            hidden = int(cfg[0])
-            await _pulse(h, dut, "clear")
-            await run_step(f"{lname} preamble", from_chunks(job[p + "pre_desc"]), [], [], [],
-                           from_chunks(job[p + "pre_din"]), 0, 200_000 * slack)
-            sb.check(lname, int(dut.err.value) == 0, f"preamble raised err 0x{int(dut.err.value):x}")
-            for si in range(int(job[p + "n_steps"])):
-                q = f"{p}s{si}_"
-                tag = f"{lname} step {si}"
-                y_exp = job[q + "y"]
-                T = y_exp.shape[1]
-                t_mon.received.clear()
-                c0 = [int(getattr(dut, n).value) for n in ("sptc_busy", "pim_busy")]
-                cyc = await run_step(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
-                                     job[q + "act"].tolist(), from_chunks(job[q + "w"]),
-                                     from_chunks(job[q + "din"]), T * hidden, 400_000 * slack)
-                check_step(sb, tag, dut, y_mon.received, y_exp, hidden, t_mon.received,
-                           job[q + "trace"])
-                res[f"{q}cycles"] = cyc
-                res[f"{q}sptc_busy"] = int(dut.sptc_busy.value) - c0[0]
-                res[f"{q}pim_busy"] = int(dut.pim_busy.value) - c0[1]
-            res[f"{p}sptc_jobs"] = int(dut.sptc_jobs.value)
-            res[f"{p}pim_jobs"] = int(dut.pim_jobs.value)
-            res[f"{p}steps"] = int(dut.steps.value)
-        # ---- malformed inputs: sticky error bits, nothing wrong out, no hang, clear
-        for i in range(int(job["n_bad"])):
-            tag = f"bad input '{job[f'b{i}_name']}'"
-            over = job[f"b{i}_cfg"] if f"b{i}_cfg" in job else np.full(len(CFG_NAMES), -1)
-            for n, v, layer in zip(CFG_NAMES, over, cfg):
-                getattr(dut, n).value = int(layer if v < 0 else v)
-            await _pulse(h, dut, "clear")
-            t_mon.received.clear()
-            n_out = int(job[f"b{i}_n_out"])
-            await run_step(tag, from_chunks(job[f"b{i}_desc"]), job[f"b{i}_tok"].tolist(),
-                           job[f"b{i}_act"].tolist(), from_chunks(job[f"b{i}_w"]),
-                           from_chunks(job[f"b{i}_din"]), n_out, 20_000 * slack)
-            for _ in range(BAD_WATCH):       # nothing more may come out
-                await h.step()
-            e, want = int(dut.err.value), int(job[f"b{i}_err"])
-            sb.check(tag, e == want, f"err 0x{e:x}, expected 0x{want:x}")
-            if f"b{i}_trace" not in job:
-                continue
-            for name, got, exp in zip(("sptc_err", "pim_err"),
-                                      (int(dut.sptc_err.value), int(dut.pim_err.value)),
-                                      job[f"b{i}_unit_err"].tolist()):
-                sb.check(tag, exp < 0 or got == exp, f"{name} 0x{got:x}, expected 0x{exp:x}")
-            sb.check(tag, len(y_mon.received) == n_out,
-                     f"{len(y_mon.received)} outputs, expected {n_out}")
-            sb.check(tag, len(t_mon.received) == int(job[f"b{i}_trace"]),
-                     f"{len(t_mon.received)} jobs started, expected {int(job[f'b{i}_trace'])}")
-            if int(job[f"b{i}_y_zero"]):
-                vals = [_s8(w) for w in y_mon.received]
-                sb.check(tag, not any(vals), f"an invalid token entry was combined: outputs "
-                                             f"{sorted(set(vals))[:8]}, expected all 0")
-        for n, v in zip(CFG_NAMES, cfg):
-            getattr(dut, n).value = int(v)
-        await _pulse(h, dut, "clear")
-        await h.step()
-        sb.check("clear", int(dut.err.value) == 0, "err not cleared")
-        res["stall_profiles"] = repr({n: as_profile(p) for n, p in prof.items()})
-        np.savez(os.environ["MOE_RESULT"], **{k: np.array(v) for k, v in res.items()})
-        sb.assert_clean()
+    np.savez(workdir / "job.npz", **make_run(mcfg, layers, bad=bad, record=record))
+    b = build if build is not None else build_top(mcfg, simulator)
+    env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),
+           "MOE_SEED": str(seed), **stall_env(stalls, stall_profile)}
+    if progress is None:
+        wave = cocotb_run.run(b, BENCH, test_dir=workdir, env=env)
+    else:
+        env["MOE_PROGRESS"] = str(workdir / "progress.txt")
+        wave = cocotb_run.run_polling(b, BENCH, workdir, env, progress)
+    with np.load(workdir / "result.npz", allow_pickle=False) as f:
+        res = {k: f[k] for k in f.files}
+    res["wave"] = wave
+    return res

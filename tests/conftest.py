@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from sim import toolchain
+from tb import toolchain
 
 # Icarus is the second simulator; tests that need it skip with this reason
 # where it is absent (.ci/run installs it, so CI always runs them), and the

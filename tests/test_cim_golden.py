@@ -7,7 +7,7 @@ from golden import cim as gc
 from golden import monarch as gm
 from hdl.cim import CONFIGS
 from sim.bench import cim as bench
-from sim.traces import PRESETS
+from golden.trace import PRESETS
 from tb.cim import job_program, malformed_jobs, rand_monarch
 
 SHAPES = [(4, 8), (4, 16), (8, 16), (8, 32), (8, 64), (16, 16), (16, 32), (16, 64),

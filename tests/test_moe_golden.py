@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from golden import moe, schedule as S
 from golden.errors import FormatError
-from sim import traces
+from golden import trace as traces
 
 MCFG = moe.MoEConfig()
 

@@ -9,12 +9,16 @@ one layer. Random valid/ready stalls on all seven streams. The bench checks
 every output element against golden.moe.moe_layer, the executed schedule
 (unit, expert, slots, order per unit) against the compiler's program, the error
 status, and malformed descriptors / token entries (sticky error bits, no hang).
+The default top's test runs `make sim`'s step through the same bench, recording.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from hdl.moe import CONFIGS
 from tb import moe as tbm
+from tb.moe_bench import recorded
 
 MCFG = CONFIGS["small"]
 
@@ -33,6 +37,34 @@ def check_profiles(res, kind):
     if kind != "mixed":
         assert got.count(f"StallProfile.{kind}(") == 7, got
 
+
+
+def test_job_file_layout():
+    """The job file the bench reads: every layer's cycle budgets (the defaults or the
+    layer's own), the malformed inputs only when asked for, recording of one layer."""
+    layers = _layers(seed=5, steps=1)[:2]
+    a = tbm.make_run(MCFG, layers)
+    assert (int(a["n_layers"]), int(a["record"])) == (2, 0)
+    assert int(a["n_bad"]) > 0 and all(f"b{i}_err" in a for i in range(int(a["n_bad"])))
+    assert int(a["l0_pre_budget"]) == tbm.PRE_BUDGET and int(a["l1_s0_budget"]) == tbm.STEP_BUDGET
+    own = dict(layers[0], pre_budget=7, steps=[dict(s, budget=9) for s in layers[0]["steps"]])
+    b = tbm.make_run(MCFG, [own], bad=False, record=True)
+    assert (int(b["n_layers"]), int(b["record"]), int(b["n_bad"])) == (1, 1, 0)
+    assert (int(b["l0_pre_budget"]), int(b["l0_s0_budget"])) == (7, 9) and "b0_err" not in b
+    with pytest.raises(ValueError, match="record: the bench records one layer"):
+        tbm.make_run(MCFG, layers, record=True)
+
+
+def test_recorded_records():
+    """The bench's per-cycle records: busy bits from busy counters that advanced, job
+    ends where the job counters advance, job starts from the trace beats' cycles."""
+    rows = [(0, 0, 0, 0), (1, 0, 0, 0), (2, 1, 0, 0), (3, 1, 1, 0), (3, 2, 1, 1)]
+    words = [0 | 3 << 1 | 2 << 9, 1 | 5 << 1 | 1 << 9]        # (unit, expert, slots)
+    r = recorded(SimpleNamespace(rows=rows), SimpleNamespace(cycles=[101, 102], received=words),
+                 origin=100)
+    assert r["busy_sptc"].tolist() == [1, 1, 1, 0] and r["busy_pim"].tolist() == [0, 1, 0, 1]
+    assert r["done"].tolist() == [[3, 0], [4, 1]]
+    assert r["ann"].tolist() == [[1, 0, 3, 2], [2, 1, 5, 1]]
 
 @pytest.mark.cocotb
 def test_moe_layer_rtl(tmp_path):
@@ -83,7 +115,8 @@ def test_moe_default_top(tmp_path):
     bit-exact against golden.moe with every job at or above its unit's cycle model; then
     a decode step with SpTC-only dispatch, where every job runs with the Logic-PIM idle
     and its cycles must equal the model."""
-    from sim import moe, traces
+    from golden import trace as traces
+    from sim import moe
     mcfg = CONFIGS["default"]
     tr = traces.load_default()
     assert tr.hidden <= mcfg.max_hidden          # make sim runs it unscaled

@@ -1,11 +1,12 @@
-"""golden.pim: ISA, bit-exact functional model, cycle model; tb.pim.TimingChecker."""
+"""golden.pim: ISA, bit-exact functional model, cycle model; tb.dram_timing.TimingChecker."""
 import numpy as np
 import pytest
 
 from golden import pim as gp
 from golden.errors import FormatError
 from golden.numerics import apply_out
-from tb.pim import TimingChecker, random_program
+from tb.dram_timing import TimingChecker
+from tb.pim import random_program
 
 SMALL, DEFAULT = gp.CONFIG_SMALL, gp.CONFIG_DEFAULT
 
@@ -167,7 +168,7 @@ def test_state_carries_between_streams():
 # --------------------------------------------------------------------------- cycle model
 
 def test_model_traces_obey_the_independent_checker():
-    """The scheduler model never breaks a rule of tb.pim.TimingChecker (and the RTL
+    """The scheduler model never breaks a rule of tb.dram_timing.TimingChecker (and the RTL
     equals the model command for command, tests/test_pim_rtl.py)."""
     rng = np.random.default_rng(3)
     for cfg in (SMALL, STRESS):

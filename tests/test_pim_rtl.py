@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hdl.pim import CONFIGS
-from sim import traces
+from golden import trace as traces
 from tb import pim as tbp
 
 CFG = CONFIGS["small"]

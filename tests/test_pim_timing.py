@@ -1,7 +1,7 @@
 """HBM3 rules of Ramulator 2's HBM3 model (golden.hbm3) beyond the per-command distances:
 ns values -> cycles by JEDEC rounding (one table), the two-cycle ACT, the read-to-write
 turnaround tCL + tBL + 2 - tCWL. Each rule: the table, the bench's independent checker
-(tb.pim.TimingChecker flags a violating trace), and the cycle model (its traces obey
+(tb.dram_timing.TimingChecker flags a violating trace), and the cycle model (its traces obey
 the checker and the rule binds). The RTL equals the model command for command at the
 same configs (tests/test_pim_amaranth.py, tests/test_pim_rtl.py)."""
 import numpy as np
@@ -10,7 +10,8 @@ import pytest
 from golden import hbm3
 from golden import pim as gp
 from golden.errors import FormatError
-from tb.pim import TimingChecker, random_program
+from tb.dram_timing import TimingChecker
+from tb.pim import random_program
 
 CODE = {v: k for k, v in gp.CMD_NAMES.items()}
 SMALL = gp.CONFIG_SMALL

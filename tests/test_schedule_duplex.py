@@ -8,7 +8,7 @@ import pytest
 
 from golden import duplex, formats, pim, schedule as S, sptc
 from golden.errors import FormatError
-from sim import traces
+from golden import trace as traces
 
 PC = pim.CONFIG_DEFAULT
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from golden import duplex, moe, schedule as S
-from sim import traces
+from golden import trace as traces
 
 MCFG = moe.MoEConfig()
 

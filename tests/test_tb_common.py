@@ -5,8 +5,10 @@ set/get/settle/tick), so a planted rule break is seen without a simulator."""
 import numpy as np
 import pytest
 
+from golden.errors import FormatError
 from tb.common import (STALL_KINDS, Harness, StallProfile, StreamDriver, StreamMonitor,
-                       StreamRuleError, run_sync, stall_profiles)
+                       StreamRuleError, check_stall_profile, run_sync, stall_env, stall_probs,
+                       stall_profiles)
 
 
 class _Source:
@@ -147,3 +149,25 @@ def test_stall_profiles_env_and_errors(monkeypatch):
     with pytest.raises(ValueError, match="mean_stall"):
         StallProfile.bursty(0.5, 0.5)
     assert set(STALL_KINDS) == {"uniform", "bursty", "starve", "mixed"}
+
+
+def test_host_stall_options_reach_the_bench(monkeypatch):
+    """A host's stall options (check_stall_profile, stall_env) are what the bench's
+    stall_probs / stall_profiles read back in the simulator process."""
+    for kind in (None, *STALL_KINDS):
+        check_stall_profile(kind)
+    with pytest.raises(FormatError, match="stall_profile: unknown kind 'sometimes'"):
+        check_stall_profile("sometimes")
+    rng = np.random.default_rng(0)
+    for name in ("MOE_NO_STALLS", "MOE_STALL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in stall_env(False, None).items():
+        monkeypatch.setenv(k, v)
+    assert stall_probs(rng) == (1.0, 1.0)
+    assert all(p.kind == "always" for p in stall_profiles(rng, "ab").values())
+    env = stall_env(True, "bursty")
+    assert env == {"MOE_NO_STALLS": "0", "MOE_STALL_PROFILE": "bursty"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert all(0.4 <= p < 0.9 for p in stall_probs(rng))
+    assert all(p.kind == "bursty" for p in stall_profiles(rng, "ab").values())

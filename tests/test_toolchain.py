@@ -8,7 +8,7 @@ import pytest
 
 from hdl.stream import SkidBuffer
 from hdl.verilog import to_verilog
-from sim import cocotb_run, toolchain
+from tb import cocotb_run, toolchain
 from sim.sptc import ECP5_MODELS
 
 

@@ -1,4 +1,5 @@
-"""Tests of sim.traces: generation statistics, .npz round trip, loader errors, CLI."""
+"""Routing traces: generation statistics (golden.trace), .npz round trip, loader errors,
+the CLI (python -m sim.traces)."""
 import json
 import os
 import subprocess
@@ -9,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from golden import trace as T
 from golden.errors import FormatError
-from sim import traces as T
+from sim import traces as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -234,12 +236,12 @@ def test_loader_file_level_errors(small, tmp_path):
 
 def test_cli_gen_show(tmp_path, capsys):
     out = tmp_path / "t.npz"
-    assert T.main(["gen", "--preset", "qwen2-moe", "--steps", "5", "--seed", "1",
+    assert cli.main(["gen", "--preset", "qwen2-moe", "--steps", "5", "--seed", "1",
                    "--imbalance", "3", "-o", str(out)]) == 0
     tr = T.load(out)
     assert (tr.preset, tr.skew, tr.skew_param, tr.steps) == ("qwen2-moe", "hot", 3.0, 5)
     capsys.readouterr()
-    assert T.main(["show", str(out)]) == 0
+    assert cli.main(["show", str(out)]) == 0
     text = capsys.readouterr().out
     for s in ("qwen2-moe", "60 routed + 4 shared, top-4", "per-expert load", "mean imbalance"):
         assert s in text
@@ -248,14 +250,14 @@ def test_cli_gen_show(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 definitely not a zip")
-    assert T.main(["show", str(bad)]) == 1
+    assert cli.main(["show", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "bad.npz" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as ei:
-        T.main(["gen", "--preset", "nope", "-o", str(tmp_path / "x.npz")])
+        cli.main(["gen", "--preset", "nope", "-o", str(tmp_path / "x.npz")])
     assert ei.value.code == 2
     with pytest.raises(SystemExit) as ei:
-        T.main(["gen", "--preset", "mixtral-8x7b", "--skew", "hot", "--hot-experts", "9",
+        cli.main(["gen", "--preset", "mixtral-8x7b", "--skew", "hot", "--hot-experts", "9",
                 "-o", str(tmp_path / "x.npz")])
     assert ei.value.code == 2 and "hot_experts" in capsys.readouterr().err
 
@@ -279,7 +281,7 @@ def test_default_trace_ships_and_reproduces():
                        skew_param=1.5, decode=g["decode"], prefill=g["prefill"],
                        prompt_len=tuple(g["prompt_len"]), gen_len=tuple(g["gen_len"]),
                        hot_experts=g["hot_experts"])
-    assert again == tr        # the command in the module docstring made this file
+    assert again == tr        # the command in golden/trace/fileformat.py made this file
 
 
 # --------------------------------------------------------------------------- hardening
@@ -324,9 +326,9 @@ def test_loader_prints_huge_unsigned_values_as_stored(small, tmp_path, name):
 def test_cli_gen_refuses_parameters_the_skew_ignores(argv, text, tmp_path, capsys):
     out = tmp_path / "t.npz"
     with pytest.raises(SystemExit) as ei:
-        T.main(["gen", "--preset", "mixtral-8x7b", "--steps", "2", *argv, "-o", str(out)])
+        cli.main(["gen", "--preset", "mixtral-8x7b", "--steps", "2", *argv, "-o", str(out)])
     assert ei.value.code == 2 and text in capsys.readouterr().err and not out.exists()
-    assert T.main(["gen", "--preset", "mixtral-8x7b", "--steps", "2", "--skew", "hot",
+    assert cli.main(["gen", "--preset", "mixtral-8x7b", "--steps", "2", "--skew", "hot",
                    "--hot-experts", "1", "--skew-param", "1", "-o", str(out)]) == 0
 
 

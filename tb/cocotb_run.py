@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import os
 import re
-import sys
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,10 +216,6 @@ def _tail(path: Path, lines: int = 60) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def python_exe() -> str:
-    return sys.executable
 
 
 def run_polling(b, module: str, workdir: Path, env: dict, progress=None):
