@@ -13,7 +13,8 @@ import pytest
 
 from golden.errors import FormatError
 from sim import recorded as R
-from sim import traces as T
+from golden import trace as T
+from sim import traces as traces_cli
 
 DIMS = dict(num_experts=8, top_k=2, hidden=4096, ffn=14336)
 
@@ -232,19 +233,19 @@ def test_cli_import(tmp_path, capsys):
     argv = ["import", str(R.SAMPLE_PATH), "--layer", "0", "--experts", "8", "--top-k", "2",
             "--hidden", "4096", "--ffn", "14336", "--scale", "128", "--name", "mix",
             "-o", str(out)]
-    assert T.main(argv) == 0
+    assert traces_cli.main(argv) == 0
     assert "recorded:mix" in capsys.readouterr().out
     tr = T.load(out)
     assert (tr.preset, tr.scale, tr.hidden, tr.ffn) == ("recorded:mix", 128, 32, 112)
-    assert T.main(["show", str(out)]) == 0
+    assert traces_cli.main(["show", str(out)]) == 0
     assert "recorded from recorded_sample.csv, layer 0" in capsys.readouterr().out
     before = out.read_bytes()
-    assert T.main(argv) == 2 and "exists" in capsys.readouterr().err
+    assert traces_cli.main(argv) == 2 and "exists" in capsys.readouterr().err
     assert out.read_bytes() == before
     bad = tmp_path / "bad.csv"
     bad.write_text(HEAD + "0,1,9,0.5,0.5\n")
     argv[1], argv[-1] = str(bad), str(tmp_path / "o.npz")
-    assert T.main(argv[:2] + argv[4:]) == 2
+    assert traces_cli.main(argv[:2] + argv[4:]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "expert_ids[0, 1] = 9 out of range 0..7" in err
     assert "Traceback" not in err and not (tmp_path / "o.npz").exists()
