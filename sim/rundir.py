@@ -17,7 +17,7 @@ from pathlib import Path
 
 from golden.errors import FormatError
 
-from .toolchain import ROOT
+from tb.toolchain import ROOT
 
 MARKER = ".moe-rtl-run"
 MARKER_TEXT = ("This folder was made by `python -m sim run`. A later run given this folder\n"

@@ -15,7 +15,9 @@ import warnings
 
 from golden.errors import FormatError
 
-from . import rundir, toolchain
+from tb import toolchain
+
+from . import rundir
 
 #: option (argparse dest) -> the engines it applies to
 ENGINE_OPTIONS = {
@@ -97,7 +99,7 @@ def check_trace_tokens(trace) -> None:
 def preset_trace(preset: str, seed: int, fits, why: str, **gen):
     """The trace of ``preset`` at the scale nearest :data:`DEFAULT_SCALE` whose hidden
     size satisfies ``fits(hidden, num_experts)``; FormatError (with ``why``) if none."""
-    from . import traces
+    from golden import trace as traces
     if preset not in traces.PRESETS:
         raise FormatError(f"preset: unknown preset {preset!r} "
                           f"(known: {', '.join(sorted(traces.PRESETS))})")

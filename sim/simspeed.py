@@ -32,11 +32,13 @@ import numpy as np
 import golden
 from hdl.sptc import CONFIGS
 
-from . import cocotb_run, fastlane, sptc, sptc_amaranth, sptc_fast
+from tb import cocotb_run
+
+from . import fastlane, sptc, sptc_amaranth, sptc_fast
 from tb.common import run_sync
 from tb.sptc import bench
 
-from .cocotb_run import ROOT
+from tb.cocotb_run import ROOT
 
 OUT = ROOT / "build" / "bench" / "simspeed.json"
 CONFIG = "small"

@@ -20,8 +20,9 @@ import golden
 from golden import sptc as gs
 from golden.errors import FormatError
 
-from . import cocotb_run
-from .cocotb_run import ROOT
+from tb import cocotb_run
+from tb.cocotb_run import ROOT
+from tb.common import check_stall_profile, stall_env
 
 REG_NAMES = gs.REG_NAMES
 
@@ -127,23 +128,6 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
             p + "pred_cycles": np.int64(pred),
         })
     return arrays
-
-
-def check_stall_profile(kind: str | None) -> None:
-    """``stall_profile``: None (the bench's classic uniform stalls) or a kind of
-    ``tb.common.STALL_KINDS``; refused before anything is built."""
-    from tb.common import STALL_KINDS
-    if kind is not None and kind not in STALL_KINDS:
-        raise FormatError(f"stall_profile: unknown kind {kind!r} (one of "
-                          f"{', '.join(STALL_KINDS)})")
-
-
-def stall_env(stalls: bool, kind: str | None) -> dict:
-    """The bench's stall switches as environment variables (read in the simulator)."""
-    env = {"MOE_NO_STALLS": "0" if stalls else "1"}
-    if kind is not None:
-        env["MOE_STALL_PROFILE"] = kind
-    return env
 
 
 def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "verilator",

@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 from golden import sptc as gs
 
-from .cocotb_run import SimulationError
+from tb.cocotb_run import SimulationError
 from .sptc import JobSpec, encode_jobs
 from tb.common import BenchTimeout, StreamRuleError
 from tb.sptc import bench

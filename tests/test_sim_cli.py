@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import cli, moe, report, toolchain, traces
+from golden import trace as traces
+from sim import cli, moe, report
+from tb import toolchain
 
 pytest_plugins = ["pytester"]     # test_icarus_skips_are_counted_in_the_summary
 
@@ -267,3 +269,64 @@ def test_icarus_skips_are_counted_in_the_summary(pytester):
     res.assert_outcomes(passed=1, skipped=3)
     lines = [ln for ln in res.outlines if ICARUS_MISSING in ln and "skipped:" in ln]
     assert lines and lines[-1].startswith(f"2 tests skipped: {ICARUS_MISSING}"), res.outlines
+
+
+# ------------------------------------------------------------------ the runner protocol
+
+def test_every_engine_has_one_runner():
+    """Each --engine has a runner module implementing the whole protocol."""
+    from sim import runners
+    from sim.runners.base import Runner
+    assert cli.ENGINES == runners.ENGINES == ("moe", "sptc", "pim", "cim")
+    for engine in runners.ENGINES:
+        r = runners.get(engine)
+        assert isinstance(r, Runner) and r.engine == engine and r.title, engine
+        assert not getattr(type(r), "__abstractmethods__", None), engine
+    with pytest.raises(KeyError, match="gpu"):
+        runners.get("gpu")
+
+
+def test_run_result_verdict_needs_bits_and_cycles():
+    from sim.runners.base import RunResult
+    kw = dict(failure=None, checked=1, cycles=10, model_cycles=10, report={})
+    assert RunResult(bit_exact=True, cycles_ok=True, **kw).ok
+    assert not RunResult(bit_exact=False, cycles_ok=True, **kw).ok
+    assert not RunResult(bit_exact=True, cycles_ok=False, **kw).ok
+
+
+@pytest.mark.parametrize("engine, config", [("pim", "small"), ("cim", "default")])
+def test_runner_simulate_is_the_bench_entry(engine, config, tmp_path, monkeypatch):
+    """``simulate`` hands the jobs, the build and the options to the engine's cocotb
+    bench unchanged (what the benches and the CLI both call)."""
+    from hdl.cim import CONFIGS as CIM
+    from hdl.pim import CONFIGS as PIM
+    from sim import runners
+    from tb import cim as tbc
+    from tb import pim as tbp
+    seen = {}
+    monkeypatch.setattr(tbp, "run_jobs", lambda *a, **k: seen.update(a=a, k=k) or {"ok": 1})
+    monkeypatch.setattr(tbc, "run_jobs", lambda *a, **k: seen.update(a=a, k=k) or {"ok": 1})
+    jobs = ["job0", "job1"]
+    res = runners.get(engine).simulate(config, jobs, tmp_path, seed=7, stalls=True)
+    assert res == {"ok": 1}
+    if engine == "pim":
+        assert seen["a"][:3] == (PIM["small"], jobs, tmp_path) and seen["k"]["seed"] == 7
+    else:
+        assert seen["a"] == (jobs,) and seen["k"]["config_name"] == "default"
+        assert seen["k"]["stalls"] is True and seen["k"]["test_dir"] == tmp_path
+        assert CIM[seen["k"]["config_name"]] is CIM["default"]
+
+
+def test_runner_plan_checks_and_writes_nothing(tmp_path, monkeypatch):
+    """``plan`` alone: the jobs of a trace step, the default folder name, no file."""
+    import argparse
+
+    from sim import runners
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(engine="cim", preset="qwen2-moe", trace=None, step=3, seed=1,
+                              stalls=False, simulator="verilator", waves=False, run_dir=None)
+    plan = runners.get("cim").plan(args)
+    assert plan.run_name == "cim-qwen2-moe"
+    assert [j.strategy for j in plan.data["jobs"]] == ["linear", "sparse", "dense"]
+    assert plan.data["checked"] == sum(len(j.xs) for j in plan.data["jobs"]) * 64
+    assert not list(tmp_path.iterdir())

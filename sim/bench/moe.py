@@ -6,7 +6,7 @@ Sweep points are (preset, skew, seed). A preset is one of
 * the *kit* presets (``KIT_PRESETS``: four models scaled /16, gated-FFN experts,
   continuous batching with decode 16 and short prompts of 8-32 tokens); the units are
   this kit's defaults: an 8x8 SpTC with 2:4 weights, the Logic-PIM's default config;
-* the paper setups (``sim.traces.PAPER_SETUPS``): ``duplex-serving`` (Mixtral-8x7B /16,
+* the paper setups (``golden.trace.PAPER_SETUPS``): ``duplex-serving`` (Mixtral-8x7B /16,
   decode batch 64, prompts of 256-2048 tokens; a dense SpTC of 16x32 PEs, 1024 int8 MACs
   per cycle, 8x the Logic-PIM's, as an H100 has about 9.3x the compute of its stacks'
   Logic-PIMs; the Logic-PIM with 2 token lanes, so its ridge is 8 tokens as in the paper)
@@ -74,7 +74,7 @@ def model_for(preset: str, tr):
 
 
 def trace_for(job: dict):
-    from sim import traces
+    from golden import trace as traces
     preset, skew, seed, steps = job["preset"], job["skew"], job["seed"], job["steps"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -38,12 +38,13 @@ PAPER_CROSSOVER_OPB = 8.0
 
 def _stream_rows(quick: bool) -> list[dict]:
     from hdl.pim import CONFIGS
+    from sim.runners import get
     from tb import pim as tbp
     small = CONFIGS["small"]
     toks = [1, 4] if quick else [1, 2, 4, 8]
     jobs = [dict(name=f"stream_t{t}", timed=True, program=tbp.stream_program(small, small.words, t))
             for t in toks]
-    res = tbp.run_jobs(small, jobs, ROOT / "build" / "bench" / "pim_rtl", "verilator", seed=1)
+    res = get("pim").simulate("small", jobs, ROOT / "build" / "bench" / "pim_rtl", seed=1)
     if int(res["violations"]):
         raise RuntimeError(f"pim bench: {int(res['violations'])} DRAM timing violations")
     rows = []
@@ -90,7 +91,7 @@ def _tables(hidden: int, ffn: int):
 
 
 def _moe_rows(quick: bool, t_pim, t_xpu, t_xpu_compute, hidden, ffn) -> list[dict]:
-    from sim import traces
+    from golden import trace as traces
     p = traces.PRESETS[PRESET]
     cfg = gp.CONFIG_DEFAULT
     rows = []
@@ -172,7 +173,7 @@ def _print(rows):
 
 
 def main(quick: bool = False) -> list[dict]:
-    from sim.traces import PRESETS, scaled_dim
+    from golden.trace import PRESETS, scaled_dim
     p = PRESETS[PRESET]
     hidden, ffn = scaled_dim(p.hidden, SCALE), scaled_dim(p.ffn, SCALE)
     t_pim, t_xpu, t_xpu_compute, xbw = _tables(hidden, ffn)

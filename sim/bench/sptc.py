@@ -22,14 +22,14 @@ import numpy as np
 import golden
 from golden import sptc as gs
 
-from . import table, write_rows
+from . import BENCH_DIR, table, write_rows
 
 SCALE = 16
 NMV = (1, 2, 32)
 
 
 def shapes():
-    from sim.traces import PRESETS
+    from golden.trace import PRESETS
     out = []
     for key, label in (("mixtral-8x7b", "mixtral-8x7b/16"), ("qwen2-moe", "qwen2-moe/16")):
         hidden, ffn = PRESETS[key].dims(SCALE)
@@ -41,7 +41,7 @@ def token_counts(preset: str, quick: bool) -> list[int]:
     grid = [1, 8, 64] if quick else [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     if quick:
         return grid
-    from sim import traces
+    from golden import trace as traces
     tr = traces.generate(preset, steps=4, seed=3, skew="hot", decode=64, prefill=4.0,
                          prompt_len=(64, 256))
     counts = np.concatenate([tr.step(i).tokens_per_expert() for i in range(tr.steps)])
@@ -51,8 +51,10 @@ def token_counts(preset: str, quick: bool) -> list[int]:
 
 
 def rtl_points(cfg, rows, quick):
-    """Run the points that fit the default build on the RTL; return (measured, cycles/s)."""
-    from sim.sptc import JobSpec, run_batch
+    """Run the points that fit the default build on the RTL (the SpTC's runner); return
+    the simulated cycles per wall second."""
+    from sim.runners import get
+    from sim.sptc import JobSpec
     rng = np.random.default_rng(5)
     specs, keys = [], []
     for r in rows:
@@ -69,10 +71,10 @@ def rtl_points(cfg, rows, quick):
         keys.append(r)
     if not specs:
         return 0.0
-    from sim.sptc import build_design
-    build_design(cfg)
+    runner = get("sptc")
+    runner.build("default")
     t0 = time.time()
-    res = run_batch(cfg, specs, stalls=False)
+    res = runner.simulate("default", specs, BENCH_DIR / "sptc_rtl", stalls=False)
     wall = time.time() - t0
     total = 0
     for i, r in enumerate(keys):
@@ -85,7 +87,8 @@ def rtl_points(cfg, rows, quick):
 
 
 def main(quick: bool = False) -> list[dict]:
-    cfg = gs.SpTCConfig()
+    from hdl.sptc import CONFIGS
+    cfg = CONFIGS["default"]
     rows = []
     for label, preset, m, k in shapes():
         for t in token_counts(preset, quick):

@@ -1,0 +1,105 @@
+"""The CIM tile's runner (``hdl.cim``, bench ``tb/cim.py``).
+
+``python -m sim run --engine cim``: an expert projection in Monarch form on a trace
+step's tokens, under each mapping (linear, SparseMap, DenseMap); outputs compared with
+the golden program interpreter and the factored Monarch matmul, and (without
+``--stalls``) every instruction's cycle cost with the cycle model. Jobs are
+``tb.cim.Job``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from golden.errors import FormatError
+
+from .. import runopts
+from .base import (NOTHING, Plan, Runner, RunResult, find_wave, load_trace, trace_info,
+                   unit_summary)
+
+
+class CIMRunner(Runner):
+    engine = "cim"
+    title = "CIM tile"
+
+    def build(self, config="default", simulator="verilator", waves=False):
+        from hdl.cim import MODULE_NAME
+        from tb import cim as tbc
+
+        from tb import cocotb_run
+        return cocotb_run.build(f"cim_{config}", tbc.tile_verilog(config), MODULE_NAME,
+                                simulator=simulator, waves=waves)
+
+    def simulate(self, config, jobs, workdir, *, simulator="verilator", seed=1, stalls=False,
+                 waves=False, progress=None, stall_profile=None) -> dict:
+        """``progress`` is not reported."""
+        from tb import cim as tbc
+        return tbc.run_jobs(jobs, config_name=config, simulator=simulator, test_dir=workdir,
+                            seed=seed, stalls=stalls, waves=waves, stall_profile=stall_profile)
+
+    def plan(self, args) -> Plan:
+        import dataclasses
+
+        from hdl.cim import CONFIGS
+        from tb import cim as tbc
+        cfg = CONFIGS["default"]
+        sizes = runopts.cim_sizes(cfg)
+        why = f"the CIM tile runs Monarch sizes n = hidden = b*b in {sizes}"
+        trace = load_trace(args, runopts.cim_fits(cfg), why)
+        if args.step is not None:
+            if not 0 <= args.step < trace.steps:
+                raise FormatError(f"step: {args.step} out of range 0..{trace.steps - 1}")
+            runopts.check_step(trace, args.step)
+        base = tbc.trace_job(seed=args.seed, trace=trace, step=args.step)
+        jobs = [dataclasses.replace(base, name=f"{s} map", strategy=s)
+                for s in ("linear", "sparse", "dense")]
+        checked = sum(len(j.xs) * trace.hidden for j in jobs)
+        return Plan(f"cim-{trace.preset}", dict(args=args, trace=trace, base=base, jobs=jobs,
+                                                 checked=checked))
+
+    def execute(self, plan, run_dir) -> RunResult:
+        from tb.cocotb_run import SimulationError
+        d = plan.data
+        args, trace, jobs, checked = d["args"], d["trace"], d["jobs"], d["checked"]
+        (run_dir / "sim").mkdir()
+        print(f"moe-rtl sim: CIM tile, {d['base'].name}, strategies linear / SparseMap / "
+              f"DenseMap, {args.simulator}{' + waves' if args.waves else ''}"
+              f"{' + random stalls' if args.stalls else ''} (first run compiles the RTL)")
+        t0 = time.time()
+        verdict, failure, res = True, None, {}
+        try:
+            res = self.simulate("default", jobs, run_dir / "sim", simulator=args.simulator,
+                                seed=args.seed, stalls=args.stalls, waves=args.waves)
+        except SimulationError as exc:
+            verdict, failure = False, str(exc)
+        if verdict and not checked:
+            verdict, failure = False, NOTHING
+        rows = [dict(job=j.name, cycles=int(res["total"][i]), steps=int(res["steps"][i]))
+                for i, j in enumerate(jobs)] if res else []
+        notes = [f"outputs ({checked} values) compared with the golden program interpreter "
+                 "(golden.cim.execute) and with the factored Monarch matmul; without --stalls "
+                 "every instruction's cycle cost is compared with the cycle model"]
+        info = dict(engine="cim", config="default", simulator=args.simulator, seed=args.seed,
+                    stalls=args.stalls, job=d["base"].name,
+                    checked_values=checked if verdict else 0,
+                    wall_seconds=round(time.time() - t0, 1))
+        return RunResult(
+            bit_exact=verdict, failure=failure, checked=checked,
+            cycles=sum(r["cycles"] for r in rows), model_cycles=None, cycles_ok=True,
+            report=dict(config=info, trace=trace_info(trace), jobs=rows, notes=notes),
+            extra=dict(wave=find_wave(run_dir / "sim")))
+
+    def write_report(self, run_dir: Path, result: RunResult) -> dict:
+        from hdl.cim import MODULE_NAME
+
+        from .. import report
+        r = result.report
+        return report.write_generic(run_dir, "cim", MODULE_NAME, r["config"], r["trace"],
+                                    r["jobs"], ["job", "steps", "cycles"], result.bit_exact,
+                                    result.failure, result.extra["wave"], r["notes"])
+
+    def summary(self, result, files) -> None:
+        unit_summary(self.title, result, files)
+
+
+RUNNER = CIMRunner()
