@@ -9,8 +9,10 @@ test below on a cached build, and returns the measurements it wrote (``MOE_RESUL
 Simulator side (:func:`cim_jobs`): for each job the scoreboard checks, element by
 element, the RTL results against ``golden.cim.execute`` (the program interpreter) and,
 for Monarch jobs, against the golden factored matmul ``Monarch.matmul``; the sticky
-error code against the interpreter's; the step counter; and with ``MOE_NO_STALLS=1`` the
-cycle cost of every instruction against the cycle model. Malformed jobs must raise the
+error code against the interpreter's; the step counter; every token's exercised ADC range
+(``adc_rows``/``adc_bits`` at its result beats) against ``golden.cim.program_activity``;
+and with ``MOE_NO_STALLS=1`` the cycle cost of every instruction against the cycle
+model. Malformed jobs must raise the
 predicted error, discard the rest of their stream, and the tile must run the next job
 after ``clear``. Stalls: the classic uniform ones, or ``MOE_STALL_PROFILE``'s kind (a
 profile of its own per stream, ``tb.common.stall_profiles``); ``res`` goes through a
@@ -329,11 +331,13 @@ class _ProgDriver:
 
 
 class _Status:
-    """Records the cycles at which ``busy`` was low (to time the last instruction)."""
+    """Records the cycles at which ``busy`` was low (to time the last instruction) and,
+    at every result beat ``res`` takes, the exercised ADC range (``adc_rows``, ``adc_bits``)."""
 
-    def __init__(self, dut, harness):
-        self.dut, self.h = dut, harness
+    def __init__(self, dut, harness, res=None):
+        self.dut, self.h, self.res = dut, harness, res
         self.idle: list[int] = []
+        self.adc: list[tuple[int, int]] = []
 
     def drive(self):
         pass
@@ -341,6 +345,8 @@ class _Status:
     def sample(self):
         if not int(self.dut.busy.value):
             self.idle.append(self.h.cycle)
+        while self.res is not None and len(self.adc) < len(self.res.received):
+            self.adc.append((int(self.dut.adc_rows.value), int(self.dut.adc_bits.value)))
 
     def idle_after(self, cycle):
         return next((c for c in self.idle if c > cycle), None)
@@ -372,12 +378,13 @@ if cocotb is not None:
         prog = _ProgDriver(StreamDriver(dut, "prog", rng, prof["prog"]), h)
         act = StreamDriver(dut, "act", rng, prof["act"])
         res = StreamMonitor(dut, "res", rng, prof["res"])   # also checks the stream rules
-        status = _Status(dut, h)
+        status = _Status(dut, h, res)
         h.agents = [prog, act, res, status]
         dut.clear.value = 0
         await h.start()
         sb = Scoreboard("cim")
-        rec = {"costs": [], "cost_ops": [], "offsets": [0], "total": [], "steps": []}
+        rec = {"costs": [], "cost_ops": [], "offsets": [0], "total": [], "steps": [],
+               "adc_rows": []}
 
         async def pulse_clear():
             dut.clear.value = 1
@@ -399,6 +406,7 @@ if cocotb is not None:
             prog.accepts.clear()
             res.received.clear()
             status.idle.clear()
+            status.adc.clear()
             prog.base.push(words)
             act.push(beats)
             bad = exp.error != "OK"
@@ -454,6 +462,15 @@ if cocotb is not None:
             rec["offsets"].append(len(rec["costs"]))
             rec["total"].append(sum(costs))
             rec["steps"].append(exp.steps)
+            # exercised ADC range of every token against the golden's (per result beat)
+            want = gc.program_activity(words, config, beats).tokens
+            bpt = max(1, n_out // config.lanes)
+            toks = [status.adc[k:k + bpt] for k in range(0, len(status.adc), bpt)]
+            got_adc = [t[0] if len(set(t)) == 1 else None for t in toks]
+            sb.check(f"{j.name}: ADC range", got_adc == [(r, gc.rows_bits(r)) for r in want],
+                     f"adc_rows/adc_bits per token {got_adc} != golden "
+                     f"{[(r, gc.rows_bits(r)) for r in want]}")
+            rec["adc_rows"].append(max(want, default=0))
             if bad or j.clear_after:
                 await pulse_clear()
 
@@ -470,5 +487,6 @@ if cocotb is not None:
                      cost_ops=np.array(rec["cost_ops"], dtype=str),
                      offsets=np.array(rec["offsets"], dtype=np.int64),
                      total=np.array(rec["total"], dtype=np.int64),
-                     steps=np.array(rec["steps"], dtype=np.int64))
+                     steps=np.array(rec["steps"], dtype=np.int64),
+                     adc_rows=np.array(rec["adc_rows"], dtype=np.int64))
         sb.assert_clean()

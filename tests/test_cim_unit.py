@@ -8,7 +8,7 @@
 """
 import numpy as np
 import pytest
-from amaranth import Module, Signal, signed
+from amaranth import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -16,8 +16,9 @@ from amaranth.sim import Simulator
 from golden import apply_out
 from golden import cim as gc
 from golden import monarch as gm
+from golden.cim.evaluate import monarch_steps
 from hdl.cim import CONFIGS, build
-from hdl.cim.tile import out_stage
+from hdl.outstage import OutputStage
 from tb.cim import job_program, malformed_jobs
 
 
@@ -30,7 +31,9 @@ class _OutStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.y.eq(out_stage(m, self.acc, self.kind, self.mult, self.shift))
+        m.submodules.os = os_ = OutputStage(stages=0)
+        m.d.comb += [os_.acc.eq(self.acc), os_.mode.eq(self.kind), os_.mult.eq(self.mult),
+                     os_.shift.eq(self.shift), self.y.eq(os_.out)]
         return m
 
 
@@ -64,8 +67,9 @@ def test_out_stage_matches_numerics():
     assert len(checked) == len(accs) * len(modes)
 
 
-def run_pysim(cfg, words, beats, *, clear_first=False, max_cycles=40000):
-    """Drive the tile with no stalls; returns (result beats, accept cycles, idle cycles, status)."""
+def run_pysim(cfg, words, beats, *, clear_first=False, max_cycles=40000, adc=None):
+    """Drive the tile with no stalls; returns (result beats, accept cycles, idle cycles, status).
+    ``adc``: a list that receives ``(adc_rows, adc_bits)`` at every result beat."""
     dut = build(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -92,6 +96,8 @@ def run_pysim(cfg, words, beats, *, clear_first=False, max_cycles=40000):
                 bi += 1
             if ctx.get(dut.res.valid):
                 out.append(ctx.get(dut.res.payload))
+                if adc is not None:
+                    adc.append((ctx.get(dut.adc_rows), ctx.get(dut.adc_bits)))
             if not ctx.get(dut.busy):
                 idle.append(cyc)
             await ctx.tick()
@@ -207,3 +213,71 @@ def test_small_tile_malformed_then_recovers():
     assert seen["valid_in_error"] == 0 and seen["cleared"] == 0
     z = gc.unpack_outputs(seen["out"], 16, cfg)[0]
     assert np.array_equal(gm.unfold_output(z, 4), mon.matmul(x).astype(np.int64))
+
+
+def _per_token(adc, beats_per_token):
+    """(adc_rows, adc_bits) sampled at every result beat -> one pair per token (the
+    status must hold still over a token's OUTPUT)."""
+    toks = [adc[i:i + beats_per_token] for i in range(0, len(adc), beats_per_token)]
+    assert all(len(set(t)) == 1 for t in toks), toks
+    return [t[0] for t in toks]
+
+
+def _ones_weights(words, cfg):
+    """``words`` with every LOADW data byte replaced by 1: every cell nonzero."""
+    out, i = [int(w) for w in words], 0
+    for ins in gc.decode_program(out, cfg):
+        if ins.op == "LOADW":
+            for k in range(ins.index + 1, ins.index + 1 + ins.fields["ncols"] * cfg.words_per_column):
+                out[k] = int.from_bytes(b"\x01" * 8, "little")
+    return np.array(out, dtype=np.uint64)
+
+
+# Exercised ADC range (adc_rows / adc_bits) against golden.cim.program_activity, per token.
+# Hand check (small tile, m = 16, b = 4): every read column of a Monarch step holds one
+# b x b block, so 4 fired rows carry a nonzero weight -> adc_rows 4, adc_bits
+# ceil(log2(4 + 1)) = 3; a zeroed block row leaves 3 rows (2 bits: log2(3 + 1) = 2);
+# linear with all-ones tiles fires all 16 rows onto nonzero cells -> 16 rows, 5 bits.
+@pytest.mark.parametrize("case", ["dense", "dense3", "sparse", "linear", "zeros", "linear_ones"])
+def test_small_tile_reports_exercised_adc_range(case):
+    cfg = CONFIGS["small"]
+    rng = np.random.default_rng(11)
+    b, K, strategy = 4, 1, {"dense3": "dense", "zeros": "dense",
+                            "linear_ones": "linear"}.get(case, case)
+    if case == "dense3":
+        K = 3
+    mons = [gm.random_monarch(b, rng, mid=("requant", 400, 14)) for _ in range(K)]
+    if case == "zeros":
+        # every R block loses its input 1 and every L block its inputs 0 and 3 (blocks are
+        # [out, in] and stored transposed: an input is a row), so each column of a stage-R
+        # step fires 3 nonzero rows and of a stage-L step 2: token max 3 -> 2 bits
+        R, L = mons[0].R.copy(), mons[0].L.copy()
+        R[:, :, 1] = 0
+        L[:, :, 0] = L[:, :, 3] = 0
+        mons = [gm.Monarch(L, R, mons[0].mid_mode, mons[0].out_mode)]
+    xs = [rng.integers(-128, 128, size=b * b).astype(np.int8) for _ in range(2)]
+    mp = gc.map_monarch(b * b, b, cfg.m, strategy, matrices=K)
+    words = gc.encode_program(mp, mons, 2, cfg).words
+    if case == "linear_ones":
+        words = _ones_weights(words, cfg)
+    beats = gc.pack_inputs(xs * K, b, cfg)
+    want = gc.program_activity(words, cfg, beats)
+    adc = []
+    out, _, _, st = run_pysim(cfg, words, beats, adc=adc)
+    assert st["error"] == 0
+    got = _per_token(adc, b * b // cfg.lanes)
+    assert [r for r, _ in got] == list(want.tokens)
+    assert [bb for _, bb in got] == list(want.bits)
+    expect = {"linear_ones": 16, "zeros": 3}.get(case, 4)
+    assert max(want.tokens) == expect
+    assert gc.rows_bits(expect) == {16: 5, 4: 3, 3: 2}[expect]
+    # the design figure (fired rows holding a stored cell) bounds what is exercised, and
+    # equals it when no stored weight is zero
+    design = gc.evaluate(b * b, b, cfg.m, strategy, matrices=K, config=cfg)
+    assert max(want.tokens) <= max(s.rows_per_col for s in monarch_steps(mp, cfg))
+    if case == "zeros":
+        assert sorted(set(want.steps)) == [2, 3] and design.adc_bits == 3
+    elif case == "linear":
+        assert design.adc_bits == 5       # a naive tile stores all 16 rows of a column
+    else:
+        assert design.adc_bits == gc.rows_bits(max(want.tokens))

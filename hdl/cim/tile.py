@@ -54,6 +54,11 @@ class CIMTile(wiring.Component):
     error, error_code : sticky status (``golden.cim.ERRORS``).
     phase : 0 idle, 1 stage R (after INPUT), 2 stage L (after MID).
     steps : STEP instructions executed since reset/clear.
+    adc_rows, adc_bits : the ADC range the current (or last) token exercised: over its
+        STEPs and the columns they read, the largest number of fired rows whose cell
+        holds a nonzero weight, and ``ceil(log2(adc_rows + 1))`` (the bits an analog
+        macro with 1-bit inputs and cells needs for it; ``golden.cim.program_activity``).
+        Reset by INPUT and ``clear``; computed beside the dot products (no extra cycle).
     """
 
     def __init__(self, config: CIMConfig):
@@ -69,6 +74,8 @@ class CIMTile(wiring.Component):
             "error_code": Out(4),
             "phase": Out(2),
             "steps": Out(32),
+            "adc_rows": Out(range(m + 1)),
+            "adc_bits": Out(range(m.bit_length() + 1)),
         })
 
     def elaborate(self, platform):
@@ -125,9 +132,14 @@ class CIMTile(wiring.Component):
         pend = Signal()                  # OUTPUT: c_rd.data holds an unsent beat
         pend_chunk = Signal(range(max(2, G)))
 
+        adc_rows = Signal(range(m + 1))  # exercised ADC range of the current token
         d.comb += [self.busy.eq((state != S_FETCH) & (state != S_ERROR)),
                    self.error.eq(state == S_ERROR), self.error_code.eq(err_code),
-                   self.phase.eq(phase), self.steps.eq(steps)]
+                   self.phase.eq(phase), self.steps.eq(steps), self.adc_rows.eq(adc_rows)]
+        with mod.Switch(adc_rows):       # adc_bits = bit length of adc_rows
+            for v in range(m + 1):
+                with mod.Case(v):
+                    d.comb += self.adc_bits.eq(v.bit_length())
 
         # ------------------------------------------------------------ derived from b
         b_full = Signal(BMAX)            # (1 << b) - 1: every slot of a vector
@@ -255,6 +267,25 @@ class CIMTile(wiring.Component):
             dot = Signal(signed(32), name=f"dot{j}")
             d.comb += dot.eq(tree_sum(prods))
             dots.append(dot)
+        # exercised ADC range: per read lane, the fired rows whose cell is nonzero
+        csel = Signal(p)
+        d.comb += csel.eq(colsel.word_select(gcur, p))
+        lane_rows = []
+        for j in range(p):
+            base = j * m * 8
+            nzr = [rowsel[r] & w_rd.data[base + 8 * r:base + 8 * r + 8].any() for r in range(m)]
+            lrows = Signal(range(m + 1), name=f"adc_rows{j}")
+            d.comb += lrows.eq(Mux(csel[j], tree_sum(nzr), 0))
+            lane_rows.append(lrows)
+        while len(lane_rows) > 1:
+            nxt = []
+            for a, b_ in zip(lane_rows[0::2], lane_rows[1::2]):
+                mx = Signal(range(m + 1))
+                d.comb += mx.eq(Mux(a > b_, a, b_))
+                nxt.append(mx)
+            lane_rows = nxt + lane_rows[len(lane_rows) & ~1:]
+        group_rows = lane_rows[0]
+
         # one Signal per wide select: the accumulator line is m*32 bits wide and Amaranth
         # lowers an expression once per use (a variable part-select per use, each as wide
         # as the whole line)
@@ -325,7 +356,7 @@ class CIMTile(wiring.Component):
                                            state.eq(S_LOADW)]
                             with mod.Case(gc.OP_INPUT):
                                 d.sync += [cnt.eq(0), written.eq(0), phase.eq(1),
-                                           state.eq(S_INPUT)]
+                                           adc_rows.eq(0), state.eq(S_INPUT)]
                             with mod.Case(gc.OP_STEP):
                                 d.sync += [i_array.eq(f_array), i_act.eq(f_act),
                                            i_acc.eq(f_acc), i_rmask.eq(f_rmask),
@@ -375,6 +406,8 @@ class CIMTile(wiring.Component):
 
             with mod.Case(S_STEP):
                 d.comb += [c_wr.addr.eq(i_acc), c_wr.data.eq(step_wdata), c_wr.en.eq(step_wen)]
+                with mod.If(group_rows > adc_rows):
+                    d.sync += adc_rows.eq(group_rows)
                 with mod.If(gleft != 0):
                     d.comb += [w_rd.addr.eq((i_array << LOGG) | next_g), w_rd.en.eq(1)]
                     d.sync += [gcur.eq(next_g), gleft.eq(gleft & ~(Const(1, G) << next_g))]
@@ -412,5 +445,5 @@ class CIMTile(wiring.Component):
 
         with mod.If(self.clear):
             d.sync += [state.eq(S_FETCH), err_code.eq(0), phase.eq(0), cfg_valid.eq(0),
-                       written.eq(0), steps.eq(0), pend.eq(0)]
+                       written.eq(0), steps.eq(0), pend.eq(0), adc_rows.eq(0)]
         return mod
