@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import importlib
 
-from golden.sptc import OUT_SKID_DEPTH
+from golden.sptc import SpTCConfig
 
 from .core import Proof
 from .engines import EngineHarness
 from .streams import FifoHarness, SkidHarness
+
+OUT_SKID_DEPTH = SpTCConfig().out_skid_depth     # the SpTC's output skid buffer
 
 
 def _engine(name: str, config: str, formal: bool = False, bug: str = ""):

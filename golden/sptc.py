@@ -53,11 +53,6 @@ def _pow2(v: int) -> bool:
     return v >= 1 and (v & (v - 1)) == 0
 
 
-# MULT18X18D blocks of the LFE5U-85F, the FPGA the flow targets (synth/flow.py);
-# sets the default of SpTCConfig.requant_hi_dsp.
-ECP5_85K_MULT18 = 156
-
-
 @dataclass(frozen=True)
 class SpTCConfig:
     """Parameters of one Sparse Tensor Core build.
@@ -81,16 +76,20 @@ class SpTCConfig:
     drain_rows
         Output rows per beat of the ``res`` stream (1, 2 or 4). The last tile of
         a job drains after its last beat, so this is a per-job overhead: 2 halves
-        it. Each lane has its own requantizer (see ``requant_hi_dsp``).
-    requant_hi_dsp
-        How each output lane multiplies the accumulator's high bits (17 and up)
-        by the requant multiplier; the low 17 bits always use one MULT18X18D.
-        True: a second MULT18X18D per lane, so every multiply is in a DSP block.
-        False: a few shifted adds in LUTs. None (the default) picks True when the
-        PE array's and the lanes' multipliers fit the ECP5-85k's DSP blocks,
-        ``2*rows*cols + 2*drain_rows*cols <= ECP5_85K_MULT18`` (156): the 4 x 4
-        build needs 48, the 8 x 8 default 128 + 32 = 160, so its lanes use LUTs.
-        Results and cycle counts are the same either way.
+        it. Each lane has its own requantizer.
+    pe_stages, route_stages, out_stages, ctrl_lag
+        Pipeline depths of the RTL (``hdl.sptc``) the cycle model counts:
+        ``pe_stages`` from the issue register to the accumulator (s1, s1b, s1c,
+        s1d, s2, s3, s4), ``route_stages`` from the flush registers to the store
+        (a copy per part of the store, the OR onto each store row),
+        ``out_stages`` of each output lane (``hdl.outstage.OutputStage``'s SpTC
+        schedule), ``ctrl_lag`` the register levels between the store/drain
+        controller's decision (taken at s3) and the store, drain and lanes.
+        The RTL is built for these values and rejects others.
+    out_fifo_depth, out_skid_depth
+        Entries of the output FIFO (the controller's credits for drain beats)
+        and of the skid buffer behind its read register (full rate needs 3: a
+        beat holds its place from the FIFO read until ``res`` takes it, plus one).
     """
 
     rows: int = 8
@@ -101,7 +100,12 @@ class SpTCConfig:
     samoyeds_nm: tuple = ((1, 2), (2, 4), (4, 8))
     sel_lanes: int | None = None
     drain_rows: int = 2
-    requant_hi_dsp: bool | None = None
+    pe_stages: int = 7
+    route_stages: int = 2
+    out_stages: int = 7
+    ctrl_lag: int = 4
+    out_fifo_depth: int = 16
+    out_skid_depth: int = 3
 
     def __post_init__(self):
         if self.sel_lanes is None:
@@ -121,12 +125,13 @@ class SpTCConfig:
         if self.drain_rows not in (1, 2, 4):
             raise FormatError(f"drain_rows: {self.drain_rows} must be 1, 2 or 4")
         object.__setattr__(self, "samoyeds_nm", tuple(tuple(p) for p in self.samoyeds_nm))
-        if self.requant_hi_dsp is None:
-            dsps = 2 * self.rows * self.cols + 2 * self.drain_rows * self.cols
-            object.__setattr__(self, "requant_hi_dsp", dsps <= ECP5_85K_MULT18)
-        elif not isinstance(self.requant_hi_dsp, bool):
-            raise FormatError(f"requant_hi_dsp: {self.requant_hi_dsp!r} must be True, False "
-                              f"or None")
+        for name in ("pe_stages", "route_stages", "out_stages", "ctrl_lag", "out_fifo_depth",
+                     "out_skid_depth"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 1):
+                raise FormatError(f"{name}: {v!r} must be a positive integer")
+        if self.pe_stages + self.route_stages < self.ctrl_lag:
+            raise FormatError(f"ctrl_lag: {self.ctrl_lag} exceeds pe_stages + route_stages")
         for n, m in self.samoyeds_nm:
             if not (_pow2(n) and _pow2(m) and n < m and m <= 16 and self.rows % n == 0):
                 raise FormatError(f"samoyeds_nm: ({n}, {m}) unsupported: need N < M <= 16, powers "
@@ -304,20 +309,6 @@ def load_regs(x_shape) -> dict:
 
 CHECK_CYCLES = 1      # after start: the job registers are checked, the counters' ends derived
 LOAD_OVERHEAD = 1     # the cycle that notices the last beat and raises done
-PE_STAGES = 7         # s1 (beat, activation banks addressed), s1b (activations registered),
-                      # s1c (per-PE operand copies), s1d (select, in the fabric), s2 (the
-                      # DSPs' input registers), s3 (products), s4 (their sum); then acc
-ROUTE_STAGES = 2      # flush registers -> copies (one per half of the store) -> the OR onto
-                      # each store row (registered beside it)
-OUT_STAGES = 7        # the drain row's copy beside its lane, x mult (DSP lo / LUT hi
-                      # partials), + rounding / hi sum, + hi << 17, saturation flags +
-                      # coarse shift, fine shift + flags OR-ed, select
-CTRL_LAG = 4          # the store/drain controller decides at s3; its decisions reach the
-                      # store, drain and output lanes through 4 register levels
-OUT_FIFO_DEPTH = 16   # output FIFO entries (the controller's credits for drain beats)
-OUT_SKID_DEPTH = 3    # the skid buffer behind the FIFO's read register (full rate needs 3:
-                      # a beat holds its place from the FIFO read until res takes it + 1)
-
 
 def store_rows_per_tile(cfg: SpTCConfig, mode: str, n: int = 1, mm: int = 1) -> int:
     return cfg.rows * mm // n if mode == "samoyeds" else cfg.rows
@@ -335,8 +326,7 @@ def predict_job_cycles(cfg: SpTCConfig, job: Job) -> int:
     v_steps = r["v_steps"] if job.mode == "samoyeds" else k_steps
     spr = store_rows_per_tile(cfg, job.mode, r["sam_n"], r["sam_m"])
     drains = [min(spr, r["m_rows"] - rt * spr) for rt in range(r["n_row_tiles"])]
-    return step_model(k_steps, v_steps, r["n_row_tiles"], r["n_sel"], cfg.cols, drains,
-                      cfg.sel_lanes, cfg.drain_rows)
+    return step_model(cfg, k_steps, v_steps, r["n_row_tiles"], r["n_sel"], drains)
 
 
 def predict_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
@@ -356,8 +346,7 @@ def predict_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
     n_rt = -(-data_rows // cfg.rows)
     spr = store_rows_per_tile(cfg, mode, n, mm)
     drains = [min(spr, m - rt * spr) for rt in range(n_rt)]
-    return step_model(k_steps, v_steps, n_rt, tokens, cfg.cols, drains,
-                      cfg.sel_lanes, cfg.drain_rows)
+    return step_model(cfg, k_steps, v_steps, n_rt, tokens, drains)
 
 
 def ideal_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
@@ -373,8 +362,8 @@ def ideal_cycles(cfg: SpTCConfig, mode: str, m: int, k: int, tokens: int,
     return m * k * tokens * density / cfg.peak_macs
 
 
-def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
-               drains: list[int], sel_lanes: int = 1, drain_rows: int = 1) -> int:
+def step_model(cfg: SpTCConfig, k_steps: int, v_steps: int, n_rt: int, n_sel: int,
+               drains: list[int]) -> int:
     """Cycle-level model of the RTL's control and pipeline with no stream stalls.
 
     It steps the same stages as the hardware (docs/sptc.md): SEL load
@@ -386,8 +375,9 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     has (a flush that finds the store still holding a finished tile the drain
     bank cannot take). It counts what the RTL's ``cycles`` register counts
     (the CHECK cycle after start, then the job):
-    every cycle from start until done.
+    every cycle from start until done. The pipeline depths are ``cfg``'s.
     """
+    cols, sel_lanes, drain_rows = cfg.cols, cfg.sel_lanes, cfg.drain_rows
     if k_steps < 1 or v_steps < 1 or k_steps % v_steps or n_rt < 1 or len(drains) != n_rt \
             or min(drains) < 1:
         raise FormatError(f"cycle model: inconsistent job (k_steps={k_steps}, v_steps={v_steps}, "
@@ -397,9 +387,9 @@ def step_model(k_steps: int, v_steps: int, n_rt: int, n_sel: int, cols: int,
     state = "SEL" if n_sel else "WAIT"
     cnt = beat = vb = rt = tt = 0
     # (blast, tlast, rt) per stage before the store controller takes the flush
-    pe = [None] * (PE_STAGES + ROUTE_STAGES - CTRL_LAG)
+    pe = [None] * (cfg.pe_stages + cfg.route_stages - cfg.ctrl_lag)
     f = None                    # the flush register
-    out = [False] * (CTRL_LAG + OUT_STAGES)  # drain beats on their way to the output FIFO
+    out = [False] * (cfg.ctrl_lag + cfg.out_stages)  # drain beats on their way to the output FIFO
     store_full, store_rt, drain_left, skid_o = False, 0, 0, False
     fifo_v = rd_v = False       # a beat in the output FIFO / in its read register
     pend = 0                    # tiles started and not yet drained

@@ -56,6 +56,9 @@ class Target:
 ECP5 = Target("ecp5")
 TARGETS = {"generic": None, "ecp5": ECP5}
 
+# MULT18X18D blocks of the LFE5U-85F, the FPGA the flow targets (synth/flow.py).
+ECP5_85K_MULT18 = 156
+
 
 def is_ecp5(platform) -> bool:
     """Whether ``elaborate(platform)`` builds the ECP5 flavour (the primitives below).

@@ -90,3 +90,49 @@ def test_helpers_match_python():
     sim = Simulator(m)
     sim.add_testbench(tb)
     sim.run()
+
+
+@pytest.mark.parametrize("acc_bits,hi_dsp", [(22, True), (22, False), (24, False), (24, True)])
+def test_lane_schedule_matches_numerics(acc_bits, hi_dsp):
+    """The SpTC lane schedule (stages=7, both forms of the high multiply): a new
+    accumulator every cycle, each result 7 cycles later, as apply_out computes it."""
+    from hdl.outstage import LANE_STAGES, lane_t_width
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    acc = np.concatenate([np.random.default_rng(acc_bits).integers(lo, hi + 1, 60),
+                          [0, 1, -1, 127, 128, -128, -129, lo, hi, 1 << 16, (1 << 17) - 1]])
+    dut = OutputStage(stages=LANE_STAGES, acc_bits=acc_bits, hi_dsp=hi_dsp)
+    tw = lane_t_width(acc_bits)
+    got = {}
+
+    async def tb(ctx):
+        for out, code, mult, shift in MODES:
+            ctx.set(dut.mode, code)
+            ctx.set(dut.mult, mult)
+            ctx.set(dut.shift, shift)
+            # the per-job constants, computed here from their definition
+            ctx.set(dut.rnd, (1 << (shift - 1)) if shift else 0)
+            ctx.set(dut.sat_mask, sum(1 << j for j in range(tw - 7) if j >= shift))
+            for _ in range(3):                  # the lane's copies of the job constants
+                await ctx.tick()
+            vals = []
+            for i in range(len(acc) + LANE_STAGES):
+                ctx.set(dut.acc, int(acc[min(i, len(acc) - 1)]))
+                if i >= LANE_STAGES:
+                    vals.append(ctx.get(dut.out))
+                await ctx.tick()
+            got[str(out)] = vals
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    for out, _, _, _ in MODES:
+        exp = apply_out(acc.astype(np.int64), out).astype(np.int64).tolist()
+        assert got[str(out)] == exp, (acc_bits, hi_dsp, out)
+
+
+def test_lane_schedule_refuses_other_widths():
+    with pytest.raises(ValueError, match="lane schedule"):
+        OutputStage(stages=7, acc_width=24)
+    with pytest.raises(ValueError, match="stages"):
+        OutputStage(stages=6)

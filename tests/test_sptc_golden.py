@@ -1,4 +1,6 @@
 """SpTC tiling API and cycle model (pure Python, no simulator)."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -107,19 +109,20 @@ def test_config_rejects_unbuildable():
         gs.SpTCConfig(rows=4, samoyeds_nm=((8, 16),))
     with pytest.raises(FormatError, match="max_sel"):
         gs.SpTCConfig(max_sel=12)
-    with pytest.raises(FormatError, match="requant_hi_dsp: 1 "):
-        gs.SpTCConfig(requant_hi_dsp=1)
+    with pytest.raises(FormatError, match="out_stages"):
+        gs.SpTCConfig(out_stages=0)
+    with pytest.raises(FormatError, match="ctrl_lag"):
+        gs.SpTCConfig(pe_stages=1, route_stages=1)
 
 
-def test_requant_hi_dsp_follows_the_ecp5_dsp_budget():
-    """The lanes' second DSP is the default only where PE + lane multipliers fit the
-    ECP5-85k's 156 MULT18X18D (PE array 2*rows*cols, lanes 2*drain_rows*cols)."""
-    assert gs.ECP5_85K_MULT18 == 156
-    assert CFG.requant_hi_dsp is True                               # 32 + 16
-    assert gs.SpTCConfig().requant_hi_dsp is False                  # 128 + 32 = 160
-    assert gs.SpTCConfig(drain_rows=1).requant_hi_dsp is True       # 128 + 16 = 144
-    assert gs.SpTCConfig(requant_hi_dsp=True).requant_hi_dsp is True
-    assert gs.SpTCConfig(rows=4, cols=4, requant_hi_dsp=False).requant_hi_dsp is False
+def test_cycle_model_follows_the_pipeline_depths():
+    """The cycle model counts the config's pipeline depths: one more output stage or
+    PE stage is one more cycle per job (the last tile's drain follows them)."""
+    job = dict(mode="2:4", m=8, k=64, tokens=8)
+    base = gs.predict_cycles(CFG, **job)
+    for field in ("out_stages", "pe_stages", "route_stages"):
+        deeper = dataclasses.replace(CFG, **{field: getattr(CFG, field) + 1})
+        assert gs.predict_cycles(deeper, **job) == base + 1, field
 
 
 def test_cycle_model_shape():

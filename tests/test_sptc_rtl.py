@@ -13,7 +13,7 @@ import pytest
 import golden
 from golden import sptc as gs
 from hdl.sptc import CONFIGS
-from sim import traces
+from golden import trace as traces
 from sim.sptc import JobSpec, run, run_batch
 
 CFG = CONFIGS["small"]
@@ -140,7 +140,7 @@ def bad_jobs(seed):
 
 
 def config_cases(w24, wsam):
-    """One MATMUL job per check of the SpTC's CHECK cycle (hdl/sptc/core.py ``chk_*``),
+    """One MATMUL job per check of the SpTC's CHECK cycle (hdl/sptc/control.py ``chk_*``),
     each breaking exactly that check on an otherwise good job: (tag, weight, mutate)."""
     def set_reg(**kw):
         return lambda job: job.regs.update(kw)

@@ -1,7 +1,6 @@
 """Engine 1: the Sparse Tensor Core with dual-side structured sparsity (Samoyeds)."""
-from golden.sptc import SpTCConfig
-
-from .core import SparseTensorCore, lane_layout, result_layout, sel_layout, weight_layout
+from .config import SpTCConfig, lane_layout, result_layout, sel_layout, weight_layout
+from .core import SparseTensorCore
 
 MODULE_NAME = "moe_sptc"
 CONFIGS = {
