@@ -56,7 +56,7 @@ class Target:
 ECP5 = Target("ecp5")
 TARGETS = {"generic": None, "ecp5": ECP5}
 
-# MULT18X18D blocks of the LFE5U-85F, the FPGA the flow targets (synth/flow.py).
+# MULT18X18D blocks of the LFE5U-85F, the FPGA the flow targets (synth/nextpnr.py).
 ECP5_85K_MULT18 = 156
 
 
