@@ -384,7 +384,7 @@ if cocotb is not None:
         await h.start()
         sb = Scoreboard("cim")
         rec = {"costs": [], "cost_ops": [], "offsets": [0], "total": [], "steps": [],
-               "adc_rows": []}
+               "adc_rows": [], "adc_bits": []}
 
         async def pulse_clear():
             dut.clear.value = 1
@@ -470,7 +470,10 @@ if cocotb is not None:
             sb.check(f"{j.name}: ADC range", got_adc == [(r, gc.rows_bits(r)) for r in want],
                      f"adc_rows/adc_bits per token {got_adc} != golden "
                      f"{[(r, gc.rows_bits(r)) for r in want]}")
-            rec["adc_rows"].append(max(want, default=0))
+            # what the tile reported (the largest range over the job's result beats)
+            seen = all(t is not None for t in got_adc)
+            rec["adc_rows"].append(max((t[0] for t in got_adc), default=0) if seen else -1)
+            rec["adc_bits"].append(max((t[1] for t in got_adc), default=0) if seen else -1)
             if bad or j.clear_after:
                 await pulse_clear()
 
@@ -488,5 +491,6 @@ if cocotb is not None:
                      offsets=np.array(rec["offsets"], dtype=np.int64),
                      total=np.array(rec["total"], dtype=np.int64),
                      steps=np.array(rec["steps"], dtype=np.int64),
-                     adc_rows=np.array(rec["adc_rows"], dtype=np.int64))
+                     adc_rows=np.array(rec["adc_rows"], dtype=np.int64),
+                     adc_bits=np.array(rec["adc_bits"], dtype=np.int64))
         sb.assert_clean()

@@ -229,7 +229,40 @@ def test_sim_run_other_engines(engine, tmp_path, capsys, monkeypatch):
         assert not list(run_dir.glob("*.fst"))
     else:
         assert "waveform" not in rep["files"]
+        _check_cim_report(run_dir, rep, out)
     assert (run_dir / "cycles.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _check_cim_report(run_dir, rep, out):
+    """The CIM run's report beside the evaluation model (sim/runners/cim_report.py): RTL
+    cycles and exercised ADC range equal the model's on every job, the figures of every
+    mapping, the SVG pictures written, parseable and linked from report.md."""
+    import xml.etree.ElementTree as ET
+
+    from golden import cim as gc
+    assert rep["checks"] == {"adc_ok": True, "cycles_ok": True}
+    assert [j["strategy"] for j in rep["jobs"]] == ["linear", "sparse", "dense"]
+    for j in rep["jobs"]:
+        assert (j["adc_rows_rtl"], j["adc_bits_rtl"]) == (j["adc_rows_model"],
+                                                          j["adc_bits_model"])
+        assert j["adc_rows_model"] <= j["adc_rows_design"]
+        assert j["cycles"] == j["model_cycles"]
+        assert j["cycles_per_token"] == j["model_cycles_per_token"]
+    ev = rep["evaluation"]
+    assert sorted(ev) == sorted(gc.MAPPINGS)
+    for k in ("arrays", "utilization", "footprint_reduction", "flop_reduction", "adc_bits",
+              "cycles", "energy_total_pj", "speedup", "energy_gain"):
+        assert all(k in e for e in ev.values()), k
+    assert ev["dense"]["cycles"] == rep["jobs"][2]["model_cycles_per_token"]
+    md = (run_dir / "report.md").read_text()
+    assert "**Exercised ADC range, RTL = model on every job:** yes" in md
+    assert "ADC range     yes" in out
+    assert sorted(rep["evaluation_layer"]) == sorted(gc.MAPPINGS)
+    for name in ("placement_linear", "placement_sparse", "placement_dense", "mappings",
+                 "placement_layer_sparse", "placement_layer_dense", "layer_mappings"):
+        svg = run_dir / f"{name}.svg"
+        assert ET.parse(svg).getroot().tag.endswith("svg"), name
+        assert f"]({svg.name})" in md and rep["files"][name] == str(svg)
 
 
 def test_missing_waveform_is_a_clear_error(tmp_path):

@@ -27,12 +27,22 @@ token through one matrix (INPUT + stage-R steps + MID + stage-L steps + OUTPUT),
 * ``cycles_source == "rtl"``: measured in Verilator (cocotb, no stalls) on the simulated
   ``default`` tile (64 x 64 arrays, lanes 8, 64 arrays, n <= 1024) wherever the mapping
   fits it: every m = 64 row with n <= 1024 and at most 64 arrays. The bench asserts the
-  measured total equal to the model's (``model_cycles`` is printed beside it).
+  measured total equal to the model's (``model_cycles`` is printed beside it), and
+  records the exercised ADC range (``adc_rows_rtl``/``adc_bits_rtl``: the largest over the
+  job's tokens, which the cocotb bench checks against ``golden.cim.program_activity``).
 * ``cycles_source == "model"``: the cycle model (``golden.cim.token_cycles``), which the
   regression proves equal to the RTL instruction by instruction
   (tests/test_cim_rtl.py::test_cim_cycles_match_model).
 
-Run: ``python -m sim.bench cim`` (``--quick``: RTL rows at n = 256 only).
+The evaluation tables (``kind`` "eval" rows, :mod:`sim.bench.cim_eval`): per mapping
+(unfactored dense weights, linear, SparseMap, DenseMap) arrays, utilization, footprint and
+FLOP reduction, ADC bits, cycles and energy per token, beside the paper's claims
+("paper" rows), for one matrix per (n, b, m) and one MoE layer of every model preset;
+also as markdown in ``build/bench/cim.md``. The utilization/cycle rows above are
+``kind`` "mapping".
+
+Run: ``python -m sim.bench cim`` (``--quick``: RTL rows at n = 256 only, preset layers
+of the four kit presets on 128 x 128 arrays only).
 """
 from __future__ import annotations
 
@@ -41,7 +51,7 @@ import numpy as np
 from golden import cim as gc
 from golden import monarch as gm
 
-from . import BENCH_DIR, table, write_rows
+from . import BENCH_DIR, cim_eval, table, write_rows
 
 SWEEP_N = (256, 1024, 4096)
 SWEEP_M = (64, 128, 256)
@@ -67,8 +77,9 @@ def _row(mp: gc.Mapping, config: gc.CIMConfig, workload: str) -> dict:
     c = gm.counts(mp.n, mp.b)
     steps0 = [s for s in mp.steps if s.matrix == 0]
     cyc = gc.token_cycles(mp, config)
-    return dict(n=mp.n, b=mp.b, array_size=mp.array_size, strategy=mp.strategy,
-                workload=workload, matrices=mp.matrices, lanes=config.lanes,
+    return dict(kind="mapping", n=mp.n, b=mp.b, array_size=mp.array_size,
+                strategy=mp.strategy, workload=workload, matrices=mp.matrices,
+                lanes=config.lanes,
                 utilization=mp.utilization, util_bound=mp.util_bound, arrays=mp.arrays,
                 min_arrays=mp.min_arrays, dense_arrays=mp.dense_arrays,
                 array_reduction_vs_dense=1 - mp.arrays / mp.dense_arrays,
@@ -126,9 +137,11 @@ def measure_rtl(maps: list[gc.Mapping], cfg: gc.CIMConfig, config_name: str = "d
         model_total = gc.program_cycles(mp, cfg, tokens[i])
         if total != model_total:
             raise AssertionError(f"{jobs[i].name}: RTL {total} != model {model_total} cycles")
+        rows = int(res["adc_rows"][i])
         out.append(dict(cycles=(total - load - cfgc) / (tokens[i] * mp.matrices),
                         load_cycles=load, rtl_total_cycles=total,
-                        model_total_cycles=model_total, rtl_tokens=tokens[i] * mp.matrices))
+                        model_total_cycles=model_total, rtl_tokens=tokens[i] * mp.matrices,
+                        adc_rows_rtl=rows, adc_bits_rtl=int(res["adc_bits"][i])))
     return out
 
 
@@ -200,7 +213,10 @@ def preset_layer_means() -> dict[str, float]:
 
 def main(quick: bool = False) -> list[dict]:
     rows = build_rows(quick)
-    path = write_rows("cim", rows)
+    evals = cim_eval.build(quick)
+    path = write_rows("cim", rows + evals)
+    md = BENCH_DIR / "cim.md"
+    md.write_text(cim_eval.markdown(evals))
     print(table(rows, ["n", "b", "array_size", "workload", "matrices", "strategy",
                        "utilization", "util_bound", "arrays", "min_arrays", "dense_arrays",
                        "steps", "cycles", "model_cycles", "load_cycles", "cycles_source"],
@@ -253,8 +269,12 @@ def main(quick: bool = False) -> list[dict]:
     rtl = [r for r in rows if r["cycles_source"] == "rtl"]
     print(f"RTL-measured rows: {len(rtl)} (default tile, Verilator), every total equal to the "
           f"model: {all(r['rtl_total_cycles'] == r['model_total_cycles'] for r in rtl)}")
-    print(f"written {path}")
-    return rows
+    print("\nPer mapping, as the paper evaluates it (golden.cim.evaluate_all; per token "
+          "through every matrix mapped; ratios vs the unfactored matrix; presets on 128 x 128 "
+          f"arrays here, every table with the paper's figures in {md.name}):")
+    print(cim_eval.console(evals))
+    print(f"written {path}, {md}")
+    return rows + evals
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 step's tokens, under each mapping (linear, SparseMap, DenseMap); outputs compared with
 the golden program interpreter and the factored Monarch matmul, and (without
 ``--stalls``) every instruction's cycle cost with the cycle model. Jobs are
-``tb.cim.Job``.
+``tb.cim.Job``. The report (:mod:`.cim_report`) sets the jobs beside the evaluation
+model: cycles and the exercised ADC range (RTL against model: a difference fails the
+run), and per mapping arrays, utilization, footprint, FLOPs, ADC bits, cycles and energy
+per token, with placement pictures.
 """
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from pathlib import Path
 from golden.errors import FormatError
 
 from .. import runopts
-from .base import (NOTHING, Plan, Runner, RunResult, find_wave, load_trace, trace_info,
-                   unit_summary)
+from .base import (NOTHING, Plan, Runner, RunResult, find_wave, load_trace, print_files,
+                   trace_info)
 
 
 class CIMRunner(Runner):
@@ -58,7 +61,11 @@ class CIMRunner(Runner):
                                                  checked=checked))
 
     def execute(self, plan, run_dir) -> RunResult:
+        from hdl.cim import CONFIGS
         from tb.cocotb_run import SimulationError
+
+        from ..bench.cim_eval import PROJECTIONS
+        from .cim_report import checks, job_figures
         d = plan.data
         args, trace, jobs, checked = d["args"], d["trace"], d["jobs"], d["checked"]
         (run_dir / "sim").mkdir()
@@ -74,32 +81,59 @@ class CIMRunner(Runner):
             verdict, failure = False, str(exc)
         if verdict and not checked:
             verdict, failure = False, NOTHING
-        rows = [dict(job=j.name, cycles=int(res["total"][i]), steps=int(res["steps"][i]))
-                for i, j in enumerate(jobs)] if res else []
+        rows = job_figures(jobs, res, CONFIGS["default"], args.stalls)
+        chk = checks(rows)
         notes = [f"outputs ({checked} values) compared with the golden program interpreter "
                  "(golden.cim.execute) and with the factored Monarch matmul; without --stalls "
-                 "every instruction's cycle cost is compared with the cycle model"]
+                 "every instruction's cycle cost is compared with the cycle model",
+                 "exercised ADC range (adc_rows/adc_bits) of every token compared with "
+                 "golden.cim.program_activity by the bench; the report compares each job's "
+                 "again and fails the run if they differ"]
         info = dict(engine="cim", config="default", simulator=args.simulator, seed=args.seed,
                     stalls=args.stalls, job=d["base"].name,
                     checked_values=checked if verdict else 0,
                     wall_seconds=round(time.time() - t0, 1))
+        ran = [r for r in rows if "cycles" in r]
         return RunResult(
             bit_exact=verdict, failure=failure, checked=checked,
-            cycles=sum(r["cycles"] for r in rows), model_cycles=None, cycles_ok=True,
-            report=dict(config=info, trace=trace_info(trace), jobs=rows, notes=notes),
-            extra=dict(wave=find_wave(run_dir / "sim")))
+            cycles=sum(r["cycles"] for r in ran),
+            model_cycles=sum(r["model_cycles"] for r in ran) if ran else None,
+            cycles_ok=chk["adc_ok"] is not False and chk["cycles_ok"] is not False,
+            report=dict(config=info, trace=trace_info(trace), jobs=ran, notes=notes,
+                        checks=chk),
+            extra=dict(wave=find_wave(run_dir / "sim"), jobs=jobs, rows=rows,
+                       stalls=args.stalls,
+                       layer=(trace.num_experts + trace.num_shared) * len(PROJECTIONS)))
 
     def write_report(self, run_dir: Path, result: RunResult) -> dict:
-        from hdl.cim import MODULE_NAME
+        from hdl.cim import CONFIGS, MODULE_NAME
 
-        from .. import report
-        r = result.report
-        return report.write_generic(run_dir, "cim", MODULE_NAME, r["config"], r["trace"],
-                                    r["jobs"], ["job", "steps", "cycles"], result.bit_exact,
-                                    result.failure, result.extra["wave"], r["notes"])
+        from .cim_report import write
+        r, x = result.report, result.extra
+        return write(run_dir, MODULE_NAME, r["config"], r["trace"], x["jobs"], x["rows"],
+                     CONFIGS["default"], result.bit_exact, result.failure, x["wave"],
+                     r["notes"], x["stalls"], x["layer"])
 
     def summary(self, result, files) -> None:
-        unit_summary(self.title, result, files)
+        rows, chk = result.report["jobs"], result.report["checks"]
+        yes = lambda v: ("not compared (random stalls)" if v is None  # noqa: E731
+                         else ("yes" if v else "NO"))
+        print()
+        print(f"  jobs          {len(rows)}")
+        print(f"  {self.title} cycles {result.cycles}")
+        print("  bit-exact     " + (f"yes: all {result.checked} output values equal the "
+                                    "golden model" if result.bit_exact else "NO"))
+        if rows:
+            print("  ADC range     " + yes(chk["adc_ok"]) + ": RTL = model, rows/bits per job ("
+                  + ", ".join(f"{r['strategy']} {r['adc_rows_rtl']}/{r['adc_bits_rtl']} vs "
+                              f"{r['adc_rows_model']}/{r['adc_bits_model']}" for r in rows)
+                  + ")")
+            print("  cycles        " + yes(chk["cycles_ok"]) + ": RTL = cycle model, per token "
+                  "(" + ", ".join(f"{r['strategy']} {r['cycles_per_token']:g} vs "
+                                  f"{r['model_cycles_per_token']}" for r in rows) + ")")
+        if result.failure:
+            print("  failure       " + result.failure.splitlines()[0])
+        print_files(files, 22)
 
 
 RUNNER = CIMRunner()
