@@ -8,7 +8,7 @@ meant to, and are themselves checked against plain int64 dense references.
 Engine-specific models are sub-modules, imported lazily so that importing
 ``golden`` stays cheap: ``golden.sptc``, ``golden.duplex``, ``golden.pim``,
 ``golden.monarch``, ``golden.cim``, ``golden.ffn``, ``golden.schedule``, ``golden.moe``,
-``golden.trace`` (MoE routing traces).
+``golden.trace`` (MoE routing traces), ``golden.softmax``, ``golden.attention``.
 """
 import importlib
 
@@ -22,7 +22,8 @@ __all__ = [
     "Sparse24", "SamoyedsWeight", "check_sel", "prune_2to4", "prune_samoyeds", "ssmm",
 ]
 
-_SUBMODULES = {"sptc", "duplex", "pim", "monarch", "cim", "ffn", "schedule", "moe", "trace"}
+_SUBMODULES = {"sptc", "duplex", "pim", "monarch", "cim", "ffn", "schedule", "moe", "trace",
+               "softmax", "attention"}
 
 
 def __getattr__(name):
