@@ -1,5 +1,8 @@
 """Import routing recorded from a real model run as a routing trace.
 
+One file past 500 lines: every accepted dump layout's reader sits beside the one
+validation they share, so the contract of an import reads in one place.
+
 A recorded dump holds, per token, the top-k expert ids and gate weights a MoE
 layer's router chose (for instance the ``router_logits`` a Hugging Face MoE model
 returns with ``output_router_logits=True``, or ids/weights hooked out of its

@@ -1,5 +1,8 @@
 """Parallel sweep runner: a process pool by default, a Dask cluster when asked.
 
+One file past 500 lines: the pool and the Dask path share the point protocol,
+the retry/error capture and the grid CLI, which read best together.
+
     >>> from sim import sweep
     >>> rows = sweep.run(some_module.point, [dict(preset="mixtral-8x7b", seed=0), ...])
 

@@ -1,4 +1,4 @@
-"""Verilog generation, lint and the FPGA flow's synthesis smoke (issue 8).
+"""Verilog generation, lint and the FPGA flow's synthesis smoke.
 
 Every present engine's smallest configuration must emit Verilog that passes
 ``verilator --lint-only -Wall`` with only synth/lint_waivers.vlt, and must get
