@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import engines, flow, metrics, nextpnr, report, router, tools, yosys
+from synth import flow, metrics, nextpnr, report, router, tools, yosys
 from synth_fakes import REPORT, iter_line
 from synth.engines import Design
 
