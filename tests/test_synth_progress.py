@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import flow, nextpnr, report, tools, yosys
+from synth import flow, nextpnr, report, tools, verilog, yosys
 from synth.__main__ import main
 from synth_fakes import REPORT, iter_line
 
