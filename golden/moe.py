@@ -1,4 +1,4 @@
-"""The MoE layer top (issue 6): hardware configuration and the golden MoE layer.
+"""The MoE layer top: hardware configuration and the golden MoE layer.
 
 :class:`MoEConfig` is the one frozen dataclass the golden model, the schedule
 compiler (``golden.schedule``) and the Amaranth top (``hdl.moe``) all take.
@@ -63,6 +63,9 @@ class MoEConfig:
         Width of the descriptor's expert field (experts incl. shared < 2**bits).
     job_depth, tok_depth
         Per-unit descriptor queue and token-entry queue depths.
+    y_lanes
+        Output elements per beat of the top's ``y`` stream (a power of two <= max_hidden;
+        0: max_hidden, a whole row of the combine buffer per beat). See :attr:`lanes`.
     """
 
     sptc: SpTCConfig = SPTC_SMALL
@@ -72,6 +75,7 @@ class MoEConfig:
     expert_bits: int = 8
     job_depth: int = 4
     tok_depth: int = 32
+    y_lanes: int = 0
 
     def __post_init__(self):
         if not isinstance(self.sptc, SpTCConfig) or not isinstance(self.pim, PIMConfig):
@@ -90,10 +94,27 @@ class MoEConfig:
                               f"{self.sptc.max_k} (or 256)")
         if self.max_hidden > self.pim.max_k_words * self.pim.elems:
             raise FormatError(f"max_hidden: {self.max_hidden} exceeds the PIM's K capacity")
+        if self.y_lanes and not (_pow2(self.y_lanes) and self.y_lanes <= self.max_hidden):
+            raise FormatError(f"y_lanes: {self.y_lanes} must be 0 or a power of two "
+                              f"<= max_hidden {self.max_hidden}")
         if not 1 <= self.expert_bits <= 8:
             raise FormatError(f"expert_bits: {self.expert_bits} out of range 1..8")
         if self.job_depth < 2 or self.tok_depth < max(self.sptc.cols, self.pim.max_tokens):
             raise FormatError(f"job_depth/tok_depth: {self.job_depth}/{self.tok_depth} too small")
+
+    @property
+    def lanes(self) -> int:
+        """Output elements per ``y`` beat."""
+        return self.y_lanes or self.max_hidden
+
+    def drain_beats(self, hidden: int) -> int:
+        """``y`` beats per token: ``ceil(hidden / lanes)``."""
+        return -(-hidden // self.lanes)
+
+    def drain_cycles(self, T: int, hidden: int) -> int:
+        """The time model of the top's output drain: cycles from an END's first ``y``
+        beat to its last when ``y`` never stalls (one beat per cycle)."""
+        return T * self.drain_beats(hidden)
 
     @property
     def sptc_max_slots(self) -> int:

@@ -214,7 +214,8 @@ def prepare(mcfg, trace, step_i: int, *, seed: int, capacity: str, dispatch: str
                              decode_only=bool(r.bound.decode_only), dropped=int(enc["dropped"]),
                              padded=int(enc["padded"]), recompiled=bool(enc["recompiled"]),
                              model_sptc=int(enc["model_sptc"]), model_pim=int(enc["model_pim"]),
-                             model_load=int(model.load(mb.tokens))))
+                             model_load=int(model.load(mb.tokens)),
+                             model_drain=int(mcfg.drain_cycles(mb.tokens, h))))
     return dict(layer=layer, params=params, jobs=jobs, programs=programs, hidden=h,
                 policy=policy, recompiles=int(layer["recompiles"]))
 
@@ -311,6 +312,16 @@ def analyse(prep: dict, res: dict, stalls: bool) -> dict:
                                 f"{j['model_cycles']} + {SPTC_JOB_OVERHEAD} = {want}")
         else:
             j["check"] = "= model" if j["cycles"] == want else f"model +{j['cycles'] - want}"
+    # the output drain: one y beat per cycle when y never stalls (MoEConfig.drain_cycles)
+    drains = []
+    for i, p in enumerate(prep["programs"]):
+        if i >= len(res["first_y"]):
+            break
+        got = int(res["last_y"][i] - res["first_y"][i] + 1)
+        drains.append(got)
+        if not stalls and got != p["model_drain"]:
+            problems.append(f"program {i}: output drain {got} cycles, model "
+                            f"{p['model_drain']}")
     span = int(res["end"][-1]) if len(res["end"]) else 0
     units = {}
     for u in ("sptc", "pim"):
@@ -327,4 +338,5 @@ def analyse(prep: dict, res: dict, stalls: bool) -> dict:
                         tokens=sum(j["tokens"] for j in mine))
     return dict(jobs=jobs, units=units, span=span, problems=problems, cycles_ok=not problems,
                 compared_equal=sum(j.get("check") == "equal" for j in jobs),
+                drains=drains,
                 bounded=sum("check" in j for j in jobs))

@@ -233,6 +233,7 @@ def make_run(mcfg: gm.MoEConfig, layers: list[dict], *, bad: bool = True,
     if record and len(layers) != 1:
         raise ValueError(f"record: the bench records one layer, got {len(layers)}")
     arrays = {"n_layers": np.int64(len(layers)), "hidden_max": np.int64(mcfg.max_hidden),
+              "y_lanes": np.int64(mcfg.lanes),
               "record": np.int64(bool(record)), "n_bad": np.int64(0)}
     for li, L in enumerate(layers):
         p = f"l{li}_"

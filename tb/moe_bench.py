@@ -11,7 +11,8 @@ preamble and then each program: it drives the five input streams (StreamDrivers)
 with random valid/ready stalls (the classic uniform ones, or
 ``MOE_STALL_PROFILE``'s kind: a profile of its own per stream, :func:`stall_setup`),
 takes both outputs through StreamMonitors (the stream rules checked every cycle),
-and checks every output element (value, token, row) against the golden layer, the
+and checks every output beat (``y_lanes`` values of one token, its token and first
+row) and every output element against the golden layer, the
 ``trace`` stream against the program's schedule per unit and the sticky error
 status (:func:`check_step`). Each malformed input is then fed under the last
 layer's configuration: the error bits, that nothing wrong comes out and that the
@@ -48,11 +49,11 @@ def decode_trace(words: list[int]) -> list[tuple[int, int, int]]:
 
 
 def check_step(sb, tag: str, dut, y_words: list[int], y_exp: np.ndarray, hidden: int,
-               trace_words: list[int], trace_exp: np.ndarray) -> None:
+               lanes: int, trace_words: list[int], trace_exp: np.ndarray) -> None:
     """Scoreboard one program of the layer top: the outputs (:func:`check_outputs`), the
     executed schedule (per unit, the (unit, expert, slots) records of the ``trace`` stream
     in the program's order) and the sticky error status."""
-    check_outputs(sb, tag, y_words, y_exp, hidden)
+    check_outputs(sb, tag, y_words, y_exp, hidden, lanes)
     got = np.array(decode_trace(trace_words), np.int64).reshape(-1, 3)
     for u in (0, 1):
         a = got[got[:, 0] == u].tolist()
@@ -63,23 +64,47 @@ def check_step(sb, tag: str, dut, y_words: list[int], y_exp: np.ndarray, hidden:
                           f"pim 0x{int(dut.pim_err.value):x})")
 
 
-def check_outputs(sb, tag: str, received: list[int], y_exp: np.ndarray, hidden: int) -> None:
-    """Scoreboard the top's y stream of one step: token-major order, every (row, token)
-    element exactly once, every value equal to the golden layer output ``y_exp``."""
+def y_beats(T: int, hidden: int, lanes: int) -> int:
+    """``y`` beats of an END of T tokens: ``ceil(hidden / lanes)`` per token."""
+    return T * -(-hidden // lanes)
+
+
+def decode_y(word: int, lanes: int) -> tuple[list[int], int, int]:
+    """A ``y`` beat (hdl.moe.y_layout(lanes)) -> (lanes int8 values, token, first row)."""
+    vals = [_s8(word >> (8 * i)) for i in range(lanes)]
+    return vals, (word >> (8 * lanes)) & 0xFF, (word >> (8 * lanes + 8)) & 0xFF
+
+
+def y_values(received: list[int], hidden: int, lanes: int) -> list[int]:
+    """Every output element of the beats (the lanes at rows < hidden)."""
+    out = []
+    for word in received:
+        vals, _, r = decode_y(word, lanes)
+        out += vals[:max(0, min(lanes, hidden - r))]
+    return out
+
+
+def check_outputs(sb, tag: str, received: list[int], y_exp: np.ndarray, hidden: int,
+                  lanes: int) -> None:
+    """Scoreboard the top's y stream of one step: token-major beats of ``lanes`` rows
+    (``ceil(hidden / lanes)`` per token, rows ascending), every (row, token) element
+    exactly once, every value equal to the golden layer output ``y_exp``."""
     T = y_exp.shape[1]
+    per = -(-hidden // lanes)
     got = np.zeros((hidden, T), np.int64)
     seen = np.zeros((hidden, T), np.int64)
     for k, word in enumerate(received):
-        v, t, r = _s8(word), (word >> 8) & 0xFF, (word >> 16) & 0xFF
-        want_t, want_r = divmod(k, hidden)
-        if (t, r) != (want_t, want_r) or t >= T:
-            sb.check(tag, False, f"output {k}: token/row ({t}, {r}), expected "
-                                 f"({want_t}, {want_r})")
+        vals, t, r = decode_y(word, lanes)
+        want_t, want_c = divmod(k, per)
+        if (t, r) != (want_t, want_c * lanes) or t >= T:
+            sb.check(tag, False, f"output beat {k}: token/row ({t}, {r}), expected "
+                                 f"({want_t}, {want_c * lanes})")
             break
-        got[r, t] = v
-        seen[r, t] += 1
-    sb.check(tag, len(received) == T * hidden and (seen == 1).all(),
-             f"{len(received)} outputs for {T * hidden} elements")
+        n = min(lanes, hidden - r)
+        got[r:r + n, t] = vals[:n]
+        seen[r:r + n, t] += 1
+    sb.check(tag, len(received) == T * per and (seen == 1).all(),
+             f"{len(received)} output beats for {T * per} ({T * hidden} elements)")
     sb.compare(tag, got, y_exp.astype(np.int64))
 
 
@@ -202,6 +227,7 @@ if cocotb is not None:
         dut.clear.value = 0
         _set_cfg(dut, job["l0_cfg"])
         await h.start()
+        lanes = int(job["y_lanes"])
         sb = Scoreboard("moe")
         res: dict = {"checked": 0}
 
@@ -249,9 +275,9 @@ if cocotb is not None:
                 start = h.cycle
                 end = await run_program(tag, from_chunks(job[q + "desc"]), job[q + "tok"].tolist(),
                                         job[q + "act"].tolist(), from_chunks(job[q + "w"]),
-                                        from_chunks(job[q + "din"]), T * hidden,
+                                        from_chunks(job[q + "din"]), y_beats(T, hidden, lanes),
                                         int(job[q + "budget"]) * slack)
-                check_step(sb, tag, dut, y_mon.received, y_exp, hidden,
+                check_step(sb, tag, dut, y_mon.received, y_exp, hidden, lanes,
                            t_mon.received[t_before:], job[q + "trace"])
                 res["checked"] += int(y_exp.size)
                 res[q + "cycles"] = end - start
@@ -276,7 +302,7 @@ if cocotb is not None:
             _set_cfg(dut, cfg, job[f"b{i}_cfg"])
             await _pulse(h, dut, "clear")
             t_mon.received.clear()
-            n_out = int(job[f"b{i}_n_out"])
+            n_out = y_beats(int(job[f"b{i}_n_out"]) // hidden, hidden, lanes)  # from elements
             await run_program(tag, from_chunks(job[f"b{i}_desc"]), job[f"b{i}_tok"].tolist(),
                               job[f"b{i}_act"].tolist(), from_chunks(job[f"b{i}_w"]),
                               from_chunks(job[f"b{i}_din"]), n_out, BAD_BUDGET * slack)
@@ -289,11 +315,11 @@ if cocotb is not None:
                                       job[f"b{i}_unit_err"].tolist()):
                 sb.check(tag, exp < 0 or got == exp, f"{name} 0x{got:x}, expected 0x{exp:x}")
             sb.check(tag, len(y_mon.received) == n_out,
-                     f"{len(y_mon.received)} outputs, expected {n_out}")
+                     f"{len(y_mon.received)} output beats, expected {n_out}")
             sb.check(tag, len(t_mon.received) == int(job[f"b{i}_trace"]),
                      f"{len(t_mon.received)} jobs started, expected {int(job[f'b{i}_trace'])}")
             if int(job[f"b{i}_y_zero"]):
-                vals = [_s8(w) for w in y_mon.received]
+                vals = y_values(y_mon.received, hidden, lanes)
                 sb.check(tag, not any(vals), f"an invalid token entry was combined: outputs "
                                              f"{sorted(set(vals))[:8]}, expected all 0")
         if int(job["n_bad"]):

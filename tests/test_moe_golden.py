@@ -238,3 +238,18 @@ def test_encode_step_layout():
     assert len(toks) == sum(j.slots for j in b.jobs)
     with pytest.raises(FormatError, match="tok"):
         S.tok_entry(300, 0, True)
+
+
+def test_drain_model_and_lanes():
+    """The top's output drain: one y beat of ``lanes`` elements per cycle, a whole row of
+    the combine buffer per beat by default; ``y_lanes`` must be 0 or a power of two."""
+    assert MCFG.lanes == MCFG.max_hidden == 64
+    assert MCFG.drain_beats(64) == MCFG.drain_beats(33) == 1
+    assert MCFG.drain_cycles(32, 64) == 32 and MCFG.drain_cycles(0, 64) == 0
+    eight = moe.MoEConfig(y_lanes=8)
+    assert eight.lanes == 8 and eight.drain_beats(64) == 8 and eight.drain_beats(20) == 3
+    assert eight.drain_cycles(5, 20) == 15
+    assert moe.MoEConfig(y_lanes=1).drain_cycles(32, 64) == 32 * 64   # one element per beat
+    for bad in (3, 128, -1):
+        with pytest.raises(FormatError, match="y_lanes"):
+            moe.MoEConfig(y_lanes=bad)

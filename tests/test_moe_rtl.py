@@ -66,6 +66,23 @@ def test_recorded_records():
     assert r["done"].tolist() == [[3, 0], [4, 1]]
     assert r["ann"].tolist() == [[1, 0, 3, 2], [2, 1, 5, 1]]
 
+def test_drain_check_can_fail():
+    """`make sim`'s analysis checks each program's output drain (first to last y beat)
+    against MoEConfig.drain_cycles when y does not stall; a longer drain is a problem."""
+    from sim.moe import analyse
+    prep = {"jobs": [], "programs": [{"model_drain": 4}]}
+
+    def res(last_y):
+        return dict(ann=np.zeros((0, 4), np.int64), done=np.zeros((0, 2), np.int64),
+                    busy_sptc=np.zeros(12), busy_pim=np.zeros(12), first_y=np.array([5]),
+                    last_y=np.array([last_y]), end=np.array([last_y + 1]))
+    ok = analyse(prep, res(8), stalls=False)
+    assert ok["cycles_ok"] and ok["drains"] == [4]
+    bad = analyse(prep, res(9), stalls=False)
+    assert not bad["cycles_ok"] and "output drain 5 cycles, model 4" in bad["problems"][0]
+    assert analyse(prep, res(9), stalls=True)["cycles_ok"]     # stalls: no exact check
+
+
 @pytest.mark.cocotb
 def test_moe_layer_rtl(tmp_path):
     """Classic random stalls; the bad inputs (tb.moe.bad_inputs: every error class of
@@ -107,6 +124,20 @@ def test_moe_layer_long_stalls(kind, tmp_path):
     assert [int(res[f"l{i}_steps"]) for i in range(2)] == [1, 1]
 
 
+@pytest.mark.cocotb
+def test_moe_layer_narrow_y(tmp_path):
+    """The short run on a top whose y beats carry 8 of the 32 rows (4 beats per token,
+    ``MoEConfig.y_lanes``), random stalls, then the bad inputs: the beats' token / row
+    order and every element bit-exact."""
+    from dataclasses import replace
+    mcfg = replace(MCFG, y_lanes=8)
+    layers = tbm.make_layers(mcfg, 11, 1)[2:4]
+    res = tbm.run(mcfg, layers, tmp_path, "verilator", seed=11,
+                  build=tbm.build_top(mcfg, name="moe_small_y8"))
+    assert [int(res[f"l{i}_steps"]) for i in range(2)] == [1, 1]
+    assert int(res["checked"]) == sum(int(s["y"].size) for L in layers for s in L["steps"])
+
+
 @pytest.mark.slow
 @pytest.mark.cocotb
 def test_moe_default_top(tmp_path):
@@ -130,6 +161,7 @@ def test_moe_default_top(tmp_path):
         res = moe.run(mcfg, "default", prep, tmp_path / dispatch, stalls=False, waves=False)
         an = moe.analyse(prep, res, stalls=False)
         assert an["cycles_ok"], (name, an["problems"])
+        assert an["drains"] == [p["model_drain"] for p in prep["programs"]], name
         assert int(res["checked"]) == tr.step(st).tokens * tr.hidden     # every element
         assert an["bounded"] == len(prep["jobs"]) > 0, name
         if dispatch == "sptc_only":

@@ -99,7 +99,7 @@ def test_sim_run_moe_layer(tmp_path, capsys):
         assert starts == sorted(starts)
         assert all(a["end"] <= b["start"] + 1 for a, b in zip(mine, mine[1:]))
         assert 0 < un["efficiency"] <= 1
-    assert rep["cycles"]["drain"] == st.tokens * tr.hidden      # one output per cycle
+    assert rep["cycles"]["drain"] == rep["cycles"]["model_drain"] == mcfg.drain_cycles(st.tokens, tr.hidden)
     fst = _reported_wave(rep, out, run_dir, "moe")
     names = report.wave_signals(fst)          # the waveform opens with a reader
     for port in ("y__valid", "sptc_busy", "pim_busy", "trace__payload"):

@@ -9,8 +9,12 @@ Streams (``<name>__payload/__valid/__ready``):
 * ``sptc_w``, ``sptc_act``  in   the SpTC's weight beats and activation words
                (data movement stays with the host: passed straight to the SpTC)
 * ``pim_din``  in   the Logic-PIM unit's data words (WRITE operands, token vectors)
-* ``y``     out  the combined layer output after an END: {value: s8, token, row},
-               token-major (token 0 rows 0..hidden-1, token 1, ...)
+* ``y``     out  the combined layer output after an END (:func:`y_layout`):
+               ``lanes = MoEConfig.lanes`` elements per beat, {value: lanes x s8, token,
+               row}, lane i holding row ``row + i``; token-major (token 0's beats, rows
+               0.., then token 1, ...), ``ceil(hidden / lanes)`` beats per token (lanes
+               past ``cfg_hidden`` are don't-care). The default ``lanes = max_hidden``
+               drains a whole row of the combine buffer (one token) per beat.
 * ``trace`` out  one entry {unit, expert, slots} per EXPERT job as its unit starts it:
                the executed schedule
 
@@ -25,8 +29,12 @@ either a whole SpTC result beat (column c -> bank c: one row, distinct tokens) o
 one Logic-PIM output element (bank 0), round robin; it looks each element's slot
 up in that unit's current job list (token, gate, valid) and adds ``gate * y``
 into ``bank[token][row]`` (int32 read-modify-write with a transparent read port,
-so back-to-back updates of one element are exact). The drain sums the banks,
-requantizes (golden.numerics.requant), one element per cycle, and clears them.
+so back-to-back updates of one element are exact). Each bank's words are ``lanes``
+elements wide (rows ``row // lanes * lanes ..`` of one token; a lane-granular write
+port updates one element). The drain reads one word per bank per cycle, sums the
+banks per lane, requantizes each lane (``hdl.outstage.OutputStage``, i.e.
+golden.numerics.requant) and clears the word: one beat per cycle, so an END of T
+tokens drains in ``MoEConfig.drain_cycles`` cycles when ``y`` does not stall.
 
 Errors (sticky until ``clear``; bad descriptors are dropped and consume no token
 entries, so the top never hangs on them): ERR_DESC, ERR_TOKEN (entry token >= T
@@ -52,8 +60,10 @@ from ..pim.unit import PIMUnit
 from ..sptc import SparseTensorCore, weight_layout
 
 
-def y_layout():
-    return data.StructLayout({"value": signed(8), "token": unsigned(8), "row": unsigned(8)})
+def y_layout(lanes: int = 1):
+    """One ``y`` beat: ``lanes`` int8 outputs of one token, rows ``row .. row + lanes - 1``."""
+    return data.StructLayout({"value": data.ArrayLayout(signed(8), lanes),
+                              "token": unsigned(8), "row": unsigned(8)})
 
 
 def trace_layout():
@@ -63,6 +73,7 @@ def trace_layout():
 class MoETop(wiring.Component):
     def __init__(self, cfg: MoEConfig = MoEConfig()):
         self.cfg = cfg
+        self.lanes = lanes = cfg.lanes      # output elements per y beat
         s, p = cfg.sptc, cfg.pim
         kwb = bits_for(s.max_kw + 1)
         super().__init__({
@@ -71,7 +82,7 @@ class MoETop(wiring.Component):
             "sptc_w": In(stream.Signature(weight_layout(s))),
             "sptc_act": In(stream.Signature(32)),
             "pim_din": In(stream.Signature(p.bundle_bits)),
-            "y": Out(stream.Signature(y_layout())),
+            "y": Out(stream.Signature(y_layout(lanes))),
             "trace": Out(stream.Signature(trace_layout())),
             # layer configuration (held stable while jobs run)
             "cfg_hidden": In(9), "cfg_experts": In(9), "cfg_k_words": In(kwb + 1),
@@ -138,16 +149,21 @@ class MoETop(wiring.Component):
         m.d.comb += quiet.eq(~jf[0].r_rdy & ~jf[1].r_rdy & s_idle & p_idle & comb_idle)
 
         # acc memory (combine buffer): token-major, max_hidden words per token
-        hb, tb = bits_for(cfg.max_hidden), bits_for(cfg.max_tokens)
+        L = self.lanes
+        hb, tb, lb = bits_for(cfg.max_hidden), bits_for(cfg.max_tokens), log2(L)
+        n_chunk = Signal(9)           # beats per token: ceil(cfg_hidden / lanes)
+        m.d.comb += n_chunk.eq((self.cfg_hidden + (L - 1)) >> lb)
         # one bank per SpTC column, so a whole result beat (cols distinct tokens, one row)
-        # is combined in one cycle; an element's value is the sum over the banks
+        # is combined in one cycle; an element's value is the sum over the banks. A word
+        # holds ``lanes`` rows of one token (address: token, row // lanes).
+        word = data.ArrayLayout(signed(32), L)
         wps, rps = [], []
         for b in range(C):
-            mem = Memory(shape=signed(32), depth=cfg.max_tokens * cfg.max_hidden, init=[])
+            mem = Memory(shape=word, depth=cfg.max_tokens * cfg.max_hidden // L, init=[])
             m.submodules[f"acc{b}"] = mem
-            wps.append(mem.write_port())
+            wps.append(mem.write_port(granularity=1))
             rps.append(mem.read_port(transparent_for=(wps[-1],)))
-        dr_t, dr_r = Signal(9), Signal(9)
+        dr_t, dr_r = Signal(9), Signal(9)     # dr_r: the beat's chunk (rows dr_r * lanes ..)
         dr_adv = Signal()
 
         tok_e = data.View(TOK_LAYOUT, self.tok.payload)
@@ -191,12 +207,12 @@ class MoETop(wiring.Component):
             with m.State("DRAIN_RD"):
                 m.next = "DRAIN_OUT"
             with m.State("DRAIN_OUT"):
-                # one element per cycle: when y takes this element the read port is
-                # already addressed at the next one (dr_next), else it re-reads dr
+                # one beat (lanes rows of one token) per cycle: when y takes it the read
+                # port is already addressed at the next word (dr_next), else it re-reads dr
                 m.d.comb += self.y.valid.eq(1)
                 with m.If(self.y.ready):
                     m.d.comb += dr_adv.eq(1)
-                    with m.If(dr_r == self.cfg_hidden - 1):
+                    with m.If(dr_r == n_chunk - 1):
                         m.d.sync += [dr_r.eq(0), dr_t.eq(dr_t + 1)]
                         with m.If(dr_t == end_n - 1):
                             m.d.sync += self.steps.eq(self.steps + 1)
@@ -366,11 +382,11 @@ class MoETop(wiring.Component):
                 m.d.sync += self.pim_jobs.eq(self.pim_jobs + 1)
         ent_p = list_p[p_j[:bits_for(cfg.pim_max_slots)]]
         sb = bits_for(cfg.sptc_max_slots)
-        dr_addr = Cat(dr_r[:hb], dr_t[:tb])
-        last_r = dr_r == self.cfg_hidden - 1
-        dr_next = Cat(Mux(last_r, 0, dr_r + 1)[:hb], Mux(last_r, dr_t + 1, dr_t)[:tb])
-        total = Signal(signed(32))
-        sum_ = 0
+        cb = hb - lb                  # chunk-index bits of a word address
+        dr_addr = Cat(dr_r[:cb], dr_t[:tb])
+        last_r = dr_r == n_chunk - 1
+        dr_next = Cat(Mux(last_r, 0, dr_r + 1)[:cb], Mux(last_r, dr_t + 1, dr_t)[:tb])
+        sums = [0] * L
         for b in range(C):
             # stage A: bank b takes column b of the SpTC beat, or (bank 0) the PIM element
             j = Signal(16, name=f"s_j{b}")
@@ -390,30 +406,40 @@ class MoETop(wiring.Component):
             else:
                 m.d.comb += [ent_w.eq(ent_s), y.eq(res.data[0][b][:8].as_signed()),
                              row.eq(res.row), en.eq(g_s & res.mask[b] & ent.valid)]
-            a_addr = Signal(hb + tb, name=f"a_addr{b}")
-            m.d.comb += a_addr.eq(Cat(row[:hb], ent.tok[:tb]))
-            # stage B: read-modify-write (transparent read: back-to-back updates are exact)
+            a_addr = Signal(cb + tb, name=f"a_addr{b}")
+            m.d.comb += a_addr.eq(Cat(row[lb:hb], ent.tok[:tb]))
+            # stage B: read-modify-write of one lane (transparent read: back-to-back
+            # updates are exact)
             b_valid = Signal(name=f"b_valid{b}")
-            b_addr = Signal(hb + tb, name=f"b_addr{b}")
+            b_addr = Signal(cb + tb, name=f"b_addr{b}")
+            b_lane = Signal(max(lb, 1), name=f"b_lane{b}")
             b_prod = Signal(signed(17), name=f"b_prod{b}")
-            m.d.sync += [b_valid.eq(en), b_addr.eq(a_addr),
+            m.d.sync += [b_valid.eq(en), b_addr.eq(a_addr), b_lane.eq(row[:lb] if lb else 0),
                          b_prod.eq(y * Cat(ent.gate, Const(0, 1)).as_signed())]
             busy_terms.append(b_valid)
             wp, rp = wps[b], rps[b]
+            old = Signal(signed(32), name=f"b_old{b}")
+            m.d.comb += old.eq(rp.data.as_value().word_select(b_lane, 32).as_signed()
+                               if L > 1 else rp.data[0])
             with m.If(draining):
                 m.d.comb += [rp.addr.eq(Mux(dr_adv, dr_next, dr_addr)), wp.addr.eq(dr_addr),
-                             wp.data.eq(0), wp.en.eq(dr_adv)]
+                             wp.en.eq(Mux(dr_adv, (1 << L) - 1, 0))]
             with m.Else():
                 m.d.comb += [rp.addr.eq(a_addr), wp.addr.eq(b_addr),
-                             wp.data.eq(rp.data + b_prod), wp.en.eq(b_valid)]
-            sum_ = sum_ + rp.data
-        m.d.comb += total.eq(sum_)
+                             wp.en.eq(Mux(b_valid, 1 << b_lane, 0) if L > 1 else b_valid)]
+                for i in range(L):
+                    m.d.comb += wp.data[i].eq(old + b_prod)
+            for i in range(L):
+                sums[i] = sums[i] + rp.data[i]
         m.d.comb += comb_idle.eq(~Cat(*busy_terms).any())
-        m.submodules.requant = rq = OutputStage(stages=0)
-        m.d.comb += [rq.acc.eq(total), rq.mode.eq(2), rq.mult.eq(self.cfg_comb_mult),
-                     rq.shift.eq(self.cfg_comb_shift),
-                     self.y.payload.value.eq(rq.out[:8]),    # requant: int8, sign-extended
-                     self.y.payload.token.eq(dr_t[:8]), self.y.payload.row.eq(dr_r[:8])]
+        for i in range(L):
+            m.submodules[f"requant{i}"] = rq = OutputStage(stages=0)
+            total = Signal(signed(32), name=f"total{i}")
+            m.d.comb += [total.eq(sums[i]), rq.acc.eq(total), rq.mode.eq(2),
+                         rq.mult.eq(self.cfg_comb_mult), rq.shift.eq(self.cfg_comb_shift),
+                         self.y.payload.value[i].eq(rq.out[:8])]   # requant: int8
+        m.d.comb += [self.y.payload.token.eq(dr_t[:8]),
+                     self.y.payload.row.eq((dr_r << lb)[:8])]
 
         # ------------------------------------------------------------ status
         m.d.comb += err_set[log2(ERR_SPTC)].eq(sptc.error != 0)

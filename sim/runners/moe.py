@@ -174,8 +174,11 @@ class MoERunner(Runner):
               f"{sum(j['unit'] == 'pim' for j in jobs)} Logic-PIM) in {len(rep['programs'])} "
               f"program(s)")
         if cy["span"]:
-            print(f"  step cycles   {cy['span']}  (incl. {cy['drain']} output drain; unit "
-                  f"models: SpTC {cy['model_sptc']}, Logic-PIM {cy['model_pim']})")
+            print(f"  step cycles   {cy['span']}  (unit models: SpTC {cy['model_sptc']}, "
+                  f"Logic-PIM {cy['model_pim']}; {cy['span_over_makespan']}x the makespan "
+                  f"{cy['model_makespan']})")
+            print(f"  output drain  {cy['drain']} cycles ({cy['drain_share']:.1%} of the step; "
+                  f"model {cy['model_drain']}: {rep['config']['y_lanes']} elements per beat)")
         for k, name in (("sptc", "SpTC"), ("pim", "Logic-PIM")):
             v = u.get(k)
             if v and v["jobs"]:
@@ -224,10 +227,14 @@ def _report(d: dict, an: dict, res: dict, progs: list, verdict: bool, failure, t
     cy = dict(span=an["span"],
               drain=sum(p.get("last_y", 0) - p.get("first_y", 0) + 1 for p in progs
                         if "first_y" in p),
+              model_drain=sum(p["model_drain"] for p in progs),
               model_sptc=sum(p["model_sptc"] for p in progs),
               model_pim=sum(p["model_pim"] for p in progs),
               model_makespan=sum(max(p["model_sptc"], p["model_pim"]) for p in progs),
               preamble=int(res["pre_cycles"]) if res else None)
+    cy["drain_share"] = round(cy["drain"] / cy["span"], 4) if cy["span"] else None
+    cy["span_over_makespan"] = (round(cy["span"] / cy["model_makespan"], 4)
+                                if cy["span"] and cy["model_makespan"] else None)
     note = (f"Job cycles = from the job's trace beat to its job-counter update. A SpTC job "
             f"that runs while the Logic-PIM is idle must take exactly `golden.sptc` + "
             f"{moe.SPTC_JOB_OVERHEAD} (announce, START, counter register): "
@@ -248,6 +255,7 @@ def _report(d: dict, an: dict, res: dict, progs: list, verdict: bool, failure, t
                        shared=params.num_shared, expert_rq=list(params.expert_rq),
                        combine_rq=list(params.combine_rq), shared_gate=int(params.shared_gate),
                        max_tokens=mcfg.max_tokens, max_hidden=mcfg.max_hidden,
+                       y_lanes=mcfg.lanes,
                        sptc=config_dict(mcfg.sptc),
                        pim=dict(bundle_bits=mcfg.pim.bundle_bits, words=mcfg.pim.words,
                                 max_tokens=mcfg.pim.max_tokens,

@@ -206,11 +206,12 @@ def _moe_markdown(rep: dict) -> str:
         out.append(f"| {name} | {n} | {units} | {sum(j['slots'] for j in js)} | {len(js)} |")
     out += ["", "## Cycles", "",
             f"- step: {cy['span']} cycles from the first descriptor to the last output "
-            f"({cy['drain']} of them draining the {t['tokens']} x {t['hidden']} output, "
-            "one element per cycle)",
+            f"({cy['drain']} of them, {_pct(cy['drain_share'])}, draining the "
+            f"{t['tokens']} x {t['hidden']} output at {c['y_lanes']} elements per cycle; "
+            f"drain model `MoEConfig.drain_cycles`: {cy['model_drain']})",
             f"- cycle models (`golden.schedule.step_cost`, unit times only): SpTC "
             f"{cy['model_sptc']} (jobs + activation LOAD), Logic-PIM {cy['model_pim']}; "
-            f"makespan {cy['model_makespan']}",
+            f"makespan {cy['model_makespan']} (step / makespan = {cy['span_over_makespan']})",
             "", "| unit | jobs | busy cycles | utilization | job cycles | model | ideal | "
                 "efficiency (ideal / busy) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for k, v in u.items():
