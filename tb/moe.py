@@ -195,6 +195,10 @@ def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[d
         ("END on PIM", [D(S.KIND_END, 1, slots=2)], {}),
         ("END of 0 tokens", [D(S.KIND_END, 0, slots=0)], {}),
         ("END too many tokens", [D(S.KIND_END, 0, slots=mcfg.max_tokens + 1)], {}),
+        # an END under a layer configuration the drain cannot walk (0 beats per token)
+        ("END with cfg_hidden 0", [D(S.KIND_END, 0, slots=2)], {"cfg_hidden": 0}),
+        ("END with cfg_hidden > max_hidden", [D(S.KIND_END, 0, slots=2)],
+         {"cfg_hidden": mcfg.max_hidden + 1}),
     ]
     out = [dict(name=n, desc=d, tok=[], act=[], w=[], din=[], err=S.ERR_DESC, n_out=0, cfg=c,
                 trace=0) for n, d, c in cases]

@@ -141,7 +141,8 @@ class MoETop(wiring.Component):
             (slots == 0) | (slots > max_slots) | (expert >= self.cfg_experts) | ~cfg_ok
             | (unit & (pim_span > pcfg.words)),
             Mux(kind == KIND_RAW, ~unit | ~raw_ok,
-                unit | (slots == 0) | (slots > cfg.max_tokens))))  # LOAD / END
+                unit | (slots == 0) | (slots > cfg.max_tokens)         # LOAD / END
+                | ((kind == KIND_END) & ~cfg_ok))))
 
         # quiet: everything dispatched so far has completed
         s_idle, p_idle, comb_idle = Signal(), Signal(), Signal()
