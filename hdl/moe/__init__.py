@@ -31,7 +31,7 @@ def config_params(config: MoEConfig) -> dict:
     d.update({f"pim.{k}": v for k, v in p.items()})
     d.update(max_tokens=config.max_tokens, max_hidden=config.max_hidden,
              expert_bits=config.expert_bits, job_depth=config.job_depth,
-             tok_depth=config.tok_depth)
+             tok_depth=config.tok_depth, y_lanes=config.lanes)
     return d
 
 
