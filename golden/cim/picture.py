@@ -29,11 +29,13 @@ def placement_svg(mapping: Mapping, *, max_arrays: int = 16, per_row: int = 4) -
     cols = max(1, min(per_row, shown))
     rows = -(-shown // cols)
     head = 40
-    width = cols * (side + GAP) + GAP
     height = head + rows * (side + GAP + 14) + (16 if shown < mp.arrays else 0) + GAP
     title = (f"{mp.strategy} mapping: n={mp.n}, b={b}, {mp.array_size}x{mp.array_size} arrays "
              f"(g={g} slots), {mp.matrices} matrix(es), {mp.arrays} arrays, "
              f"utilization {100 * mp.utilization:.1f} %")
+    # wide enough for the arrays and for the title and legend lines (about 7 px a
+    # character at 12 px, 5.5 at 9 px)
+    width = max(cols * (side + GAP) + GAP, int(7 * len(title)) + 2 * GAP, 420)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="9">',
            f'<text x="{GAP}" y="18" font-size="12">{escape(title)}</text>',
