@@ -85,14 +85,8 @@ def decode_attention(q, k_cache, v_cache, lengths, sm_mult: int, sm_shift: int,
     vq = np.repeat(v, G, axis=1)
     scores = np.einsum("bhd,bhld->bhl", qi, kq)
     mask = np.arange(L)[None, None, :] < lens[:, None, None]
-    mask = np.broadcast_to(mask, scores.shape)
-    scores = np.where(mask, scores, 0)
-    p = softmax_steps(scores, sm_mult, sm_shift, mask)["p"]
-    acc = np.einsum("bhl,bhld->bhd", p, vq)
-    out = requant(acc, out_mult, out_shift)
-    if steps:
-        return dict(out=out, scores=scores, p=p, acc=acc)
-    return out
+    return _softmax_pv(scores, mask, "bhl,bhld->bhd", vq, sm_mult, sm_shift, out_mult,
+                       out_shift, steps)
 
 
 def prefill_attention(q, k, v, sm_mult: int, sm_shift: int, out_mult: int, out_shift: int,
@@ -123,10 +117,17 @@ def prefill_attention(q, k, v, sm_mult: int, sm_shift: int, out_mult: int, out_s
     vq = np.repeat(vi, G, axis=1)
     scores = np.einsum("thd,lhd->htl", qi, kq)
     mask = np.arange(L)[None, :] <= (L - T + np.arange(T))[:, None]    # (T, L)
+    return _softmax_pv(scores, mask, "htl,lhd->thd", vq, sm_mult, sm_shift, out_mult,
+                       out_shift, steps)
+
+
+def _softmax_pv(scores, mask, pv, vq, sm_mult, sm_shift, out_mult, out_shift, steps):
+    """The part decode and prefill share: masked scores -> integer softmax -> P x V
+    (einsum ``pv``) in int32 -> requant to int8; with ``steps`` every intermediate."""
     mask = np.broadcast_to(mask, scores.shape)
     scores = np.where(mask, scores, 0)
     p = softmax_steps(scores, sm_mult, sm_shift, mask)["p"]
-    acc = np.einsum("htl,lhd->thd", p, vq)
+    acc = np.einsum(pv, p, vq)
     out = requant(acc, out_mult, out_shift)
     if steps:
         return dict(out=out, scores=scores, p=p, acc=acc)
