@@ -124,20 +124,6 @@ def test_moe_layer_long_stalls(kind, tmp_path):
     assert [int(res[f"l{i}_steps"]) for i in range(2)] == [1, 1]
 
 
-@pytest.mark.cocotb
-def test_moe_layer_narrow_y(tmp_path):
-    """The short run on a top whose y beats carry 8 of the 32 rows (4 beats per token,
-    ``MoEConfig.y_lanes``), random stalls, then the bad inputs: the beats' token / row
-    order and every element bit-exact."""
-    from dataclasses import replace
-    mcfg = replace(MCFG, y_lanes=8)
-    layers = tbm.make_layers(mcfg, 11, 1)[2:4]
-    res = tbm.run(mcfg, layers, tmp_path, "verilator", seed=11,
-                  build=tbm.build_top(mcfg, name="moe_small_y8"))
-    assert [int(res[f"l{i}_steps"]) for i in range(2)] == [1, 1]
-    assert int(res["checked"]) == sum(int(s["y"].size) for L in layers for s in L["steps"])
-
-
 @pytest.mark.slow
 @pytest.mark.cocotb
 def test_moe_default_top(tmp_path):

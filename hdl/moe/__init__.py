@@ -16,7 +16,9 @@ MODULE_NAME = "moe_layer"
 CONFIGS = {
     # 4x4 SpTC (K <= 64, 32 tokens) + the small Logic-PIM (128-bit bundles, 8 tokens)
     "default": MoEConfig(),
-    "small": MoEConfig(max_tokens=16, max_hidden=32, tok_depth=16),
+    # the regression's top: y beats of 8 rows (4 per token), so the narrow drain is
+    # covered as the default's whole-row drain is by make sim's top
+    "small": MoEConfig(max_tokens=16, max_hidden=32, tok_depth=16, y_lanes=8),
 }
 
 
