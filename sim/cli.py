@@ -36,7 +36,8 @@ the checkout, the home folder) is refused and left as it is. A step with no toke
 refused; a run that compared no output value fails.
 
 The first run of an engine compiles its RTL with Verilator (a minute or more on
-2 cores); later runs reuse the build from ``build/sim_build/``.
+2 cores); later runs reuse the build from ``build/sim_build/`` (under the working directory or
+``$MOE_RTL_BUILD``).
 
 Exit status: 0 when everything is bit-exact and the cycle checks pass, 1 on a
 mismatch or simulation failure, 2 on bad options, a bad trace file or a run folder

@@ -60,7 +60,7 @@ from tb import cocotb_run, toolchain
 from tb.cocotb_run import VERILATOR_WAIVERS
 
 ROOT = toolchain.ROOT
-BUILD_ROOT = ROOT / "build" / "fastlane"
+BUILD_ROOT = toolchain.BUILD / "fastlane"
 CXX_STD = "-std=c++20"
 
 

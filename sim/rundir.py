@@ -17,12 +17,12 @@ from pathlib import Path
 
 from golden.errors import FormatError
 
-from tb.toolchain import ROOT
+from tb.toolchain import BUILD, ROOT
 
 MARKER = ".moe-rtl-run"
 MARKER_TEXT = ("This folder was made by `python -m sim run`. A later run given this folder\n"
                "(--run-dir) deletes everything in it before writing its results.\n")
-DEFAULT_PARENT = ROOT / "build" / "sim"
+DEFAULT_PARENT = BUILD / "sim"
 
 
 def _bad(path: Path, why: str) -> FormatError:

@@ -38,9 +38,9 @@ from . import fastlane, sptc, sptc_amaranth, sptc_fast
 from tb.common import run_sync
 from tb.sptc import bench
 
-from tb.cocotb_run import ROOT
+from tb.toolchain import BUILD
 
-OUT = ROOT / "build" / "bench" / "simspeed.json"
+OUT = BUILD / "bench" / "simspeed.json"
 CONFIG = "small"
 SEED = 1
 PERIOD_NS = 10  # tb.common.Harness's clock
@@ -154,7 +154,7 @@ def main(quick: bool = False) -> list[dict]:
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"Simulator speed: SpTC '{CONFIG}', {rows[0]['jobs']} job(s), seed {SEED}, "
           f"random stalls {'on' if rows[0]['stalls'] else 'off'}, best of "
-          f"{rows[0]['repeats']} (-> {OUT.relative_to(ROOT)})")
+          f"{rows[0]['repeats']} (-> {OUT})")
     print(f"{'simulator':<30} {'cycles':>8} {'seconds':>9} {'cycles/s':>10} {'vs cocotb':>9}  note")
     for r in rows:
         print(f"{r['simulator']:<30} {r['cycles']:>8} {r['seconds']:>9.3f} "

@@ -21,7 +21,7 @@ from golden import sptc as gs
 from golden.errors import FormatError
 
 from tb import cocotb_run
-from tb.cocotb_run import ROOT
+from tb.toolchain import BUILD
 from tb.common import check_stall_profile, stall_env
 
 REG_NAMES = gs.REG_NAMES
@@ -143,8 +143,8 @@ def run_batch(cfg: gs.SpTCConfig, specs: list[JobSpec], *, simulator: str = "ver
     """
     check_stall_profile(stall_profile)
     b = build_design(cfg, simulator, waves, target)
-    (ROOT / "build").mkdir(exist_ok=True)
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="sptc_", dir=ROOT / "build")).resolve()
+    BUILD.mkdir(parents=True, exist_ok=True)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="sptc_", dir=BUILD)).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(workdir / "job.npz", **encode_jobs(cfg, specs))
     env = {"MOE_JOB": str(workdir / "job.npz"), "MOE_RESULT": str(workdir / "result.npz"),

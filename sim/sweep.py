@@ -179,7 +179,7 @@ LANES = ("fast", "cocotb")
 def worker_build_root() -> Path | None:
     """This Dask worker's own build folder, or None outside a Dask worker.
 
-    ``$MOE_WORKER_BUILD_ROOT`` (default ``<repo>/build/workers``) ``/<host>-<worker
+    ``$MOE_WORKER_BUILD_ROOT`` (default ``build/workers`` under the output folder, :data:`tb.toolchain.BUILD`) ``/<host>-<worker
     name>``; fast-lane builds go to ``fastlane/`` and cocotb builds to ``sim_build/``
     under it (the build caches of :mod:`sim.fastlane` and :mod:`tb.cocotb_run`,
     pointed there for the life of the worker process).
@@ -192,10 +192,10 @@ def worker_build_root() -> Path | None:
     import re
     import socket
 
-    from tb import cocotb_run
+    from tb import cocotb_run, toolchain
 
     from . import fastlane
-    base = Path(os.environ.get("MOE_WORKER_BUILD_ROOT") or cocotb_run.ROOT / "build" / "workers")
+    base = Path(os.environ.get("MOE_WORKER_BUILD_ROOT") or toolchain.BUILD / "workers")
     key = re.sub(r"[^A-Za-z0-9._-]", "_", f"{socket.gethostname()}-{worker.name}")
     root = base / key
     fastlane.BUILD_ROOT = root / "fastlane"
@@ -311,7 +311,7 @@ def sptc_point(job: dict) -> list[dict]:
 
     from golden import sptc as gs
 
-    from tb import cocotb_run
+    from tb import cocotb_run, toolchain
 
     from . import fastlane
     job = check_job("sptc", job)
@@ -325,7 +325,7 @@ def sptc_point(job: dict) -> list[dict]:
         res = sptc_fast.run_batch(cfg, [spec], seed=job["seed"], stalls=job["stalls"])
     else:
         from . import sptc
-        runs = (root or cocotb_run.ROOT / "build") / "sweep_runs"
+        runs = (root or toolchain.BUILD) / "sweep_runs"
         runs.mkdir(parents=True, exist_ok=True)
         res = sptc.run_batch(cfg, [spec], simulator=job["simulator"], seed=job["seed"],
                              stalls=job["stalls"], workdir=Path(tempfile.mkdtemp(dir=runs)))

@@ -31,7 +31,7 @@ from pathlib import Path
 from . import toolchain
 
 ROOT = toolchain.ROOT
-BUILD_ROOT = ROOT / "build" / "sim_build"
+BUILD_ROOT = toolchain.BUILD / "sim_build"
 SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 

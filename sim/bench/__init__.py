@@ -10,9 +10,9 @@ the regression proves the model equal to the RTL (each table says which).
 import json
 from pathlib import Path
 
-from tb.cocotb_run import ROOT
+from tb.toolchain import BUILD
 
-BENCH_DIR = ROOT / "build" / "bench"
+BENCH_DIR = BUILD / "bench"
 ENGINES = ("sptc", "pim", "cim", "moe", "simspeed")
 
 

@@ -34,7 +34,8 @@ import math
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import BENCH_DIR
+
 KIT_PRESETS = ("mixtral-8x7b", "qwen2-moe", "deepseek-moe-16b", "qwen3-30b-a3b")
 PAPER_PRESETS = ("duplex-serving", "dynamoe-training")
 PRESETS = KIT_PRESETS + PAPER_PRESETS
@@ -137,7 +138,7 @@ def rtl_rows(quick: bool) -> list[dict]:
     specs = [(p, cap, "duplex_coprocess", "dense") for p in RTL_PRESETS
              for cap in ("static", "dynamic")]
     layers = tbm.make_layers(mcfg, 21, steps, specs, alpha=1.0)
-    res = tbm.run(mcfg, layers, ROOT / "build" / "bench" / "moe_rtl", "verilator", seed=21,
+    res = tbm.run(mcfg, layers, BENCH_DIR / "moe_rtl", "verilator", seed=21,
                   stalls=False)
     rows = []
     for li, ((preset, cap, disp, _), L) in enumerate(zip(specs, layers)):
@@ -338,5 +339,5 @@ def main(quick: bool = False, workers: int | None = None, dask: bool = False,
                             "model_cycles", "dropped_tokens", "padded_slots", "recompiles",
                             "sptc_jobs", "pim_jobs", "util_sptc", "util_pim"],
                     {"util_sptc": "{:.1%}", "util_pim": "{:.1%}"}))
-    print(f"\nwritten {path.relative_to(ROOT)}")
+    print(f"\nwritten {path}")
     return rows + summ + rtl_r

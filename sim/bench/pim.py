@@ -30,8 +30,9 @@ from pathlib import Path
 from golden import duplex, pim as gp
 from golden import sptc
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "build" / "bench" / "pim.json"
+from . import BENCH_DIR
+
+OUT = BENCH_DIR / "pim.json"
 PRESET, SCALE = "mixtral-8x7b", 16
 PAPER_CROSSOVER_OPB = 8.0
 
@@ -44,7 +45,7 @@ def _stream_rows(quick: bool) -> list[dict]:
     toks = [1, 4] if quick else [1, 2, 4, 8]
     jobs = [dict(name=f"stream_t{t}", timed=True, program=tbp.stream_program(small, small.words, t))
             for t in toks]
-    res = get("pim").simulate("small", jobs, ROOT / "build" / "bench" / "pim_rtl", seed=1)
+    res = get("pim").simulate("small", jobs, BENCH_DIR / "pim_rtl", seed=1)
     if int(res["violations"]):
         raise RuntimeError(f"pim bench: {int(res['violations'])} DRAM timing violations")
     rows = []
@@ -183,7 +184,7 @@ def main(quick: bool = False) -> list[dict]:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=1))
     _print(rows)
-    print(f"\nwritten {OUT.relative_to(ROOT)}")
+    print(f"\nwritten {OUT}")
     return rows
 
 
