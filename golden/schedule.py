@@ -1,7 +1,8 @@
 """Host-side schedule compiler of the MoE layer: DynaMoE's capacity rule and
 expert-assignment cache on top of Duplex dispatch / co-processing.
 
-Split in three modules to stay under ~500 lines each, re-exported here so every
+This module stays at about 500 lines (the dispatch, capacity and cache policies
+read together); it is split in three modules, re-exported here so every
 ``golden.schedule.X`` name keeps working: :mod:`golden.costmodel` (what a job costs:
 ``TimeModel``, ``ExpertShape``, ``weight_bytes``, rooflines), :mod:`golden.program`
 (the descriptor / token-entry words for ``hdl.moe``), and this module (which jobs a

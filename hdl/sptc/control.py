@@ -1,5 +1,5 @@
-"""The SpTC's job control: job registers, the CHECK cycle, the FSM and its
-counters, the SEL and LOAD streams' control, the issue stage and the error bits.
+"""The SpTC's job control (about 500 lines: its parts share the job registers): job
+registers, CHECK cycle, FSM, counters, SEL/LOAD control, issue stage, error bits.
 
 A job starts with one CHECK cycle: the control ports are registered every cycle
 (``*_sh``) and at start (the CHECK-only registers and the job checks, each a
