@@ -74,7 +74,8 @@ def random_program(cfg: gp.PIMConfig, rng, n_instr: int = 12, bad: float = 0.15,
         if rng.random() < bad:
             kind = rng.integers(0, 7)
             if kind == 0:
-                p.raw(int(rng.integers(6, 16))
+                op = int(rng.integers(6, 16))
+                p.raw((6 if op in gp.OP_NAMES else op)        # 6: illegal in every build
                       | (int(rng.integers(0, 1 << 40)) << gp.INSTR_LAYOUT["args"].offset))
             elif kind == 1:
                 p.raw(gp.encode("GEMM", addr=cfg.words - 1, n=int(rng.integers(2, 50))))
@@ -329,7 +330,7 @@ if cocotb is not None:
         for ji, job in enumerate(jobs):
             tag = f"job {ji} ({job['name']})"
             timed = job["timed"]
-            loaded = state.loaded
+            loaded, kv = state.loaded, state.kv
             gold = gp.execute(cfg, job["words"], job["din"], state=state)
             # settle: idle, banks closed, and (timed) no refresh in progress or imminent
             idle = 0
@@ -349,7 +350,7 @@ if cocotb is not None:
                 if kind == "starve" and os.environ.get("MOE_NO_STALLS") != "1":
                     prof = _starve_profiles(rng, dict(
                         instr=len(job["words"]), din=max(1, len(job["din"])),
-                        out=gp.predict_cycles(cfg, job["words"], loaded=loaded)))
+                        out=gp.predict_cycles(cfg, job["words"], loaded=loaded, kv=kv)))
                 else:
                     prof = stall_profiles(rng, ("instr", "din", "out"), kind=kind)
                 di.p_valid, dd.p_valid, mo.p_ready = prof["instr"], prof["din"], prof["out"]
@@ -361,7 +362,7 @@ if cocotb is not None:
             di.push(job["words"])
             dd.push(job["din"])
             n_out = len(gold.values)
-            bound = 40 * gp.predict_cycles(cfg, job["words"], loaded=loaded) + 20_000
+            bound = 40 * gp.predict_cycles(cfg, job["words"], loaded=loaded, kv=kv) + 20_000
             start, stable = h.cycle, 0
             while stable < 3:      # busy is low for a cycle while the queue takes a word
                 await h.step()
@@ -384,7 +385,7 @@ if cocotb is not None:
             cmds = [(c[0] - fa,) + c[1:] for c in w.log[log_from:]]
             model = -1
             if timed:
-                tm = gp.predict(cfg, job["words"], ref_phase=w.phase, loaded=loaded)
+                tm = gp.predict(cfg, job["words"], ref_phase=w.phase, loaded=loaded, kv=kv)
                 model = tm.cycles
                 sb.check(f"{tag} cycles", cyc == model, f"busy cycles rtl {cyc} != model {model}")
                 mine = [c for c in cmds if c[0] <= cyc]

@@ -22,15 +22,19 @@ benchmarks (sim/bench/pim.py):
 * :mod:`.timing` - :func:`predict` / :func:`predict_cycles`, the cycle model: the
   DRAM command scheduler of the RTL replayed command by command (event driven), the
   MAC pipeline and the instruction sequencer, giving the exact cycle count and the
-  exact DRAM command trace of an instruction stream with no stream stalls.
+  exact DRAM command trace of an instruction stream with no stream stalls;
+* :mod:`.kv` - :class:`KVLayout`, the decode-attention KV cache in the banks
+  (SET_KV / APPEND_KV / ATTN, docs/attention.md).
 """
 from ..hbm3 import HBM3_5G2, TCK_PS, TIMING_NS, HBM3Timing, jedec_cycles
 from .config import (CONFIG_DEFAULT, CONFIG_FPGA, CONFIG_SMALL, PIMConfig, config_from_dict,
                      config_to_dict)
 from .execute import PIMResult, UnitState, execute, instr_errors
-from .isa import (ARGS_LAYOUT, ARGS_OF, CMD_ACT, CMD_NAMES, CMD_PRE, CMD_RD, CMD_REF, CMD_WR,
+from .isa import (ARGS_LAYOUT, ARGS_OF, ATTN_OPS, CMD_ACT, CMD_NAMES, CMD_PRE, CMD_RD, CMD_REF,
+                  CMD_WR,
                   ERR_ADDR, ERR_FIELD, ERR_NAMES, ERR_OPCODE, ERR_TOKENS, INSTR_BITS,
                   INSTR_LAYOUT, OP_NAMES, OPCODES, decode, encode)
+from .kv import KVLayout, head_words, max_capacity
 from .program import Program, gemm_program, pack_rows, unpack_words
 from .timing import (FIFO_LAT, IFETCH, MAC_DONE, OUT_LAT, Timing, expert_ffn_cycles, predict,
                      predict_cycles, stream_bandwidth)
@@ -40,10 +44,12 @@ __all__ = [
     "CONFIG_DEFAULT", "CONFIG_FPGA", "CONFIG_SMALL", "PIMConfig", "config_from_dict",
     "config_to_dict",
     "PIMResult", "UnitState", "execute", "instr_errors",
-    "ARGS_LAYOUT", "ARGS_OF", "INSTR_LAYOUT", "CMD_ACT", "CMD_NAMES", "CMD_PRE", "CMD_RD",
+    "ARGS_LAYOUT", "ARGS_OF", "ATTN_OPS",
+    "INSTR_LAYOUT", "CMD_ACT", "CMD_NAMES", "CMD_PRE", "CMD_RD",
     "CMD_REF", "CMD_WR", "ERR_ADDR", "ERR_FIELD",
     "ERR_NAMES", "ERR_OPCODE", "ERR_TOKENS", "INSTR_BITS", "OP_NAMES", "OPCODES", "decode",
     "encode",
+    "KVLayout", "head_words", "max_capacity",
     "Program", "gemm_program", "pack_rows", "unpack_words",
     "FIFO_LAT", "IFETCH", "MAC_DONE", "OUT_LAT", "Timing", "expert_ffn_cycles", "predict",
     "predict_cycles", "stream_bandwidth",

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import FormatError
 from ..hbm3 import HBM3Timing
 from ..numerics import MAX_K
+from ..softmax import MAX_ROW
 
 
 def _pow2(v: int) -> bool:
@@ -32,6 +33,12 @@ class PIMConfig:
     (512 in Duplex). The GEMM module multiplies one weight word by one token
     slice per cycle (``bundle_bits / 8`` int8 MACs), holds up to ``max_tokens``
     token vectors of up to ``max_k_words`` words, accumulates in int32.
+
+    Decode attention (docs/attention.md): ``attn_heads`` query heads per group
+    at most (0: no attention hardware; ATTN, APPEND_KV and SET_KV are then
+    illegal opcodes, ``attn_len`` and ``attn_kw`` unused), contexts of up to
+    ``attn_len`` positions (the score buffer), head dimensions of up to ``attn_kw``
+    words.
     """
 
     bank_groups: int = 4
@@ -45,6 +52,9 @@ class PIMConfig:
     instr_depth: int = 8
     wfifo_depth: int = 16
     out_depth: int = 16
+    attn_heads: int = 0
+    attn_len: int = 256
+    attn_kw: int = 4
     timing: HBM3Timing = field(default_factory=HBM3Timing)
 
     def __post_init__(self):
@@ -52,8 +62,9 @@ class PIMConfig:
             if f.name == "timing":
                 continue
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise FormatError(f"{f.name}: must be an integer >= 1, got {v!r}")
+            low = 0 if f.name == "attn_heads" else 1
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise FormatError(f"{f.name}: must be an integer >= {low}, got {v!r}")
         if not isinstance(self.timing, HBM3Timing):
             raise FormatError(f"timing: expected HBM3Timing, got {self.timing!r}")
         if self.banks_per_bundle % self.banks_per_group:
@@ -77,6 +88,13 @@ class PIMConfig:
                               f"MAX_K = {MAX_K}")
         if self.words >= 1 << 32:
             raise FormatError(f"rows: {self.words} words exceed the 32-bit address field")
+        if self.attn_heads > self.max_tokens:
+            raise FormatError(f"attn_heads: {self.attn_heads} > max_tokens {self.max_tokens} "
+                              "(the query heads sit in the token buffer)")
+        if self.attn_heads and self.attn_len > MAX_ROW:
+            raise FormatError(f"attn_len: {self.attn_len} > the softmax's MAX_ROW = {MAX_ROW}")
+        if self.attn_heads and self.attn_kw > self.max_k_words:
+            raise FormatError(f"attn_kw: {self.attn_kw} > max_k_words {self.max_k_words}")
         if self.wfifo_depth < 2 or self.out_depth < 8 or self.instr_depth < 4:
             raise FormatError("wfifo_depth >= 2, out_depth >= 8, instr_depth >= 4 required, got "
                               f"{self.wfifo_depth}, {self.out_depth}, {self.instr_depth}")
@@ -112,11 +130,13 @@ class PIMConfig:
         return bundle, addr // (self.cols * self.bundles), col
 
 
-CONFIG_DEFAULT = PIMConfig()
-#: The simulation/CI config: 2 bundles x 64 rows x 16 cols of 128-bit words, 8 tokens.
+#: Attention: groups of up to 8 query heads, contexts of up to 2048, head dim up to 256.
+CONFIG_DEFAULT = PIMConfig(attn_heads=8, attn_len=2048, attn_kw=4)
+#: The simulation/CI config: 2 bundles x 64 rows x 16 cols of 128-bit words, 8 tokens;
+#: attention over up to 8 heads x 256 positions, head dim up to 64.
 CONFIG_SMALL = PIMConfig(bank_groups=4, banks_per_group=2, banks_per_bundle=4, rows=64, cols=16,
                          bundle_bits=128, max_tokens=8, max_k_words=16, instr_depth=8,
-                         wfifo_depth=16, out_depth=16)
+                         wfifo_depth=16, out_depth=16, attn_heads=8, attn_len=256, attn_kw=4)
 #: The ECP5-85k build (``python -m synth flow`` takes it for ``--config default``): the
 #: default's 512-bit bundles (64 MACs per cycle), 2 bundles, HBM3 timing and field
 #: widths, with a 32-row x 64-column slice of each bundle (4096 words, 2 Mbit) and a

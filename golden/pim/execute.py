@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import FormatError
 from ..numerics import OutMode, apply_out
 from .config import PIMConfig
-from .isa import ERR_ADDR, ERR_FIELD, ERR_OPCODE, ERR_TOKENS, INSTR_BITS, decode
+from ..softmax import SHIFT_MAX, SHIFT_MIN, softmax
+from .isa import ATTN_OPS, ERR_ADDR, ERR_FIELD, ERR_OPCODE, ERR_TOKENS, INSTR_BITS, decode
 from .program import unpack_words
 
 
@@ -23,6 +24,7 @@ class PIMResult:
     gemms: list = field(default_factory=list)   # per GEMM: (n, t) array in the out dtype
     din_used: int = 0
     state: "UnitState | None" = None
+    attns: list = field(default_factory=list)   # per ATTN: dict of scores, p, acc, out
 
 
 def _check_gemm(cfg, f, have, kw) -> int:
@@ -36,10 +38,43 @@ def _check_gemm(cfg, f, have, kw) -> int:
     return e
 
 
-def instr_errors(cfg: PIMConfig, word: int, have_tokens: bool, kw: int) -> int:
-    """The error bits the unit raises for one instruction (0 = executes)."""
+def _attn_errors(cfg: PIMConfig, f: dict, have: bool, t: int, kw: int, kv) -> int:
+    """SET_KV / APPEND_KV / ATTN (docs/attention.md, "KV cache"). ``kv`` = (base,
+    capacity, kw) of the last SET_KV, or None."""
+    name = f["name"]
+    if name == "SET_KV":
+        e = ERR_TOKENS if not 1 <= f["kv_kw"] <= cfg.attn_kw else 0
+        e |= ERR_FIELD if f["kv_cap"] == 0 else 0
+        if f["kv_cap"] > cfg.attn_len or \
+                f["kv_base"] + 2 * f["kv_cap"] * f["kv_kw"] > cfg.words:
+            e |= ERR_ADDR
+        return e
+    if kv is None:
+        return ERR_FIELD
+    base, cap, kvkw = kv
+    e = ERR_ADDR if base + (f["slot"] + 1) * 2 * cap * kvkw > cfg.words else 0
+    if name == "APPEND_KV":
+        return e | (ERR_ADDR if f["pos"] >= cap else 0)
+    if f["len"] == 0 or not SHIFT_MIN <= f["sm_shift"] <= SHIFT_MAX:
+        e |= ERR_FIELD
+    if f["len"] > cap:
+        e |= ERR_ADDR
+    if not have or t > cfg.attn_heads or kw != kvkw:
+        e |= ERR_TOKENS
+    return e
+
+
+def instr_errors(cfg: PIMConfig, word: int, have_tokens: bool, kw: int, *, t: int = 0,
+                 kv=None) -> int:
+    """The error bits the unit raises for one instruction (0 = executes); ``t``/``kw``
+    the token buffer's shape, ``kv`` the KV-cache registers (base, capacity, kw) or
+    None before any SET_KV."""
     f = decode(word)
     name = f["name"]
+    if name in ATTN_OPS:
+        if cfg.attn_heads == 0:
+            return ERR_OPCODE
+        return _attn_errors(cfg, f, have_tokens, t, kw, kv)
     if name == "LOAD_TOKENS":
         return ERR_TOKENS if not (1 <= f["t"] <= cfg.max_tokens and
                                   1 <= f["kw"] <= cfg.max_k_words) else 0
@@ -70,6 +105,7 @@ class UnitState:
     mode: OutMode = field(default_factory=lambda: OutMode("int32"))
     buf: np.ndarray | None = None     # (t, kw * elems) int8, None until a LOAD_TOKENS
     kw: int = 0
+    kv: tuple | None = None           # (base, capacity, kw) of the last SET_KV
 
     @classmethod
     def reset(cls, cfg: PIMConfig) -> "UnitState":
@@ -96,8 +132,8 @@ def execute(cfg: PIMConfig, words, din=(), dram=None, state: UnitState | None = 
         raise FormatError(f"dram: {len(mem)} words, expected {cfg.words}")
     din = [int(x) for x in din]
     pos, err = 0, 0
-    mode, buf, kw = state.mode, state.buf, state.kw
-    vals, lasts, gemms = [], [], []
+    mode, buf, kw, kv = state.mode, state.buf, state.kw, state.kv
+    vals, lasts, gemms, attns = [], [], [], []
 
     def take(n, what):
         nonlocal pos
@@ -111,7 +147,8 @@ def execute(cfg: PIMConfig, words, din=(), dram=None, state: UnitState | None = 
         word = int(word)
         if not 0 <= word < 1 << INSTR_BITS:
             raise FormatError(f"words[{i}]: {word!r} is not a 64-bit instruction")
-        e = instr_errors(cfg, word, buf is not None, kw)
+        e = instr_errors(cfg, word, buf is not None, kw,
+                         t=0 if buf is None else buf.shape[0], kv=kv)
         if e:
             err |= e
             continue
@@ -134,5 +171,38 @@ def execute(cfg: PIMConfig, words, din=(), dram=None, state: UnitState | None = 
             gemms.append(out)
             vals.extend(int(v) for v in out.ravel())
             lasts.extend([False] * (out.size - 1) + [True])
-    state.mode, state.buf, state.kw = mode, buf, kw
-    return PIMResult(np.array(vals, np.int64), np.array(lasts, bool), err, mem, gemms, pos, state)
+        elif name == "SET_KV":
+            kv = (f["kv_base"], f["kv_cap"], f["kv_kw"])
+        elif name == "APPEND_KV":
+            base, cap, kvkw = kv
+            a = base + (f["slot"] * 2 * cap + f["pos"]) * kvkw
+            data = take(2 * kvkw, f"APPEND_KV (instruction {i})")
+            mem[a:a + kvkw] = data[:kvkw]
+            mem[a + cap * kvkw:a + (cap + 1) * kvkw] = data[kvkw:]
+        elif name == "ATTN":
+            base, cap, kvkw = kv
+            a = base + f["slot"] * 2 * cap * kvkw
+            res = attn_slot(cfg, buf, mem[a:a + f["len"] * kvkw],
+                            mem[a + cap * kvkw:a + (cap + f["len"]) * kvkw],
+                            f["sm_mult"], f["sm_shift"], mode)
+            attns.append(res)
+            vals.extend(int(v) for v in res["out"].ravel())
+            lasts.extend([False] * (res["out"].size - 1) + [True])
+    state.mode, state.buf, state.kw, state.kv = mode, buf, kw, kv
+    return PIMResult(np.array(vals, np.int64), np.array(lasts, bool), err, mem, gemms, pos,
+                     state, attns)
+
+
+def attn_slot(cfg: PIMConfig, q, k_words, v_words, sm_mult: int, sm_shift: int,
+              mode: OutMode) -> dict:
+    """ATTN's arithmetic: ``q`` int8 (G, kw * elems), K and V rows as words; scores
+    (G, L) int64, p (G, L) Q0.15, acc (G, kw * elems) int64 and ``out`` =
+    ``apply_out(acc, mode)``, emitted head by head, every lane of the padded head."""
+    q = np.asarray(q).astype(np.int64)
+    d = q.shape[1]
+    k = unpack_words(cfg, k_words).reshape(-1, d).astype(np.int64)
+    v = unpack_words(cfg, v_words).reshape(-1, d).astype(np.int64)
+    scores = q @ k.T
+    p = softmax(scores, sm_mult, sm_shift).astype(np.int64)
+    acc = p @ v
+    return dict(scores=scores, p=p, acc=acc, out=apply_out(acc, mode))

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ..numerics import parse_out
+from ..softmax import check_config
 from .config import PIMConfig
 from .isa import INSTR_BITS, encode
 
@@ -83,6 +84,41 @@ class Program:
     def write_matrix(self, addr: int, w):
         """Store int8 (rows, K) weights row-major, each row padded to whole words."""
         return self.write(addr, pack_rows(self.cfg, w))
+
+    def set_kv(self, layout):
+        """SET_KV: the unit's KV-cache registers from a :class:`golden.pim.kv.KVLayout`."""
+        if layout.cfg != self.cfg:
+            raise FormatError("layout: built for another PIMConfig")
+        return self.raw(encode("SET_KV", base=layout.base, cap=layout.capacity, kw=layout.kw))
+
+    def append_kv(self, layout, request: int, head: int, pos: int, k_row, v_row):
+        """APPEND_KV: the K and V rows (int8, head_dim each) of one position of a slot."""
+        rows = []
+        for name, r in (("k_row", k_row), ("v_row", v_row)):
+            a = np.asarray(r)
+            if a.dtype != np.int8 or a.shape != (layout.head_dim,):
+                raise FormatError(f"{name}: expected int8 ({layout.head_dim},), got "
+                                  f"{a.dtype} {a.shape}")
+            rows += pack_rows(self.cfg, a[None])
+        layout.k_addr(request, head, pos)          # FormatError on a bad slot / position
+        return self.raw(encode("APPEND_KV", slot=layout.slot(request, head), pos=pos), rows)
+
+    def attention(self, layout, request: int, head: int, q, length: int, sm_mult: int,
+                  sm_shift: int):
+        """LOAD_TOKENS(q) + ATTN: the group of query heads ``q`` (int8 (G, head_dim))
+        that share KV head ``head`` of ``request``, over its first ``length``
+        positions; ``sm_mult``/``sm_shift`` the softmax scale (golden.softmax)."""
+        q = np.asarray(q)
+        if q.dtype != np.int8 or q.ndim != 2 or q.shape[1] != layout.head_dim:
+            raise FormatError(f"q: expected int8 (G, {layout.head_dim}), got {q.dtype} {q.shape}")
+        if not 1 <= q.shape[0] <= self.cfg.attn_heads:
+            raise FormatError(f"q: {q.shape[0]} query heads in the group, the build holds "
+                              f"1..{self.cfg.attn_heads} (attn_heads)")
+        n = layout.check_length(length)
+        check_config(sm_mult, sm_shift)
+        self.load_tokens(q)
+        return self.raw(encode("ATTN", slot=layout.slot(request, head), len=n, mult=sm_mult,
+                               shift=sm_shift))
 
     def gemm(self, addr: int, n: int):
         if not 1 <= n < 1 << 16 or addr < 0:

@@ -5,9 +5,10 @@ stream stalls (:func:`predict`), and the analytic helpers built on it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import FormatError
+from ..softmax import unit_schedule
 from .config import PIMConfig
 from .execute import instr_errors
 from .isa import CMD_ACT, CMD_PRE, CMD_RD, CMD_REF, CMD_WR, decode, encode
@@ -19,6 +20,19 @@ FIFO_LAT = 2        # SyncFIFOBuffered: written at c -> readable at c + 2
 MAC_DONE = 5        # last MAC issue at c -> sequencer fetches the next instruction at c + 5
 OUT_LAT = 6         # last MAC issue at c -> last output beat leaves at c + 6 (ready = 1)
 IFETCH = FIFO_LAT   # instruction accepted at c -> first fetch at c + 2
+#: ATTN (docs/attention.md, "Timing"): last score-pass MAC issue at c -> the softmax
+#: job is handed over at c + 4 (``ATTN_SM_START``; it starts then or when the previous
+#: one has written its last probability, whichever is later) and its first score
+#: goes in 2 cycles after the start (``ATTN_SM_FEED``); the sequencer moves on at c + 5.
+#: Value pass: last issue at c -> first output issue at c + 3; an output issued at c
+#: leaves at c + 4; the last leaves at c -> next fetch c + 2.
+ATTN_SM_START = 4
+ATTN_SM_FEED = 2
+ATTN_DRAIN = 3
+ATTN_OUT_LAT = 4
+ATTN_DONE = 2
+#: Instructions that leave a pending ATTN tail (its value pass and output) pending.
+ATTN_KEEPS_TAIL = ("LOAD_TOKENS", "NOP", "ATTN")
 
 
 @dataclass
@@ -32,6 +46,7 @@ class Timing:
     refs: int
     instr_start: list            # fetch cycle of each instruction
     gemm_spans: list             # (first command cycle, last MAC issue) per GEMM
+    attn_spans: list = field(default_factory=list)   # per ATTN: dict of phase cycles
 
 
 class _Ctrl:
@@ -225,7 +240,7 @@ def _run_job(ctl: _Ctrl, start, write, addr, count, mac_t=1) -> int:
 
 
 def predict(cfg: PIMConfig, words, *, ref_phase: int = 0, trace: bool = True,
-            loaded: tuple[int, int] | None = None) -> Timing:
+            loaded: tuple[int, int] | None = None, kv: tuple | None = None) -> Timing:
     """Cycle model of an instruction stream with no stream stalls.
 
     Assumptions (the RTL bench reproduces them): every instruction and data word
@@ -234,7 +249,8 @@ def predict(cfg: PIMConfig, words, *, ref_phase: int = 0, trace: bool = True,
     in progress, and the refresh timer reads ``ref_phase`` in the cycle the first
     instruction word is accepted (cycle 0 of the returned command trace).
     ``loaded`` = (t, kw) of the token buffer at the start (None: empty, as after
-    reset). Returns the busy-cycle count the RTL's ``perf_cycles`` counter reports.
+    reset). ``kv`` = (base, capacity, kw) of the KV-cache registers (None: no
+    SET_KV yet). Returns the busy-cycle count the RTL's ``perf_cycles`` counter reports.
     """
     T = cfg.timing
     if not 0 <= ref_phase < T.tREFI:
@@ -243,15 +259,40 @@ def predict(cfg: PIMConfig, words, *, ref_phase: int = 0, trace: bool = True,
     f = IFETCH                      # fetch cycle of the current instruction
     last_out = None                 # cycle the last output beat leaves
     have, (t, kw) = loaded is not None, (loaded or (0, 0))
-    starts, spans = [], []
+    starts, spans, aspans = [], [], []
+    pend, sm_free = None, -(1 << 40)    # the ATTN whose tail is pending; last softmax end
     for word in words:
         word = int(word)
-        starts.append(f)
-        e = instr_errors(cfg, word, have, kw)
+        e = instr_errors(cfg, word, have, kw, t=t, kv=kv)
         d = decode(word)
         name = d["name"]
-        if e or name in ("NOP", "SET_OUT"):
+        if pend is not None and name not in ATTN_KEEPS_TAIL:
+            last_out = _attn_tail(ctl, cfg, pend, f + 1)
+            pend, f = None, last_out + ATTN_DONE
+        starts.append(f)
+        if e and name in ("APPEND_KV", "ATTN") and cfg.attn_heads:
+            f += 2                  # checked in the cycle after the fetch
+        elif e or name in ("NOP", "SET_OUT"):
             f += 1
+        elif name == "SET_KV":
+            kv = (d["kv_base"], d["kv_cap"], d["kv_kw"])
+            f += 1
+        elif name == "APPEND_KV":
+            base, cap, kvkw = kv
+            a = base + (d["slot"] * 2 * cap + d["pos"]) * kvkw
+            last = _run_job(ctl, f + 2, True, a, kvkw)
+            last = _run_job(ctl, last + 2, True, a + cap * kvkw, kvkw)
+            f = last + 2
+        elif name == "ATTN":
+            c = f + 1 if last_out is None else max(f + 1, last_out + 1)
+            new = _attn_head(ctl, cfg, kv, d, t, c, sm_free)
+            aspans.append(new)
+            sm_free = new["softmax_done"]
+            done = new["k_last_issue"] + ATTN_SM_START + 1
+            if pend is not None:
+                last_out = _attn_tail(ctl, cfg, pend, done)
+                done = last_out + ATTN_DONE
+            pend, f = new, done
         elif name == "LOAD_TOKENS":
             have, t, kw = True, d["t"], d["kw"]
             f += 1 + t * kw
@@ -268,17 +309,49 @@ def predict(cfg: PIMConfig, words, *, ref_phase: int = 0, trace: bool = True,
             spans.append((ctl.first_cmd, pop))
             last_out = pop + OUT_LAT
             f = pop + MAC_DONE
+    if pend is not None:
+        last_out = _attn_tail(ctl, cfg, pend, f + 1)
+        f = last_out + ATTN_DONE
     end = f if last_out is None else max(f, last_out + 1)
     ctl.advance(end)
     return Timing(cycles=end - 1, commands=ctl.cmds if trace else [],
                   reads=ctl.counts["rd"], writes=ctl.counts["wr"], acts=ctl.counts["act"],
-                  refs=ctl.counts["ref"], instr_start=starts, gemm_spans=spans)
+                  refs=ctl.counts["ref"], instr_start=starts, gemm_spans=spans,
+                  attn_spans=aspans)
+
+
+def _attn_head(ctl: _Ctrl, cfg: PIMConfig, kv, d: dict, g: int, c: int, sm_free: int) -> dict:
+    """An ATTN's score pass (K job and GEMM started in cycle ``c``) and its softmax
+    (after the previous softmax, which ended at ``sm_free``); its phase cycles."""
+    base, cap, kvkw = kv
+    a = base + d["slot"] * 2 * cap * kvkw
+    n = d["len"]
+    _run_job(ctl, c + 1, False, a, n * kvkw, mac_t=g)
+    k_first, k_last = ctl.first_cmd, ctl.pops[-1]
+    sm_first = max(k_last + ATTN_SM_START, sm_free) + ATTN_SM_FEED
+    sm_done = sm_first + unit_schedule([n] * g)[-1][1]
+    return dict(start=c, k_first_cmd=k_first, k_last_issue=k_last, softmax_first=sm_first,
+                softmax_done=sm_done, words=2 * n * kvkw, v_addr=a + cap * kvkw, n=n, g=g,
+                kw=kvkw)
+
+
+def _attn_tail(ctl: _Ctrl, cfg: PIMConfig, sp: dict, z: int) -> int:
+    """The value pass and output of a pending ATTN (``sp``, filled in), the sequencer
+    waiting for them from cycle ``z``; returns the cycle its last output leaves."""
+    v0 = max(z, sp["softmax_done"] + 1)
+    _run_job(ctl, v0 + 1, False, sp["v_addr"], sp["n"] * sp["kw"], mac_t=sp["g"])
+    v_last = ctl.pops[-1]
+    outs = sp["g"] * sp["kw"] * cfg.elems
+    sp.update(v_first_cmd=ctl.first_cmd, v_last_issue=v_last,
+              out_first=v_last + ATTN_DRAIN + ATTN_OUT_LAT,
+              out_last=v_last + ATTN_DRAIN + outs - 1 + ATTN_OUT_LAT)
+    return sp["out_last"]
 
 
 def predict_cycles(cfg: PIMConfig, words, *, ref_phase: int = 0,
-                   loaded: tuple[int, int] | None = None) -> int:
+                   loaded: tuple[int, int] | None = None, kv: tuple | None = None) -> int:
     """Busy cycles of an instruction stream (see :func:`predict`)."""
-    return predict(cfg, words, ref_phase=ref_phase, trace=False, loaded=loaded).cycles
+    return predict(cfg, words, ref_phase=ref_phase, trace=False, loaded=loaded, kv=kv).cycles
 
 
 # --------------------------------------------------------------------------- analytic helpers

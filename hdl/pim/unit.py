@@ -15,6 +15,15 @@ Ports (Verilog names follow Amaranth: ``instr__payload/__valid/__ready`` ...):
 Instructions execute one after another. A bad instruction (illegal opcode,
 address out of range, bad token count/K, bad field) sets its error bits and is
 dropped without consuming data words; the unit keeps going.
+
+With ``attn_heads > 0`` the unit also runs decode attention (docs/attention.md):
+SET_KV sets the KV-cache registers; APPEND_KV and ATTN are latched and checked in
+the cycle after their fetch (state KVCHK); APPEND_KV is two write jobs (K row, V
+row); ATTN waits until earlier outputs have left, runs the score pass on the GEMM
+engine (results into the attention engine's score buffer, int32) and leaves the
+softmax, the value pass and the output on :class:`hdl.pim.attn.AttnEngine` pending
+until the next ATTN's score pass has run or another instruction needs the unit
+(``hdl.pim.attnseq``).
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from golden.pim.isa import (ERR_ADDR, ERR_FIELD, ERR_OPCODE, ERR_TOKENS, INSTR_B
                             INSTR_LAYOUT, OPCODES)
 
 from ..common import bits_for, log2
+from .attnseq import AttnSequencer
 from .ctrl import DRAMController
 from .dram import PseudoChannel
 from .gemm import GEMMEngine, kw_stride
@@ -78,22 +88,24 @@ class PIMUnit(wiring.Component):
         # ---- weight path: pseudo-channel -> FIFO -> GEMM
         m.d.comb += [wfifo.w_data.eq(dram.rdata), wfifo.w_en.eq(dram.rvalid),
                      gemm.w_data.eq(wfifo.r_data), gemm.w_rdy.eq(wfifo.r_rdy),
-                     wfifo.r_en.eq(gemm.w_pop), ctrl.rd_pop.eq(gemm.w_pop),
                      br.addr.eq(gemm.buf_addr), gemm.buf_data.eq(br.data)]
+        if not cfg.attn_heads:
+            m.d.comb += [wfifo.r_en.eq(gemm.w_pop), ctrl.rd_pop.eq(gemm.w_pop)]
 
         # ---- output path
         taken = self.out.valid & self.out.ready
-        m.d.comb += [ofifo.w_data.eq(Cat(gemm.out_value, gemm.out_last)),
-                     ofifo.w_en.eq(gemm.out_we),
-                     self.out.payload.eq(ofifo.r_data), self.out.valid.eq(ofifo.r_rdy),
-                     ofifo.r_en.eq(self.out.ready), gemm.out_taken.eq(taken)]
+        m.d.comb += [self.out.payload.eq(ofifo.r_data), self.out.valid.eq(ofifo.r_rdy),
+                     ofifo.r_en.eq(self.out.ready)]
+        if not cfg.attn_heads:
+            m.d.comb += [ofifo.w_data.eq(Cat(gemm.out_value, gemm.out_last)),
+                         ofifo.w_en.eq(gemm.out_we), gemm.out_taken.eq(taken)]
 
         # ---- registers of the sequencer
         have = Signal()
         t_r = Signal(8)
         kw_r = Signal(12)
         mode, mult, shift = Signal(2), Signal(16), Signal(5)
-        m.d.comb += [gemm.mode.eq(mode), gemm.mult.eq(mult), gemm.shift.eq(shift)]
+        m.d.comb += [gemm.mult.eq(mult), gemm.shift.eq(shift)]
         err = Signal(4)
         new_err = Signal(4)
         m.d.sync += err.eq(Mux(self.clear, 0, err) | new_err)
@@ -124,11 +136,20 @@ class PIMUnit(wiring.Component):
                           | ((f_mode < 2) & ((f_shift != 0) | (f_mult != 0))), ERR_FIELD, 0)),
         ]
 
-        m.d.comb += [ctrl.job_addr.eq(f_addr), gemm.n.eq(f_n), gemm.kw.eq(kw_r), gemm.t.eq(t_r)]
+        m.d.comb += [gemm.kw.eq(kw_r), gemm.t.eq(t_r)]
+        attn = AttnSequencer(cfg, m, ififo, ctrl, gemm, w, have, t_r, kw_r, new_err,
+                             (mode, mult, shift), ofifo, wfifo, taken) if cfg.attn_heads else None
+        if attn is None:
+            m.d.comb += [ctrl.job_addr.eq(f_addr), gemm.n.eq(f_n), gemm.mode.eq(mode)]
 
         with m.FSM(name="seq") as fsm:
             with m.State("FETCH"):
-                with m.If(ififo.r_rdy):
+                fetch_ok = ififo.r_rdy
+                if attn is not None:          # a pending ATTN tail runs first
+                    with m.If(attn.flush):
+                        attn.go_flush(m)
+                    fetch_ok = ififo.r_rdy & ~attn.flush
+                with m.If(fetch_ok):
                     m.d.comb += ififo.r_en.eq(1)
                     with m.Switch(op):
                         with m.Case(OPCODES["NOP"]):
@@ -161,6 +182,8 @@ class PIMUnit(wiring.Component):
                                 m.d.comb += [ctrl.job_start.eq(1), ctrl.job_write.eq(0),
                                              ctrl.job_count.eq(nkw), gemm.start.eq(1)]
                                 m.next = "GEMM"
+                        if attn is not None:
+                            attn.fetch_cases(m)
                         with m.Default():
                             m.d.comb += new_err.eq(ERR_OPCODE)
             with m.State("LOAD"):
@@ -180,20 +203,27 @@ class PIMUnit(wiring.Component):
             with m.State("FENCE"):
                 with m.If(~gemm.reserved_nz):
                     m.next = "FETCH"
+            if attn is not None:
+                attn.states(m)
 
         # Data-stream routing as plain expressions, not FSM-scoped comb statements:
         # Icarus never runs an ``always @*`` block whose inputs keep their initial
         # values, which left ``din__ready`` X while the sequencer idled in FETCH.
         in_load, in_write = fsm.ongoing("LOAD"), fsm.ongoing("WRITE")
         lk = log2(cfg.max_k_words)
+        if attn is not None:
+            in_write = in_write | attn.writing(fsm)
+            attn.route(m, fsm)
         m.d.comb += [self.din.ready.eq(in_load | (in_write & ctrl.wr_take)),
                      ctrl.wdata_valid.eq(in_write & self.din.valid),
                      bw.addr.eq(Cat(lc[:lk], lj) if lk else lj),
                      bw.data.eq(self.din.payload), bw.en.eq(in_load & self.din.valid)]
 
         busy = Signal()
-        m.d.comb += [busy.eq(~fsm.ongoing("FETCH") | (ififo.level != 0) | gemm.reserved_nz),
-                     self.busy.eq(busy)]
+        busy_any = ~fsm.ongoing("FETCH") | (ififo.level != 0) | gemm.reserved_nz
+        if attn is not None:
+            busy_any = busy_any | attn.pend
+        m.d.comb += [busy.eq(busy_any), self.busy.eq(busy)]
         with m.If(self.clear):
             m.d.sync += self.perf_cycles.eq(0)
         with m.Elif(busy):

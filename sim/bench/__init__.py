@@ -13,7 +13,7 @@ from pathlib import Path
 from tb.toolchain import BUILD
 
 BENCH_DIR = BUILD / "bench"
-ENGINES = ("sptc", "pim", "cim", "moe", "simspeed")
+ENGINES = ("sptc", "pim", "attn", "cim", "moe", "simspeed")
 
 
 def write_rows(name: str, rows: list[dict]) -> Path:
