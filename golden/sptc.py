@@ -34,8 +34,11 @@ from .numerics import OutMode, check_k, parse_out
 
 MODES = ("dense", "2:4", "samoyeds")
 # The control ports of the RTL, in the order Job.regs / load_regs() values are sent.
+# ``tok_base``: a LOAD writes its n_tokens tokens at activation-buffer token indices
+# tok_base .. tok_base + n_tokens - 1 (the CHECK cycle refuses tok_base + n_tokens >
+# max_tokens); a MATMUL ignores it (SEL indices are buffer token indices < n_tokens).
 REG_NAMES = ("op", "mode", "out_mode", "mult", "shift", "k_words", "v_steps", "m_rows",
-             "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m")
+             "n_row_tiles", "n_sel", "n_tokens", "sam_n", "sam_m", "tok_base")
 MODE_CODES = {"dense": 0, "2:4": 1, "samoyeds": 2}
 OP_LOAD, OP_MATMUL = 0, 1
 
@@ -282,7 +285,7 @@ def plan(cfg: SpTCConfig, weight, x_shape, sel=None, out="int32") -> Job:
     reps = lambda a: np.tile(a, (n_tt, 1)) if n_tt else a[:0]
     regs = dict(op=OP_MATMUL, mode=MODE_CODES[mode], out_mode=out.code, mult=out.mult,
                 shift=out.shift, k_words=k_words, v_steps=v_steps, m_rows=m, n_row_tiles=n_rt,
-                n_sel=len(sel), n_tokens=T, sam_n=n, sam_m=mm)
+                n_sel=len(sel), n_tokens=T, sam_n=n, sam_m=mm, tok_base=0)
     return Job(mode, out, m, k, k_words, T, sel, regs, reps(v0.astype(np.int8)),
                reps(v1.astype(np.int8)), reps(nib.astype(np.uint8)), reps(idx.astype(np.uint8)))
 
@@ -299,10 +302,61 @@ def act_words(x: np.ndarray) -> np.ndarray:
     return (b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16) | (b[..., 3] << 24)).reshape(-1)
 
 
-def load_regs(x_shape) -> dict:
+def load_regs(x_shape, tok_base: int = 0) -> dict:
+    """The control-port values of a LOAD of a k x T matrix (``act_words``' stream) into
+    activation-buffer tokens ``tok_base .. tok_base + T - 1``; a later MATMUL's SEL
+    addresses them by those indices (its ``n_tokens`` must exceed them). The RTL
+    refuses ``tok_base + T > max_tokens`` in its CHECK cycle (``ERR_CONFIG``)."""
     k, T = x_shape
+    if isinstance(tok_base, bool) or not isinstance(tok_base, (int, np.integer)) \
+            or tok_base < 0:
+        raise FormatError(f"tok_base: {tok_base!r} must be a non-negative integer")
     return dict(op=OP_LOAD, mode=0, out_mode=0, mult=0, shift=0, k_words=-(-k // 4), v_steps=1,
-                m_rows=1, n_row_tiles=1, n_sel=0, n_tokens=T, sam_n=1, sam_m=1)
+                m_rows=1, n_row_tiles=1, n_sel=0, n_tokens=T, sam_n=1, sam_m=1,
+                tok_base=int(tok_base))
+
+
+class ActBuffer:
+    """The activation buffer as LOAD jobs leave it: ``max_tokens`` tokens of
+    ``max_kw`` words, each word unknown until a LOAD writes it (the RTL's buffer
+    has no reset). :meth:`operand` is the k x n_tokens matrix a MATMUL reads."""
+
+    def __init__(self, cfg: SpTCConfig):
+        self.cfg = cfg
+        self.words = np.zeros((cfg.max_tokens, cfg.max_kw), np.uint32)
+        self.known = np.zeros((cfg.max_tokens, cfg.max_kw), bool)
+
+    def load(self, x: np.ndarray, tok_base: int = 0) -> None:
+        """A LOAD of ``x`` (k x T int8) at tokens tok_base .. tok_base + T - 1."""
+        words = act_words(x)
+        regs = load_regs(x.shape, tok_base)
+        kw, T = regs["k_words"], x.shape[1]
+        if kw > self.cfg.max_kw:
+            raise FormatError(f"x: K = {x.shape[0]} exceeds this build's max_k = "
+                              f"{self.cfg.max_k}")
+        if tok_base + T > self.cfg.max_tokens:
+            raise FormatError(f"tok_base: {tok_base} + {T} tokens exceed this build's "
+                              f"max_tokens = {self.cfg.max_tokens}")
+        self.words[tok_base:tok_base + T, :kw] = words.reshape(T, kw)
+        self.known[tok_base:tok_base + T, :kw] = True
+
+    def operand(self, k: int, n_tokens: int, sel) -> np.ndarray:
+        """The k x n_tokens int8 matrix a MATMUL of K = k reads (columns outside SEL
+        are 0); a selected token whose first ceil(k / 4) words no LOAD wrote is refused."""
+        kw = -(-k // 4)
+        if kw > self.cfg.max_kw or n_tokens > self.cfg.max_tokens:
+            raise FormatError(f"k, n_tokens: ({k}, {n_tokens}) exceed this build's "
+                              f"({self.cfg.max_k}, {self.cfg.max_tokens})")
+        sel = check_sel(sel, n_tokens)
+        unknown = ~self.known[sel, :kw].all(axis=1)
+        if unknown.any():
+            raise FormatError(f"sel: token {int(sel[np.argmax(unknown)])} was not loaded "
+                              f"with K >= {k}")
+        b = self.words[sel, :kw].astype(np.uint32)
+        vals = np.stack([(b >> (8 * i)) & 0xFF for i in range(4)], axis=-1)
+        out = np.zeros((4 * kw, n_tokens), np.int8)
+        out[:, sel] = vals.astype(np.uint8).view(np.int8).reshape(len(sel), 4 * kw).T
+        return out[:k]
 
 
 # --------------------------------------------------------------------------- cycle model

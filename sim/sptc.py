@@ -97,17 +97,29 @@ class JobSpec:
     load_mutate: object = None  # callable(dict) -> None: corrupts the LOAD phase's registers
     load_err: int = 0       # != 0: the LOAD must be refused with exactly these error bits
                             # (no activation word taken); the MATMUL phase is skipped
+    loads: tuple = ()       # (matrix, tok_base) LOADs after x's (x loads at tok_base 0);
+                            # the MATMUL then reads the buffer they leave
+                            # (golden.sptc.ActBuffer): K from the weight, n_tokens the
+                            # highest token loaded + 1, SEL indices into the buffer
 
 
 def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
     arrays = {"n_jobs": np.int64(len(specs)), "cols": np.int64(cfg.cols),
               "sel_lanes": np.int64(cfg.sel_lanes), "drain_rows": np.int64(cfg.drain_rows)}
     for i, s in enumerate(specs):
-        job = gs.plan(cfg, s.weight, s.x.shape, s.sel, s.out)
+        x = s.x
+        if s.loads:
+            buf = gs.ActBuffer(cfg)
+            for mat, base in ((s.x, 0), *s.loads):
+                buf.load(mat, base)
+            n_tok = max(base + mat.shape[1] for mat, base in ((s.x, 0), *s.loads))
+            x = buf.operand(s.weight.shape[1], n_tok, s.sel if s.sel is not None
+                            else np.arange(n_tok))
+        job = gs.plan(cfg, s.weight, x.shape, s.sel, s.out)
         if s.expect_err or s.reset_at or s.load_err:  # bad input or reset: no output, no cycles
             expected, pred = np.zeros((0, 0), np.int64), -1
         else:
-            expected, pred = golden.ssmm(s.weight, s.x, job.sel, s.out), \
+            expected, pred = golden.ssmm(s.weight, x, job.sel, s.out), \
                 gs.predict_job_cycles(cfg, job)
         if s.mutate is not None:
             s.mutate(job)
@@ -125,8 +137,13 @@ def encode_jobs(cfg: gs.SpTCConfig, specs: list[JobSpec]) -> dict:
             p + "rejected": np.int64(bool(s.rejected)), p + "load_err": np.int64(s.load_err),
             p + "out_rows": np.int64(job.m * max(1, -(-len(job.sel) // cfg.cols))),
             p + "load_cycles": np.int64(gs.predict_load_cycles(s.x.shape)),
-            p + "pred_cycles": np.int64(pred),
+            p + "pred_cycles": np.int64(pred), p + "n_loads": np.int64(len(s.loads)),
         })
+        for n, (mat, base) in enumerate(s.loads, 1):
+            regs = gs.load_regs(mat.shape, base)
+            arrays.update({p + f"act{n}": gs.act_words(mat).astype(np.int64),
+                           p + f"load_regs{n}": np.array([regs[k] for k in REG_NAMES]),
+                           p + f"load_cycles{n}": np.int64(gs.predict_load_cycles(mat.shape))})
     return arrays
 
 

@@ -2,7 +2,8 @@
 
 The host (``sim.sptc``) writes a batch of jobs to the ``.npz`` named by
 ``MOE_JOB``: per job the register values, the weight beats (from
-``golden.sptc.plan``), the activation words, SEL and the *golden* output from
+``golden.sptc.plan``), the activation words (LOADed at token 0, then any further
+LOADs at their ``tok_base``), SEL and the *golden* output from
 ``golden.ssmm`` (computed from the compressed formats, not from the beats),
 plus the error bits the job must raise (0 for a good job). This bench drives
 the job through the DUT with random valid/ready stalls on every stream (the
@@ -188,11 +189,20 @@ async def bench(io, job: dict, *, seed: int = 1, stalls: bool = True, progress=N
                      f"the refused LOAD took {a_drv.sent - sent0} activation words")
             await refused(tag, err)
             continue
-        sb.check(tag, err == 0, f"LOAD raised error 0x{err:x}")
-        sb.check(tag, a_drv.idle, "LOAD left activation words unconsumed")
-        if not stalls:
-            sb.check(tag, cyc == int(j("load_cycles")),
-                     f"LOAD took {cyc} cycles, model says {int(j('load_cycles'))}")
+        for n in range(opt(i, "n_loads") + 1):    # x's LOAD, then any at other tok_base
+            ln = str(n or "")
+            if n:
+                words = j(f"act{n}")
+                a_drv.push(words.tolist())
+                cyc, err = await run_phase(j(f"load_regs{n}").tolist(),
+                                           timeout=40 * len(words) + 100)
+            results[f"j{i}_load_cycles{ln}"] = cyc
+            sb.check(tag, err == 0, f"LOAD{ln} raised error 0x{err:x}")
+            sb.check(tag, a_drv.idle, f"LOAD{ln} left activation words unconsumed")
+            if not stalls:
+                sb.check(tag, cyc == int(j(f"load_cycles{ln}")),
+                         f"LOAD{ln} took {cyc} cycles, model says "
+                         f"{int(j(f'load_cycles{ln}'))}")
         # ---- MATMUL
         beats = pack_weights(j("v0"), j("v1"), j("nib"), j("idx"))
         s_drv.push(pack_sel(j("sel"), lanes))

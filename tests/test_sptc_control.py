@@ -1,5 +1,6 @@
-"""hdl.sptc.control.JobControl on its own: a LOAD job's write addresses and cycle
-count, a bad job's CHECK, a MATMUL job's SEL writes and issue stage (flags,
+"""hdl.sptc.control.JobControl on its own: a LOAD job's write addresses (at token
+base 0 and at other bases) and cycle count, a bad job's CHECK (a LOAD past the
+buffer's last token included), a MATMUL job's SEL writes and issue stage (flags,
 metadata, activation word per beat) against a Python model of the tiling, the
 issue gate (at most two tiles in the unit), and the sticky error bits."""
 import numpy as np
@@ -14,7 +15,7 @@ CFG = CONFIGS["small"]
 C, L, R = CFG.cols, CFG.sel_lanes, CFG.rows
 KW_BITS = (CFG.max_kw - 1).bit_length()
 REGS = dict(op=gs.OP_MATMUL, mode=1, out_mode=0, mult=0, shift=0, k_words=3, v_steps=3,
-            m_rows=6, n_row_tiles=2, n_sel=6, n_tokens=8, sam_n=1, sam_m=1)
+            m_rows=6, n_row_tiles=2, n_sel=6, n_tokens=8, sam_n=1, sam_m=1, tok_base=0)
 
 
 def sim(body):
@@ -39,27 +40,58 @@ async def start(ctx, dut, regs):
     ctx.set(dut.start, 0)
 
 
-def test_load_job_writes_every_word_and_counts_its_cycles():
-    k_words, n_tok = 3, 5
-    regs = gs.load_regs((4 * k_words, n_tok))
-
+def run_load(regs, valid=lambda cyc: True, cycles=200):
+    """A LOAD job with ``act_valid`` from ``valid(cycle)``: the write addresses, the
+    cycles the stream was ready, cycles, error, done."""
     async def body(ctx, dut, out):
         ctx.set(dut.tail_idle, 1)
         await start(ctx, dut, regs)
-        addrs = []
-        ctx.set(dut.act_valid, 1)
-        for _ in range(40):
+        addrs, ready = [], 0
+        for cyc in range(cycles):
+            ctx.set(dut.act_valid, valid(cyc))
+            ready += ctx.get(dut.act_ready)
             if ctx.get(dut.act_wr_en):
                 addrs.append(ctx.get(dut.act_wr_addr))
             if ctx.get(dut.done):
                 break
             await ctx.tick()
-        out.update(addrs=addrs, cycles=ctx.get(dut.cycles), error=ctx.get(dut.error))
+        out.update(addrs=addrs, ready=ready, cycles=ctx.get(dut.cycles),
+                   error=ctx.get(dut.error), done=ctx.get(dut.done))
+    return sim(body)
 
-    out = sim(body)
+
+def test_load_job_writes_every_word_and_counts_its_cycles():
+    k_words, n_tok = 3, 5
+    out = run_load(gs.load_regs((4 * k_words, n_tok)))
     assert out["addrs"] == [t << KW_BITS | k for t in range(n_tok) for k in range(k_words)]
     assert out["cycles"] == gs.predict_load_cycles((4 * k_words, n_tok))
     assert out["error"] == 0
+
+
+@pytest.mark.parametrize("k_words, n_tok, base", [(3, 5, 7), (1, 1, 9), (2, 1, 0),
+                                                   (5, 4, CFG.max_tokens - 4),
+                                                   (CFG.max_kw, 2, CFG.max_tokens - 2)])
+def test_load_at_a_token_base_writes_its_tokens_there(k_words, n_tok, base):
+    """tok_base + t is token t's buffer index, the last one up to max_tokens - 1;
+    the cycle count is the model's (unstalled) and every word is written once
+    under a stalled stream."""
+    regs = gs.load_regs((4 * k_words, n_tok), base)
+    want = [(base + t) << KW_BITS | k for t in range(n_tok) for k in range(k_words)]
+    out = run_load(regs)
+    assert (out["addrs"], out["error"], out["done"]) == (want, 0, 1)
+    assert out["cycles"] == gs.predict_load_cycles((4 * k_words, n_tok))
+    rng = np.random.default_rng(base)
+    stalls = rng.random(400) < 0.4
+    out = run_load(regs, lambda cyc: int(not stalls[cyc]), cycles=400)
+    assert (out["addrs"], out["error"], out["done"]) == (want, 0, 1)
+
+
+@pytest.mark.parametrize("n_tok, base", [(5, CFG.max_tokens - 4), (2, CFG.max_tokens - 1),
+                                         (CFG.max_tokens, 1), (CFG.max_tokens - 6, 7)])
+def test_load_past_the_last_token_is_refused(n_tok, base):
+    """tok_base + n_tokens > max_tokens: ERR_CONFIG in CHECK, no word taken."""
+    out = run_load(gs.load_regs((8, n_tok), base), cycles=20)
+    assert (out["addrs"], out["ready"], out["error"], out["done"]) == ([], 0, gs.ERR_CONFIG, 1)
 
 
 @pytest.mark.parametrize("bad", [dict(mode=3), dict(k_words=0), dict(out_mode=2, shift=0),
@@ -88,9 +120,11 @@ def tiling(regs):
     return beats
 
 
-@pytest.mark.parametrize("drain_lat", [3, 25])
-def test_matmul_job_sel_issue_and_gate(drain_lat):
-    regs = dict(REGS)
+@pytest.mark.parametrize("drain_lat, tok_base", [(3, 0), (25, 0), (3, CFG.max_tokens - 1)])
+def test_matmul_job_sel_issue_and_gate(drain_lat, tok_base):
+    """(A MATMUL ignores tok_base: the same tiling at a base a LOAD of n_tokens
+    would be refused at.)"""
+    regs = dict(REGS, tok_base=tok_base)
     sel = [1, 2, 4, 5, 6, 7]
     rng = np.random.default_rng(drain_lat)
 

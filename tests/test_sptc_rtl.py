@@ -169,11 +169,13 @@ def load_cases():
     return [("LOAD n_tokens > max_tokens", set_reg(n_tokens=CFG.max_tokens + 1)),
             ("LOAD k_words > max_kw", set_reg(k_words=CFG.max_kw + 1)),
             ("LOAD k_words = 0", set_reg(k_words=0)),
-            ("LOAD mode 3", set_reg(mode=3))]
+            ("LOAD mode 3", set_reg(mode=3)),
+            # x has 6 tokens: the last would land past the buffer's last token
+            ("LOAD tok_base + n_tokens > max_tokens", set_reg(tok_base=CFG.max_tokens - 5))]
 
 
 def config_error_jobs(seed):
-    """Every CHECK-cycle refusal (12 MATMUL checks, 4 on a LOAD) in one batch, each
+    """Every CHECK-cycle refusal (12 MATMUL checks, 5 on a LOAD) in one batch, each
     followed by a good job; the registers are otherwise those of a good job."""
     rng = np.random.default_rng(seed)
     w24 = to_mode(rand(rng, (8, 32)), "2:4")
@@ -231,7 +233,7 @@ def test_sptc_cycles_match_model(tmp_path):
 def test_sptc_bad_inputs_flag_and_recover(seed, tmp_path):
     """Data errors (metadata, SEL, Samoyeds index, V vs K): exactly their error bits,
     each followed by an exact job. Seed 1 also runs :func:`config_error_jobs`: each of the
-    CHECK cycle's 12 configuration checks (and 4 on a LOAD) alone gives exactly ERR_CONFIG,
+    CHECK cycle's 12 configuration checks (and 5 on a LOAD) alone gives exactly ERR_CONFIG,
     takes no input beat, sends no result beat, holds the error until ``clear``."""
     specs = bad_jobs(seed) + (config_error_jobs(seed) if seed == 1 else [])
     kind = None if seed == 1 else "mixed"
@@ -239,7 +241,7 @@ def test_sptc_bad_inputs_flag_and_recover(seed, tmp_path):
     if kind:
         check_profiles(res, kind)
     refused = [i for i, s in enumerate(specs) if s.rejected or s.load_err]
-    assert len(refused) == (16 if seed == 1 else 0)
+    assert len(refused) == (17 if seed == 1 else 0)
     assert all(int(res[f"j{i}_error"]) == gs.ERR_CONFIG for i in refused)
     assert all(f"j{i + 1}_out" in res for i in refused)     # every recovery job ran
 

@@ -4,10 +4,12 @@ registers, CHECK cycle, FSM, counters, SEL/LOAD control, issue stage, error bits
 A job starts with one CHECK cycle: the control ports are registered every cycle
 (``*_sh``) and at start (the CHECK-only registers and the job checks, each a
 registered compare of the ports), CHECK ORs the checks and derives the
-counters' end values from those registers. FSM: IDLE -> CHECK -> LOAD -> IDLE
+counters' end values from those registers (a LOAD's token counter starts at
+``tok_base`` and ends at ``tok_base + n_tokens - 1``). FSM: IDLE -> CHECK -> LOAD -> IDLE
 (activation words into the buffers), or CHECK -> SEL -> RUN -> WAIT -> IDLE
 (SEL entries into the banks, the weight beats issued, the unit drained);
-CHECK -> IDLE with ``ERR_CONFIG`` on a bad job.
+CHECK -> IDLE with ``ERR_CONFIG`` on a bad job (a LOAD past the buffer's last
+token: CHECK -> LOAD -> IDLE taking no word, ``ERR_CONFIG`` rising with ``done``).
 
 The datapath steps under registers equal to the FSM's state (``load_q``,
 ``sel_q``, ``run_q``) and under copies of the counters' "at the last value"
@@ -27,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.sptc import ERR_CONFIG, ERR_INDEX, ERR_META, ERR_SEL, MODE_CODES, OP_LOAD, SpTCConfig
 
-from ..common import bits_for, or_all
+from ..common import bits_for, le_const, or_all
 from ..fpga import replicas
 from .buffers import tt_width
 from .config import sel_layout, weight_layout
@@ -48,7 +50,7 @@ def control_ports(cfg: SpTCConfig) -> dict:
             "op": In(1), "mode": In(2), "out_mode": In(2), "mult": In(16), "shift": In(5),
             "k_words": In(kwb + 1), "v_steps": In(kwb + 1), "m_rows": In(16),
             "n_row_tiles": In(16), "n_sel": In(16), "n_tokens": In(16),
-            "sam_n": In(5), "sam_m": In(5),
+            "sam_n": In(5), "sam_m": In(5), "tok_base": In(bits_for(cfg.max_tokens)),
             "busy": Out(1), "done": Out(1), "error": Out(4), "cycles": Out(32)}
 
 
@@ -109,7 +111,8 @@ class JobControl(wiring.Component):
         beat_last = Signal(); vb_last = Signal(); rt_at_last = Signal(); tt_at_last = Signal()
         beat_zero = Signal()
         ld_more = Signal()            # LOAD: tokens left to load
-        kw_last1 = Signal.like(self.k_words); ntok_last1 = Signal(16)
+        kw_last1 = Signal.like(self.k_words)
+        ntok_last1 = Signal(16)       # LOAD: the last token's buffer index - 1
         ld_bl = Signal(); ld_tl = Signal()        # LOAD: last beat of a token / last token
         sel_end = Signal()            # SEL: the next beat is the last
         sel_left = Signal(17)         # SEL: entries not yet loaded
@@ -149,6 +152,15 @@ class JobControl(wiring.Component):
         chk_any = Signal(); chk_mm = Signal(); chk_mm2 = Signal(); chk_vk = Signal()
         cfg_bad = Signal()
         m.d.comb += cfg_bad.eq(chk_any | chk_mm | chk_mm2 | chk_vk)
+        # LOAD: tok_base + n_tokens, one past its last buffer token, registered every
+        # cycle (CHECK derives the token counter's end from it); n_tokens' low bits
+        # only: a larger n_tokens is refused by chk_any. Past max_tokens (ld_over) the
+        # LOAD is refused outside CHECK's decision: its LOAD state has no token to
+        # take (ntok_nz) and ends at once, ERR_CONFIG rises with done.
+        nt_bits = bits_for(cfg.max_tokens + 1)
+        ld_end = Signal(nt_bits + 1)
+        m.d.comb += ld_end.eq(self.tok_base + self.n_tokens[:nt_bits])
+        ld_over = ~le_const(ld_end, cfg.max_tokens)
         ks_port = Mux(self.mode == DENSE, self.k_words << 1, self.k_words)
         vs_port = Mux(self.mode == SAMOYEDS, self.v_steps, ks_port)
         ks_in = Signal.like(ks_port, name="ks_q")       # weight beats per tile
@@ -181,10 +193,15 @@ class JobControl(wiring.Component):
             Signal(name=f"{x}_one_sh", **DR) for x in ("ks", "vs", "nrt", "kw", "ntok"))
         nrt_two = Signal(name="nrt_two_sh", **DR)
         nsel_zero = Signal(name="nsel_zero_sh", **DR)         # no SEL entries
-        ntok_nz = Signal(name="ntok_nz_sh", **DR)             # LOAD has tokens
+        ntok_nz = Signal(name="ntok_nz_sh", **DR)             # LOAD has tokens to write
+        ld_bad = Signal(name="ld_bad_sh", **DR)               # a LOAD past max_tokens
+        ld_end_sh = Signal.like(ld_end, name="ld_end_sh", **DR)  # LOAD: tok_base + n_tokens
+        tt0_sh = Signal(len(self.tok_base), name="tt0_sh", **DR)  # tt's first value
+        m.d.sync += [ld_end_sh.eq(ld_end), tt0_sh.eq(Mux(not_load, 0, self.tok_base))]
         nsel_gt = Signal(L, name="nsel_gt_sh", **DR)          # n_sel > lane
         nsel_le = Signal(name="nsel_le_sh", **DR)             # n_sel <= lanes
-        m.d.sync += [nsel_zero.eq(self.n_sel == 0), ntok_nz.eq(self.n_tokens != 0),
+        m.d.sync += [nsel_zero.eq(self.n_sel == 0),
+                     ntok_nz.eq((self.n_tokens != 0) & ~ld_over), ld_bad.eq(~not_load & ld_over),
                      nsel_gt.eq(Cat(self.n_sel > l for l in range(L))), nsel_le.eq(self.n_sel <= L)]
         kw_one = Signal()     # the job's k_words is 1 (LOAD's beat flag after a token)
         m.d.sync += [kw_one_in.eq(self.k_words == 1), ntok_one_in.eq(self.n_tokens == 1),
@@ -287,7 +304,8 @@ class JobControl(wiring.Component):
         m.d.sync += [load_q.eq(Mux(load_q, ~leave_load, enter_load)),
                      sel_q.eq(Mux(sel_q, ~enter_run, enter_sel)),
                      run_q.eq(run_n)]
-        # LOAD: tt counts tokens; "loading" and "load finished" have one copy per
+        # LOAD: tt is the token's buffer index (from tok_base; the write address
+        # is the counters themselves); "loading" and "load finished" have one copy per
         # group of loads (the stream's ready and the write enable, the counters, the FSM)
         ld_n = Signal(); load_n = Signal()
         m.d.comb += [ld_n.eq(ld_more),
@@ -408,7 +426,7 @@ class JobControl(wiring.Component):
                          lane_ok.eq(nsel_gt)]
         with m.If(chk_q[1]):
             m.d.sync += [beat.eq(0), vb.eq(0),
-                         kw_last1.eq(k_words - 2), ntok_last1.eq(n_tok_sh - 2),
+                         kw_last1.eq(k_words - 2), ntok_last1.eq(ld_end_sh - 2),
                          ld_bl.eq(kw_one_in), ld_tl.eq(ntok_one_in), kw_one.eq(kw_one_in),
                          k_last1.eq(ks_in - 2), v_last1.eq(v_in - 2),
                          k_one.eq(ks_one), v_one.eq(vs_one)]
@@ -417,7 +435,7 @@ class JobControl(wiring.Component):
                          rt_pen.eq(nrt_two), rt_two.eq(nrt_two),
                          rows_left.eq(m_rows_sh)]
         with m.If(chk_q[3]):
-            m.d.sync += [tt.eq(0), tt_last1.eq(n_tt_in - 2), tt_at_last.eq(ntt_one),
+            m.d.sync += [tt.eq(tt0_sh), tt_last1.eq(n_tt_in - 2), tt_at_last.eq(ntt_one),
                          rem.eq(n_sel)]
         with m.If(cyc_chk):
             m.d.sync += [job_sam.eq(mode == SAMOYEDS),
@@ -471,8 +489,8 @@ class JobControl(wiring.Component):
             if r > 0:
                 bad = bad | (((r & (sam_n - 1)) != 0) & (lanes[r].idx <= lanes[r - 1].idx))
             err_terms[ERR_INDEX].append(s1_valid & job_sam & bad)
-        # a tile must end on a flush-block boundary (V divides K)
-        err_terms[ERR_CONFIG].append(s1_valid & s1_tlast & ~s1_vbl)
+        # a tile must end on a flush-block boundary (V divides K); a LOAD past the buffer
+        err_terms[ERR_CONFIG] += [s1_valid & s1_tlast & ~s1_vbl, cyc_chk & ld_bad]
 
         # tiles in the unit; the error bits (the stream checks registered once, err_q)
         m.d.comb += pend_n.eq(pend + (issue & beat_zero) - self.drain_done)
@@ -496,6 +514,12 @@ class JobControl(wiring.Component):
               & (run_q == fsm.ongoing("RUN")), "load_q/sel_q/run_q != the FSM's state")
             A(ldg == Cat(load_q & ld_more, load_q & ld_more, load_q & ~ld_more),
               "the LOAD flag copies != (load_q, ld_more)")
+            ld_last = Signal(16)      # the LOAD's last token index
+            m.d.comb += ld_last.eq(ntok_last1 + 1)
+            A(~(load_q & ld_more) | ((ld_tl == (tt == ld_last)) & (tt <= ld_last)
+                                     & (ld_last < cfg.max_tokens)),
+              "LOAD: the token counter past its last token, the last-token flag wrong, "
+              "or the last token outside the buffer")
             for k, q in enumerate(idle_c):
                 A(q == fsm.ongoing("IDLE"), f"idle copy {k} != the FSM's IDLE")
             self.formal_state = {"pe_busy": pe_busy}
