@@ -8,12 +8,12 @@ from __future__ import annotations
 from .base import Runner
 
 #: the engines, in ``--engine`` order (the first is the default)
-ENGINES = ("moe", "sptc", "pim", "cim")
+ENGINES = ("moe", "sptc", "pim", "cim", "attn")
 
 
 def get(engine: str) -> Runner:
     """The runner of ``engine`` (one of :data:`ENGINES`)."""
     if engine not in ENGINES:
         raise KeyError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
-    from . import cim, moe, pim, sptc
-    return {"moe": moe, "sptc": sptc, "pim": pim, "cim": cim}[engine].RUNNER
+    from . import attn, cim, moe, pim, sptc
+    return {"moe": moe, "sptc": sptc, "pim": pim, "cim": cim, "attn": attn}[engine].RUNNER
