@@ -21,7 +21,7 @@ JOBS    ?= 2
 PYTEST_ARGS ?= --durations=15
 
 # make sim options (see `python -m sim run --help`). The default engine is the
-# whole MoE layer (hdl/moe: SpTC + Logic-PIM); sptc, pim and cim run one engine.
+# whole MoE layer (hdl/moe: SpTC + Logic-PIM); sptc, pim, attn and cim run one engine.
 ENGINE    ?= moe
 PRESET    ?=
 TRACE     ?=

@@ -52,9 +52,15 @@ def weight_bytes(mode: str, m: int, k: int, nmv: tuple = (1, 2, 32)) -> int:
 
 # The cycle models are pure functions of hashable configs: cached across TimeModels (a
 # benchmark builds one per sweep point with the same shapes).
+def sptc_k(mode: str, k: int, nmv: tuple = (1, 2, 32)) -> int:
+    """K as the SpTC runs a GEMM: zero-padded to a multiple of 4, in Samoyeds mode of V."""
+    q = nmv[2] if mode == "samoyeds" else 4
+    return -(-k // q) * q
+
+
 @lru_cache(maxsize=65536)
 def _sptc_gemm(cfg, mode: str, m: int, k: int, n: int, nmv: tuple) -> int:
-    return gs.predict_cycles(cfg, mode, m, k, n, nmv)
+    return gs.predict_cycles(cfg, mode, m, sptc_k(mode, k, nmv), n, nmv)
 
 
 @lru_cache(maxsize=65536)
@@ -64,7 +70,7 @@ def _pim_program(cfg, words: tuple) -> int:
 
 @dataclass(frozen=True)
 class ExpertShape:
-    """The GEMMs of one expert, in order: (m, k) each; the RTL uses one projection."""
+    """The GEMMs of one expert, in order: (m, k) each (a gated FFN: gate, up, down)."""
 
     gemms: tuple
 
@@ -98,14 +104,16 @@ class TimeModel:
     elems`` MACs per cycle, the same weight stream): a job of n slots costs what the
     one-lane unit needs for ``ceil(n / lanes)`` (a model-only variant: the RTL unit has
     one lane). ``shared_bytes_per_cycle``: the shared-HBM budget (module docstring).
-    A step's SpTC time also includes the activation LOAD.
+    A step's SpTC time also includes the activation LOAD. ``h_reload``: a gated FFN's
+    h goes back into the SpTC's activation buffer with a LOAD before the down GEMM (the
+    RTL top does; :meth:`for_config` sets it).
     """
 
     def __init__(self, shape: ExpertShape, sptc_cfg: gs.SpTCConfig, pim_cfg: gp.PIMConfig,
                  sptc_mode: str = "dense", xpu_bytes_per_cycle: float | None = None,
                  sptc_tile: int | None = None, pim_tile: int | None = None, *,
                  nmv: tuple = (1, 2, 32), shared_bytes_per_cycle: float | None = None,
-                 pim_lanes: int = 1):
+                 pim_lanes: int = 1, h_reload: bool = False):
         if sptc_mode not in SPTC_MODES:
             raise FormatError(f"sptc_mode: {sptc_mode!r} (expected one of {SPTC_MODES})")
         for name, v in (("xpu_bytes_per_cycle", xpu_bytes_per_cycle),
@@ -118,6 +126,7 @@ class TimeModel:
         self.shape, self.sptc_cfg, self.pim_cfg = shape, sptc_cfg, pim_cfg
         self.sptc_mode, self.xbw, self.nmv = sptc_mode, xpu_bytes_per_cycle, nmv
         self.shared_bw, self.pim_lanes = shared_bytes_per_cycle, pim_lanes
+        self.h_reload = bool(h_reload)
         self.sptc_tile = sptc_tile or sptc_cfg.max_sel
         self.pim_tile = pim_tile or pim_cfg.max_tokens
         self._wb = [weight_bytes(sptc_mode, m, k, nmv) for m, k in shape.gemms]
@@ -125,34 +134,52 @@ class TimeModel:
         self._pim = lru_cache(maxsize=None)(self._pim_job)
 
     @classmethod
-    def for_config(cls, mcfg, hidden: int, sptc_mode: str = "dense") -> "TimeModel":
-        """The model of the RTL top (``golden.moe.MoEConfig``): one projection per expert,
+    def for_config(cls, mcfg, hidden: int, ffn: int, sptc_mode: str = "dense",
+                   nmv: tuple = (1, 2, 32)) -> "TimeModel":
+        """The model of the RTL top (``golden.moe.MoEConfig``): a gated FFN per expert,
         no weight-bandwidth floor and no shared budget (the top's SpTC weights arrive on
         a stream, the Logic-PIM's sit in its own banks)."""
-        return cls(ExpertShape.projection(hidden), mcfg.sptc, mcfg.pim, sptc_mode,
-                   sptc_tile=mcfg.sptc_max_slots, pim_tile=mcfg.pim_max_slots)
+        return cls(ExpertShape.gated_ffn(hidden, ffn), mcfg.sptc, mcfg.pim, sptc_mode,
+                   sptc_tile=mcfg.sptc_max_slots, pim_tile=mcfg.pim_max_slots, nmv=nmv,
+                   h_reload=True)
 
     # ----------------------------------------------------------------- cycles
-    def _sptc_job(self, n: int) -> int:
-        c = 0
-        for (m, k), wb in zip(self.shape.gemms, self._wb):
+    def sptc_phases(self, n: int) -> list[int]:
+        """SpTC cycles of each part of one job of n slots: the GEMMs in order, and for a
+        gated FFN with ``h_reload`` the LOAD of h (ffn x n, K padded as the down GEMM
+        runs it) before the down projection: [gate, up, load h, down]."""
+        out = []
+        for i, ((m, k), wb) in enumerate(zip(self.shape.gemms, self._wb)):
+            if i == 2 and self.h_reload and self.shape.is_gated_ffn:
+                out.append(gs.predict_load_cycles((sptc_k(self.sptc_mode, k, self.nmv), n)))
             g = _sptc_gemm(self.sptc_cfg, self.sptc_mode, m, k, n, self.nmv)
             if self.xbw:
                 g = max(g, math.ceil(wb / self.xbw))
-            c += g
-        return c
+            out.append(g)
+        return out
 
-    def _pim_job(self, n: int) -> int:
+    def _sptc_job(self, n: int) -> int:
+        return sum(self.sptc_phases(n))
+
+    def pim_program(self, n: int, addr: int = 0, rqs=None) -> list[int]:
+        """The Logic-PIM instruction words of one job of n slots: per GEMM a SET_OUT (its
+        output scale; ``rqs``: (mult, shift) per GEMM, default (1, 1)), a LOAD_TOKENS
+        where K changes, the GEMM (weights from ``addr`` on, GEMM after GEMM)."""
         t = -(-n // self.pim_lanes)
-        words, prev_k, addr = [], None, 0
-        for m, k in self.shape.gemms:
+        words, prev_k = [], None
+        for i, (m, k) in enumerate(self.shape.gemms):
+            mult, shift = rqs[i] if rqs else (1, 1)
+            words.append(gp.encode("SET_OUT", mode=2, mult=mult, shift=shift))
             kw = -(-k // self.pim_cfg.elems)
             if k != prev_k:
                 words.append(gp.encode("LOAD_TOKENS", t=t, kw=kw))
                 prev_k = k
             words.append(gp.encode("GEMM", addr=addr, n=m))
             addr += m * kw
-        return _pim_program(self.pim_cfg, tuple(words))
+        return words
+
+    def _pim_job(self, n: int) -> int:
+        return _pim_program(self.pim_cfg, tuple(self.pim_program(n)))
 
     @staticmethod
     def chunks(n: int, tile: int) -> list[int]:
@@ -169,7 +196,8 @@ class TimeModel:
         return self.sptc(n) if unit == SPTC else self.pim(n)
 
     def load(self, T: int) -> int:
-        return gs.predict_load_cycles((self.shape.hidden, T)) if T else 0
+        return gs.predict_load_cycles((sptc_k(self.sptc_mode, self.shape.hidden, self.nmv), T)) \
+            if T else 0
 
     # ----------------------------------------------------------------- bytes and rooflines
     def expert_bytes(self, unit: str) -> int:

@@ -5,11 +5,10 @@ compiler (``golden.schedule``) and the Amaranth top (``hdl.moe``) all take.
 
 The golden layer (:func:`moe_layer`), integer end to end:
 
-* every expert ``e`` (routed ``0..E-1``, shared ``E..E+S-1``) is one int8
-  projection ``W_e`` (hidden x hidden): ``y_e = requant(W_e @ x[:, kept_e],
-  expert_rq)``, int8. (The RTL runs one GEMM per expert job on either unit; the
-  cycle models used by the benchmark may describe a full gated FFN instead,
-  see ``golden.schedule.ExpertShape``.)
+* every expert ``e`` (routed ``0..E-1``, shared ``E..E+S-1``) is a gated FFN
+  (``golden.ffn.expert_ffn``): ``g = requant(gate_e @ x, gate_rq)``,
+  ``u = requant(up_e @ x, up_rq)``, ``h = requant(lut[g] * u, prod_rq)``,
+  ``y_e = requant(down_e @ h, expert_rq)``, all int8, on the expert's kept tokens.
 * the combine: ``acc[:, t] = sum_{e kept for t} gate(t, e) * y_e[:, t]`` in int32
   (gate = the token's int8 ``gate_q`` for that expert, 0..127; shared experts
   use ``shared_gate`` for every token), then ``out = requant(acc, combine_rq)``
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FormatError
+from .ffn import FFNParams, apply_lut, expert_ffn, silu_lut
+from .formats import SamoyedsWeight, Sparse24, _check_nmv, prune_2to4, prune_samoyeds
 from .numerics import requant
 from .pim import PIMConfig
 from .sptc import SpTCConfig
@@ -36,15 +37,18 @@ def _pow2(v: int) -> bool:
     return v >= 1 and (v & (v - 1)) == 0
 
 
-#: The MoE top's PIM: the Engine 2 small config with room for 32 experts of
-#: hidden 32 (2 words of 128 bits per row -> 64 words each, 2048 words total).
-PIM_SMALL = PIMConfig(bank_groups=4, banks_per_group=2, banks_per_bundle=4, rows=64, cols=16,
+#: The MoE top's PIM: 128-bit bundles, 8 token slots, K up to 256, and 32,768 words
+#: (512 KiB) of banks: every expert of the default ``make sim`` layer (Mixtral scaled
+#: to hidden 64, ffn 224: 2,688 words per expert) stays resident.
+PIM_SMALL = PIMConfig(bank_groups=4, banks_per_group=2, banks_per_bundle=4, rows=1024, cols=16,
                       bundle_bits=128, max_tokens=8, max_k_words=16, instr_depth=8,
                       wfifo_depth=16, out_depth=16)
-# The layer top feeds SEL from its token FIFO one entry per cycle and its
-# combine path takes one result row per beat, so its SpTC is built with one SEL
-# lane and one drain row (the standalone SpTC default uses cols and 2).
-SPTC_SMALL = SpTCConfig(rows=4, cols=4, max_k=64, max_tokens=32, max_sel=32,
+# The layer top feeds SEL one entry per cycle and its combine path takes one result
+# row per beat, so its SpTC is built with one SEL lane and one drain row (the
+# standalone SpTC default uses cols and 2). K up to 256 holds the down projection's
+# ffn; 64 token slots hold the step's activations (tokens 0..31) and one job's h
+# (tokens 32..63, :attr:`MoEConfig.h_base`).
+SPTC_SMALL = SpTCConfig(rows=4, cols=4, max_k=256, max_tokens=64, max_sel=32,
                         samoyeds_nm=((1, 2),), sel_lanes=1, drain_rows=1)
 
 
@@ -59,6 +63,10 @@ class MoEConfig:
     max_hidden
         Largest hidden size (power of two, <= sptc.max_k); the combine buffer is
         ``max_tokens x max_hidden`` int32.
+    max_ffn
+        Largest expert FFN width (a multiple of 16 and of the PIM's ``elems``, <= the
+        SpTC's max_k and the PIM's K capacity): the size of each unit's g/h buffers
+        (``hdl.moe.glue``).
     expert_bits
         Width of the descriptor's expert field (experts incl. shared < 2**bits).
     job_depth, tok_depth
@@ -72,6 +80,7 @@ class MoEConfig:
     pim: PIMConfig = PIM_SMALL
     max_tokens: int = 32
     max_hidden: int = 64
+    max_ffn: int = 256
     expert_bits: int = 8
     job_depth: int = 4
     tok_depth: int = 32
@@ -94,6 +103,17 @@ class MoEConfig:
                               f"{self.sptc.max_k} (or 256)")
         if self.max_hidden > self.pim.max_k_words * self.pim.elems:
             raise FormatError(f"max_hidden: {self.max_hidden} exceeds the PIM's K capacity")
+        if not (16 <= self.max_ffn <= 256 and self.max_ffn % 16 == 0
+                and self.max_ffn % self.pim.elems == 0):
+            raise FormatError(f"max_ffn: {self.max_ffn} must be a multiple of 16 and of the "
+                              f"PIM's elems {self.pim.elems}, at most 256")
+        if self.max_ffn > self.sptc.max_k or self.max_ffn > self.pim.max_k_words * self.pim.elems:
+            raise FormatError(f"max_ffn: {self.max_ffn} exceeds the SpTC's max_k "
+                              f"{self.sptc.max_k} or the PIM's K capacity")
+        if self.max_tokens + self.sptc_max_slots > self.sptc.max_tokens:
+            raise FormatError(f"sptc.max_tokens: {self.sptc.max_tokens} cannot hold the step's "
+                              f"{self.max_tokens} tokens and a job's {self.sptc_max_slots} h "
+                              f"slots")
         if self.y_lanes and not (_pow2(self.y_lanes) and self.y_lanes <= self.max_hidden):
             raise FormatError(f"y_lanes: {self.y_lanes} must be 0 or a power of two "
                               f"<= max_hidden {self.max_hidden}")
@@ -117,6 +137,11 @@ class MoEConfig:
         return T * self.drain_beats(hidden)
 
     @property
+    def h_base(self) -> int:
+        """The SpTC token index of a job's first h column (after the step's tokens)."""
+        return self.max_tokens
+
+    @property
     def sptc_max_slots(self) -> int:
         return min(self.sptc.max_sel, self.max_tokens)
 
@@ -125,71 +150,178 @@ class MoEConfig:
         return min(self.pim.max_tokens, self.max_tokens)
 
 
+SPTC_MODES = ("dense", "2:4", "samoyeds")
+
+
+def _rq_pair(rq, name: str) -> tuple:
+    if not (isinstance(rq, tuple) and len(rq) == 2):
+        raise FormatError(f"{name}: expected (mult, shift), got {rq!r}")
+    try:
+        requant(np.zeros(1, np.int64), *rq)  # validates the pair
+    except FormatError as e:
+        raise FormatError(f"{name}: {e}") from None
+    return rq
+
+
+def pad_cols(w: np.ndarray, k: int) -> np.ndarray:
+    """``w`` with zero columns appended up to ``k`` columns."""
+    if w.shape[1] == k:
+        return w
+    out = np.zeros((w.shape[0], k), w.dtype)
+    out[:, :w.shape[1]] = w
+    return out
+
+
 @dataclass(frozen=True)
 class LayerParams:
-    """Numerical parameters of one MoE layer (what the golden and the RTL compute)."""
+    """Numerical parameters of one MoE layer (what the golden and the RTL compute).
 
-    weights: tuple                 # per expert (routed then shared): int8 (hidden, hidden)
-    num_experts: int               # routed experts E
-    expert_rq: tuple = (1, 7)      # (mult, shift): expert projection -> int8
-    combine_rq: tuple = (1, 7)     # (mult, shift): combined int32 -> int8
-    shared_gate: int = 127         # int8 gate of every shared expert
-    mode: str = "dense"            # SpTC weight mode: "dense" or "2:4" (weights 2:4-pruned)
+    ``experts``: per expert (routed ``0..num_experts-1``, then shared) a gated FFN
+    ``(gate, up, down)`` of int8 arrays, gate and up (ffn, hidden), down (hidden, ffn),
+    already pruned for ``mode``: ``"dense"``; ``"2:4"`` (each matrix 2:4 along K);
+    ``"samoyeds"`` (each matrix Samoyeds ``nmv`` = (N, M, V) after zero-padding K to a
+    multiple of V, see :meth:`k_pad`). The SpTC runs the matrices in that format, the
+    Logic-PIM the same matrices dense: same numbers. Requant pairs are (mult, shift):
+    ``gate_rq``, ``up_rq`` (the projections -> int8), ``prod_rq`` (SiLU(g) * u -> int8),
+    ``expert_rq`` (the down projection -> int8, the expert's output), ``combine_rq``
+    (the gate-weighted sum -> int8). ``lut``: the SiLU table (``golden.ffn.silu_lut``).
+    """
+
+    experts: tuple
+    num_experts: int
+    gate_rq: tuple = (1, 9)
+    up_rq: tuple = (1, 9)
+    prod_rq: tuple = (1, 7)
+    expert_rq: tuple = (1, 9)
+    combine_rq: tuple = (1, 7)
+    shared_gate: int = 127
+    mode: str = "dense"
+    nmv: tuple = (1, 2, 32)
+    lut: np.ndarray = field(default_factory=silu_lut, repr=False)
 
     def __post_init__(self):
-        ws = tuple(self.weights)
-        object.__setattr__(self, "weights", ws)
-        if not ws:
-            raise FormatError("weights: no experts")
-        h = None
-        for i, w in enumerate(ws):
-            if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim != 2 \
-                    or w.shape[0] != w.shape[1]:
-                raise FormatError(f"weights[{i}]: expected a square int8 array, got "
-                                  f"{getattr(w, 'dtype', type(w).__name__)} {getattr(w, 'shape', '')}")
-            if h is not None and w.shape != (h, h):
-                raise FormatError(f"weights[{i}]: shape {w.shape}, expected {(h, h)}")
-            h = w.shape[0]
-        if not 1 <= self.num_experts <= len(ws):
-            raise FormatError(f"num_experts: {self.num_experts} out of range 1..{len(ws)}")
-        for name in ("expert_rq", "combine_rq"):
-            rq = getattr(self, name)
-            if not (isinstance(rq, tuple) and len(rq) == 2):
-                raise FormatError(f"{name}: expected (mult, shift), got {rq!r}")
-            requant(np.zeros(1, np.int64), *rq)  # validates the pair
+        xs = tuple(tuple(e) if isinstance(e, (tuple, list)) else e for e in self.experts)
+        object.__setattr__(self, "experts", xs)
+        if not xs:
+            raise FormatError("experts: no experts")
+        shape = None
+        for i, e in enumerate(xs):
+            if not (isinstance(e, tuple) and len(e) == 3):
+                raise FormatError(f"experts[{i}]: expected (gate, up, down), got "
+                                  f"{type(e).__name__}")
+            for name, w in zip(("gate", "up", "down"), e):
+                if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim != 2:
+                    raise FormatError(f"experts[{i}].{name}: expected a 2-D int8 array, got "
+                                      f"{getattr(w, 'dtype', type(w).__name__)} "
+                                      f"{getattr(w, 'shape', '')}")
+            f, h = e[0].shape
+            if e[1].shape != (f, h) or e[2].shape != (h, f):
+                raise FormatError(f"experts[{i}]: shapes {[w.shape for w in e]}, expected "
+                                  f"gate/up (ffn, hidden) and down (hidden, ffn)")
+            if shape is not None and (f, h) != shape:
+                raise FormatError(f"experts[{i}]: (ffn, hidden) = {(f, h)}, expected {shape}")
+            shape = (f, h)
+        if not 1 <= self.num_experts <= len(xs):
+            raise FormatError(f"num_experts: {self.num_experts} out of range 1..{len(xs)}")
+        for name in ("gate_rq", "up_rq", "prod_rq", "expert_rq", "combine_rq"):
+            _rq_pair(getattr(self, name), name)
         if isinstance(self.shared_gate, bool) or not isinstance(self.shared_gate, (int, np.integer)) \
                 or not 0 <= self.shared_gate <= 127:
             raise FormatError(f"shared_gate: {self.shared_gate!r} out of range 0..127")
-        if self.mode not in ("dense", "2:4"):
-            raise FormatError(f"mode: {self.mode!r} (expected 'dense' or '2:4')")
+        if self.mode not in SPTC_MODES:
+            raise FormatError(f"mode: {self.mode!r} (expected one of {SPTC_MODES})")
+        lut = self.lut
+        if not isinstance(lut, np.ndarray) or lut.dtype != np.int8 or lut.shape != (256,):
+            raise FormatError(f"lut: expected a (256,) int8 array, got "
+                              f"{getattr(lut, 'dtype', type(lut).__name__)} {getattr(lut, 'shape', '')}")
+        if self.mode == "samoyeds":
+            _check_nmv(*self.nmv)
+        for i, e in enumerate(xs):        # the SpTC format must hold every matrix
+            for name, w in zip(("gate", "up", "down"), e):
+                try:
+                    self.sptc_weight(w)
+                except FormatError as err:
+                    raise FormatError(f"experts[{i}].{name}: not in {self.mode} form: {err}") \
+                        from None
+        ffn = tuple(FFNParams(g, u, d, self.gate_rq, self.up_rq, self.prod_rq,
+                              ("requant", *self.expert_rq), self.lut) for g, u, d in xs)
+        object.__setattr__(self, "_ffn", ffn)
 
     @property
     def hidden(self) -> int:
-        return self.weights[0].shape[0]
+        return self.experts[0][0].shape[1]
+
+    @property
+    def ffn(self) -> int:
+        return self.experts[0][0].shape[0]
 
     @property
     def num_shared(self) -> int:
-        return len(self.weights) - self.num_experts
+        return len(self.experts) - self.num_experts
+
+    def k_pad(self, k: int) -> int:
+        """K as the SpTC runs it: a multiple of 4, and of V in Samoyeds mode (zero columns)."""
+        q = self.nmv[2] if self.mode == "samoyeds" else 4
+        return -(-k // q) * q
+
+    def sptc_weight(self, w: np.ndarray):
+        """One matrix in the SpTC's format (K zero-padded to :meth:`k_pad`)."""
+        if self.mode == "dense":
+            return w
+        if self.mode == "2:4":
+            return Sparse24.from_dense(pad_cols(w, self.k_pad(w.shape[1])))
+        return SamoyedsWeight.from_dense(pad_cols(w, self.k_pad(w.shape[1])), *self.nmv)
+
+    def ffn_params(self, e: int) -> FFNParams:
+        return self._ffn[e]
 
 
-def random_params(rng, hidden: int, num_experts: int, num_shared: int, mode: str = "dense",
-                  expert_rq=(3, 9), combine_rq=(1, 7), shared_gate: int = 64) -> LayerParams:
-    """Random int8 weights (2:4-pruned for mode '2:4') with scales that keep values lively."""
-    from .formats import prune_2to4
-    ws = []
+def _calibrate(acc: np.ndarray, target: float = 40.0, shift: int = 16) -> tuple:
+    """A (mult, shift) that maps the accumulator's spread to about ``target`` int8 units."""
+    std = float(np.std(acc.astype(np.float64))) or 1.0
+    while shift > 1 and target * (1 << shift) / std >= 1 << 16:
+        shift -= 1
+    return int(max(1, min((1 << 16) - 1, round(target * (1 << shift) / std)))), shift
+
+
+def prune(w: np.ndarray, mode: str, nmv: tuple = (1, 2, 32)) -> np.ndarray:
+    """``w`` pruned to ``mode``'s structure (Samoyeds: along K zero-padded to V)."""
+    if mode == "dense":
+        return w
+    k = w.shape[1]
+    q = nmv[2] if mode == "samoyeds" else 4
+    wp = pad_cols(w, -(-k // q) * q)
+    wp = prune_2to4(wp) if mode == "2:4" else prune_samoyeds(wp, *nmv)
+    return np.ascontiguousarray(wp[:, :k])
+
+
+def random_params(rng, hidden: int, ffn: int, num_experts: int, num_shared: int,
+                  mode: str = "dense", nmv: tuple = (1, 2, 32), shared_gate: int = 64,
+                  combine_rq=(1, 7)) -> LayerParams:
+    """Random int8 experts pruned for ``mode``, with requant scales calibrated on a random
+    activation batch so every stage's int8 values stay lively (about 40 units of spread)."""
+    xs = []
     for _ in range(num_experts + num_shared):
-        w = rng.integers(-128, 128, size=(hidden, hidden)).astype(np.int8)
-        if mode == "2:4":
-            w = prune_2to4(w)
-        ws.append(w)
-    return LayerParams(tuple(ws), num_experts, expert_rq, combine_rq, shared_gate, mode)
+        g, u = (prune(rng.integers(-128, 128, size=(ffn, hidden)).astype(np.int8), mode, nmv)
+                for _ in range(2))
+        d = prune(rng.integers(-128, 128, size=(hidden, ffn)).astype(np.int8), mode, nmv)
+        xs.append((g, u, d))
+    x = rng.integers(-128, 128, size=(hidden, 16)).astype(np.int8)
+    g0, u0, d0 = xs[0]
+    gate_rq = _calibrate(g0.astype(np.int64) @ x)
+    up_rq = _calibrate(u0.astype(np.int64) @ x)
+    a = apply_lut(silu_lut(), requant(g0.astype(np.int64) @ x, *gate_rq))
+    prod = a.astype(np.int64) * requant(u0.astype(np.int64) @ x, *up_rq)
+    prod_rq = _calibrate(prod)
+    hh = requant(prod, *prod_rq)
+    expert_rq = _calibrate(d0.astype(np.int64) @ hh)
+    return LayerParams(tuple(xs), num_experts, gate_rq, up_rq, prod_rq, expert_rq, combine_rq,
+                       shared_gate, mode, nmv)
 
 
 def expert_out(params: LayerParams, e: int, x: np.ndarray, tokens) -> np.ndarray:
-    """int8 (hidden, len(tokens)): expert ``e`` on the given token columns of x."""
-    idx = np.asarray(tokens, np.int64)
-    acc = params.weights[e].astype(np.int64) @ x[:, idx].astype(np.int64)
-    return requant(acc, *params.expert_rq)
+    """int8 (hidden, len(tokens)): expert ``e``'s gated FFN on the given token columns of x."""
+    return expert_ffn(params.ffn_params(e), x, np.asarray(tokens, np.int64))
 
 
 def moe_layer(params: LayerParams, x: np.ndarray, expert_ids: np.ndarray, gate_q: np.ndarray,

@@ -79,9 +79,10 @@ def _parser() -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=_Help)
     r.add_argument("--engine", choices=ENGINES, default="moe",
                    help="which RTL to run: moe (the whole MoE layer: SpTC + Logic-PIM, "
-                        "dispatcher, combine), sptc (Sparse Tensor Core alone), pim "
-                        "(Logic-PIM, decode-only steps), cim (CIM tile, Monarch expert "
-                        "projection)")
+                        "dispatcher, glue, combine; gated-FFN experts), sptc (Sparse Tensor "
+                        "Core alone), pim (Logic-PIM, decode-only steps), attn (decode "
+                        "attention on the Logic-PIM: KV cache, ATTN), cim (CIM tile, Monarch "
+                        "expert projection)")
     r.add_argument("--preset", default=None,
                    help="generate a trace for this model preset (see `python -m sim.traces "
                         "gen --help`) instead of the shipped default trace, sized for the "
@@ -95,8 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                         "for cim, the busiest; for pim, the first two decode-only steps). "
                         "A step without tokens is refused")
     r.add_argument("--mode", choices=MODES, default=None,
-                   help="moe, sptc: SpTC weight mode (default: samoyeds for sptc, dense for "
-                        "moe; the MoE top runs dense or 2:4)")
+                   help="moe, sptc: SpTC weight mode (default: samoyeds (1,2,32))")
     r.add_argument("--nmv", default=None,
                    help="sptc: Samoyeds (N,M,V) for --mode samoyeds (default 1,2,32); (N,M) "
                         "must be one the build supports, V a multiple of 4 dividing K")

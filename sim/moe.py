@@ -38,21 +38,26 @@ import numpy as np
 
 from golden.errors import FormatError
 
-MOE_MODES = ("dense", "2:4")
+MOE_MODES = ("dense", "2:4", "samoyeds")
 
-#: Cycles the top adds to a SpTC job beyond the SpTC's own job time
-#: (``golden.sptc.predict_job_cycles``), counted from the cycle its trace beat
-#: is taken to the cycle the ``sptc_jobs`` counter shows the job done:
-#: the announce cycle itself and the START state (one cycle each, hdl/moe/top.py
-#: ``sctl`` FSM), plus the counter register.
-SPTC_JOB_OVERHEAD = 3
+#: Cycles the top adds to a SpTC job beyond the SpTC's own times of its four parts
+#: (``TimeModel.sptc_phases``: gate, up, the LOAD of h, down), counted from the cycle
+#: its trace beat is taken to the cycle the ``sptc_jobs`` counter shows the job done:
+#: the announce cycle (GATE starts with it), one cycle per phase change (each next
+#: phase starts in the cycle the SpTC shows the previous one done), the two cycles the
+#: first h word takes from the glue to the SpTC's LOAD (``hdl.moe.glue``: a read
+#: delivers its first word 3 cycles after it starts, the LOAD wants it after 2), and
+#: the counter register (hdl/moe/top.py ``sctl`` FSM).
+SPTC_JOB_OVERHEAD = 6
 
 
 def pim_job_overhead(slots: int) -> int:
-    """Cycles the top adds to a Logic-PIM job beyond the unit's own time
-    (``golden.pim.predict_cycles`` of LOAD_TOKENS + GEMM, which counts from the
+    """Cycles the top adds at least to a Logic-PIM job beyond the unit's own time
+    (``golden.pim.predict_cycles`` of its instruction stream, which counts from the
     first instruction accepted): the announce cycle, one cycle per token entry
-    copied into the job's slot list (LIST state), and the counter register."""
+    copied into the job's slot list (LIST state), and the counter register. (The h
+    hand-over from the glue to the down LOAD_TOKENS adds a few more cycles; the check
+    is a lower bound.)"""
     return 1 + slots + 1
 
 
@@ -60,10 +65,15 @@ def pim_job_overhead(slots: int) -> int:
 
 def _fit_experts(preset, mcfg, hidden: int):
     """(expert_scale, routed experts): the smallest expert_scale whose experts (routed +
-    shared) fit the top's Logic-PIM DRAM and descriptor field at ``hidden``, or None."""
+    shared, gated FFNs of the preset's ffn scaled like hidden) fit the top's Logic-PIM
+    DRAM and descriptor field at ``hidden``, or None."""
     from golden import trace as traces
+    from golden.program import expert_words
     p = traces.PRESETS[preset]
-    per = hidden * -(-hidden // mcfg.pim.elems)
+    ffn = p.dims(max(1, p.hidden // hidden))[1]
+    if ffn > mcfg.max_ffn:
+        return None
+    per = expert_words(mcfg, hidden, ffn)
     cap = min(mcfg.pim.words // per, (1 << mcfg.expert_bits) - 1)
     for es in range(1, p.num_experts + 1):
         e = max(p.top_k, p.num_experts // es)
@@ -76,8 +86,9 @@ def _fit_experts(preset, mcfg, hidden: int):
 
 def preset_trace(preset: str, mcfg, seed: int, steps: int = 8):
     """A trace of ``preset`` sized for the top: the largest hidden (<= max_hidden, at
-    least 16) at which at least min(E, 3 top_k) routed experts (plus the shared ones)
-    fit the Logic-PIM's DRAM, the routed count divided as little as possible;
+    least 16; ffn scaled alike, <= max_ffn) at which at least min(E, 3 top_k) routed
+    experts (plus the shared ones) fit the Logic-PIM's DRAM, the routed count divided
+    as little as possible;
     hot-expert skew, continuous batching with a few short prompts."""
     from golden import trace as traces
     if preset not in traces.PRESETS:
@@ -112,15 +123,19 @@ def check_trace(trace, mcfg) -> None:
                           f"(or use --preset, which sizes it for the top)")
     if trace.hidden % 4:
         raise FormatError(f"trace: hidden = {trace.hidden} is not a multiple of 4")
+    if trace.ffn > mcfg.max_ffn:
+        raise FormatError(f"trace: ffn = {trace.ffn} exceeds the MoE top's max_ffn = "
+                          f"{mcfg.max_ffn}; generate the trace with a larger --scale")
     n = trace.num_experts + trace.num_shared
     if n >= 1 << mcfg.expert_bits:
         raise FormatError(f"trace: {n} experts (routed + shared) exceed the top's "
                           f"{mcfg.expert_bits}-bit expert field")
-    need = n * trace.hidden * -(-trace.hidden // mcfg.pim.elems)
+    from golden.program import expert_words
+    need = n * expert_words(mcfg, trace.hidden, trace.ffn)
     if need > mcfg.pim.words:
-        raise FormatError(f"trace: {n} experts of hidden {trace.hidden} need {need} Logic-PIM "
-                          f"words, the top's unit holds {mcfg.pim.words}; use a trace with "
-                          f"fewer experts (--expert-scale) or a smaller hidden size")
+        raise FormatError(f"trace: {n} experts of hidden {trace.hidden}, ffn {trace.ffn} need "
+                          f"{need} Logic-PIM words, the top's unit holds {mcfg.pim.words}; use "
+                          f"a trace with fewer experts (--expert-scale) or a smaller size")
 
 
 def pick_step(trace, mcfg, requested):
@@ -184,17 +199,19 @@ def prepare(mcfg, trace, step_i: int, *, seed: int, capacity: str, dispatch: str
         raise FormatError(f"step: step {step_i} has no tokens")
     mbs = micro_batches(step, mcfg.max_tokens)
     rng = np.random.default_rng(seed)
-    params = gm.random_params(rng, trace.hidden, trace.num_experts, trace.num_shared, mode=mode)
+    params = gm.random_params(rng, trace.hidden, trace.ffn, trace.num_experts, trace.num_shared,
+                              mode=mode)
     policy = S.Policy(capacity, alpha=alpha)
     layer = tbm.encode_layer(mcfg, _Batches(trace.num_experts, trace.num_shared, trace.top_k,
                                             mbs), params, policy, dispatch, rng,
                              f"{trace.preset}/{capacity}/{dispatch}/{mode}")
     # The same compiler run again for the per-job detail (routed tokens per job).
-    model = S.TimeModel.for_config(mcfg, params.hidden, mode)
+    model = S.TimeModel.for_config(mcfg, params.hidden, params.ffn, mode, params.nmv)
     sch = S.Scheduler(num_experts=trace.num_experts, num_shared=trace.num_shared,
                       top_k=trace.top_k, policy=policy, dispatch=dispatch, model=model)
     jobs, programs = [], []
-    h, E = params.hidden, trace.num_experts
+    h, f, E = params.hidden, params.ffn, trace.num_experts
+    gemms = ((f, h), (f, h), (h, f))
     for mi, (mb, enc) in enumerate(zip(mbs, layer["steps"])):
         r = sch.step(mb)
         got = [(S.UNIT_CODES[j.unit], j.expert, j.slots) for j in r.bound.jobs]
@@ -203,21 +220,35 @@ def prepare(mcfg, trace, step_i: int, *, seed: int, capacity: str, dispatch: str
         for j in r.bound.jobs:
             sptc = j.unit == S.SPTC
             model_c = model.sptc(j.slots) if sptc else model.pim(j.slots)
+            phases = model.sptc_phases(j.slots) if sptc else pim_phases(mcfg, model, j.slots)
             if sptc:
-                ideal = gs.ideal_cycles(mcfg.sptc, mode, h, h, j.real)
+                ideal = sum(gs.ideal_cycles(mcfg.sptc, mode, mm, k, j.real, params.nmv)
+                            for mm, k in gemms)
             else:   # weight-streaming bound: every weight byte once at the bundle rate
-                ideal = h * h / mcfg.pim.peak_bytes_per_cycle if j.real else 0.0
+                ideal = sum(mm * k for mm, k in gemms) / mcfg.pim.peak_bytes_per_cycle \
+                    if j.real else 0.0
             jobs.append(dict(batch=mi, unit=j.unit, expert=int(j.expert),
                              shared=bool(j.expert >= E), slots=int(j.slots), tokens=int(j.real),
-                             model_cycles=int(model_c), ideal_cycles=round(float(ideal), 1)))
+                             model_cycles=int(model_c), model_phases=[int(c) for c in phases],
+                             ideal_cycles=round(float(ideal), 1)))
         programs.append(dict(batch=mi, tokens=int(mb.tokens), jobs=len(r.bound.jobs),
                              decode_only=bool(r.bound.decode_only), dropped=int(enc["dropped"]),
                              padded=int(enc["padded"]), recompiled=bool(enc["recompiled"]),
                              model_sptc=int(enc["model_sptc"]), model_pim=int(enc["model_pim"]),
                              model_load=int(model.load(mb.tokens)),
                              model_drain=int(mcfg.drain_cycles(mb.tokens, h))))
-    return dict(layer=layer, params=params, jobs=jobs, programs=programs, hidden=h,
+    return dict(layer=layer, params=params, jobs=jobs, programs=programs, hidden=h, ffn=f,
                 policy=policy, recompiles=int(layer["recompiles"]))
+
+
+def pim_phases(mcfg, model, slots: int) -> list[int]:
+    """Logic-PIM cycles of each GEMM of one job (gate, up, down with its SET_OUT and
+    LOAD_TOKENS): differences of ``golden.pim.predict_cycles`` over the program's prefixes."""
+    from golden import pim as gp
+    words = model.pim_program(slots)
+    ends = [i + 1 for i, w in enumerate(words) if gp.decode(w)["name"] == "GEMM"]
+    cum = [gp.predict_cycles(mcfg.pim, words[:e]) for e in ends]
+    return [b - a for a, b in zip([0] + cum[:-1], cum)]
 
 
 def bench_layer(prep: dict) -> dict:
@@ -292,9 +323,15 @@ def analyse(prep: dict, res: dict, stalls: bool) -> dict:
                                 f"{j['expert']} ({j['slots']} slots)")
             j.update(start=int(c0), end=int(c1), cycles=int(c1 - c0))
     other = {"sptc": busy["pim"], "pim": busy["sptc"]}
+    phase = {u: res.get(f"phase_{u}") for u in ("sptc", "pim")}
     for j in jobs:
         if "cycles" not in j:
             continue
+        ph = phase[j["unit"]]
+        if ph is not None and len(ph):
+            # cycles the unit spent in each expert phase (gate, up, h load, down) in the job
+            win = np.asarray(ph[j["start"]:j["end"]])
+            j["phases"] = [int((win == k).sum()) for k in range(1, 5)]
         j["efficiency"] = round(j["ideal_cycles"] / j["cycles"], 4) if j["cycles"] else 0.0
         alone = not other[j["unit"]][j["start"]:j["end"]].any()
         j["other_unit_idle"] = bool(alone)

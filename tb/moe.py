@@ -25,8 +25,6 @@ import numpy as np
 from golden import moe as gm, pim as gp, schedule as S, sptc as gs
 from tb.sptc import pack_weights
 
-CFG_NAMES = ("cfg_hidden", "cfg_experts", "cfg_k_words", "cfg_row_tiles", "cfg_mode", "cfg_mult",
-             "cfg_shift", "cfg_pim_kw", "cfg_comb_mult", "cfg_comb_shift")
 #: The top's streams: five in, two out (every output goes through a StreamMonitor).
 IN_STREAMS = ("job", "tok", "sptc_w", "sptc_act", "pim_din")
 OUT_STREAMS = ("y", "trace")
@@ -55,13 +53,25 @@ def from_chunks(a: np.ndarray) -> list[int]:
 
 # --------------------------------------------------------------------------- host side
 
-def cfg_values(mcfg: gm.MoEConfig, params: gm.LayerParams) -> list[int]:
-    h = params.hidden
-    kw = -(-h // 4)
-    mult, shift = params.expert_rq
-    cm, cs = params.combine_rq
-    return [h, len(params.weights), kw, -(-h // mcfg.sptc.rows), gs.MODE_CODES[params.mode], mult,
-            shift, -(-h // mcfg.pim.elems), cm, cs]
+def layer_chunks(fields: dict) -> np.ndarray:
+    """The top's ``layer`` port value (``golden.program.LAYER_LAYOUT``) as uint64 chunks."""
+    return to_chunks([S.pack_layer(fields)], S.LAYER_BITS)[0]
+
+
+def sptc_beats(mcfg: gm.MoEConfig, params: gm.LayerParams, e: int, x_k: int, sel, T: int):
+    """The SpTC weight beats of one job of expert ``e``: the gate, up and down GEMMs'
+    (``golden.sptc.plan`` of each matrix in the layer's format; gate and up over the
+    step's ``T`` tokens, down over the job's h slots ``h_base ..``)."""
+    g, u, d = params.experts[e]
+    n = len(sel)
+    f_k = params.k_pad(params.ffn)
+    beats = []
+    for w, shape, s, rq in ((g, (x_k, T), sel, params.gate_rq), (u, (x_k, T), sel, params.up_rq),
+                            (d, (f_k, mcfg.h_base + n), mcfg.h_base + np.arange(n),
+                             params.expert_rq)):
+        job = gs.plan(mcfg.sptc, params.sptc_weight(w), shape, s, ("requant", *rq))
+        beats += pack_weights(job.v0, job.v1, job.nib, job.idx)
+    return beats
 
 
 def layer_trace(preset: str, steps: int, seed: int, max_T: int, skew: str = "zipf"):
@@ -83,94 +93,102 @@ def layer_trace(preset: str, steps: int, seed: int, max_T: int, skew: str = "zip
 def encode_layer(mcfg: gm.MoEConfig, tr, params: gm.LayerParams, policy: S.Policy,
                  dispatch: str, rng, name: str) -> dict:
     """One layer: config, preamble and every step's streams + expected results."""
-    model = S.TimeModel.for_config(mcfg, params.hidden, params.mode)
+    model = S.TimeModel.for_config(mcfg, params.hidden, params.ffn, params.mode, params.nmv)
     sch = S.Scheduler(num_experts=tr.num_experts, num_shared=tr.num_shared, top_k=tr.top_k,
                       policy=policy, dispatch=dispatch, model=model)
+    fields = S.layer_cfg(mcfg, params)
     pre_desc, pre_din = S.preamble(mcfg, params)
-    h = params.hidden
-    out_mode = ("requant", *params.expert_rq)
+    h, f = params.hidden, params.ffn
+    x_k = params.k_pad(h)
     steps = []
     for st in tr:
         r = sch.step(st)
         b = r.bound
         T = st.tokens
         x = rng.integers(-128, 128, size=(h, T)).astype(np.int8)
-        descs, toks = S.encode_step(mcfg, b, h, params.shared_gate)
+        descs, toks = S.encode_step(mcfg, b, h, f, params.shared_gate)
         w_beats, din = [], []
         for j in b.jobs:
             if j.unit == S.SPTC:
-                w = params.weights[j.expert]
-                if params.mode == "2:4":
-                    from golden.formats import Sparse24
-                    w = Sparse24.from_dense(w)
-                job = gs.plan(mcfg.sptc, w, (h, T), j.sel, out_mode)
-                w_beats += pack_weights(job.v0, job.v1, job.nib, job.idx)
+                w_beats += sptc_beats(mcfg, params, j.expert, x_k, j.sel, T)
             else:
                 din += gp.pack_rows(mcfg.pim, np.ascontiguousarray(x[:, j.sel].T))
         y = gm.moe_layer(params, x, st.expert_ids, st.gate_q, b.kept)
         assert np.array_equal(S.combine_jobs(params, x, b), y)
         steps.append(dict(
             desc=to_chunks(descs, S.DESC_BITS), tok=np.array(toks, np.int64),
-            act=gs.act_words(x).astype(np.int64), w=to_chunks(w_beats, 24 * mcfg.sptc.rows),
+            act=gs.act_words(gm.pad_cols(x.T, x_k).T).astype(np.int64),
+            w=to_chunks(w_beats, 24 * mcfg.sptc.rows),
             din=to_chunks(din, mcfg.pim.bundle_bits), y=y,
             trace=np.array([(S.UNIT_CODES[j.unit], j.expert, j.slots) for j in b.jobs],
                            np.int64).reshape(-1, 3),
             dropped=b.dropped, padded=b.padded, recompiled=r.recompiled,
             model_sptc=r.cycles_sptc, model_pim=r.cycles_pim))
-    return dict(name=name, cfg=np.array(cfg_values(mcfg, params), np.int64),
+    return dict(name=name, cfg=layer_chunks(fields), fields=fields, hidden=h,
                 pre_desc=to_chunks(pre_desc, S.DESC_BITS),
                 pre_din=to_chunks(pre_din, mcfg.pim.bundle_bits), steps=steps,
                 recompiles=sch.recompiles)
 
 
-#: The regression's layers: preset, capacity policy, dispatch, SpTC weight mode.
+#: The regression's layers: preset, capacity policy, dispatch, SpTC weight mode (every
+#: mode on the SpTC, each preset under both policies).
 LAYERS = (
-    ("mixtral-8x7b", "static", "duplex_coprocess", "dense"),
+    ("mixtral-8x7b", "static", "duplex_coprocess", "samoyeds"),
     ("mixtral-8x7b", "dynamic", "duplex", "2:4"),
     ("qwen2-moe", "static", "duplex_coprocess", "dense"),
-    ("qwen2-moe", "dynamic", "duplex_coprocess", "dense"),
-    ("deepseek-moe-16b", "static", "duplex", "dense"),
+    ("qwen2-moe", "dynamic", "duplex_coprocess", "samoyeds"),
+    ("deepseek-moe-16b", "static", "duplex", "2:4"),
     ("deepseek-moe-16b", "dynamic", "duplex_coprocess", "dense"),
 )
 
 
 def make_layers(mcfg: gm.MoEConfig, seed: int, steps: int, specs=LAYERS,
                 alpha: float = 1.0) -> list[dict]:
-    """Encoded layers for :func:`run`: each spec's trace (hidden 32, <= max_tokens per
-    step), random weights, the policy (alpha 1 so the static policy drops and pads)."""
+    """Encoded layers for :func:`run`: each spec's trace (hidden 32, the preset's ffn
+    scaled alike, <= max_tokens per step), random experts, the policy (alpha 1 so the
+    static policy drops and pads)."""
     rng = np.random.default_rng(seed)
     out = []
     for i, (preset, cap, disp, mode) in enumerate(specs):
         tr = layer_trace(preset, steps, seed + i, mcfg.max_tokens)
-        params = gm.random_params(rng, tr.hidden, tr.num_experts, tr.num_shared, mode=mode,
-                                  shared_gate=int(rng.integers(16, 128)))
+        params = gm.random_params(rng, tr.hidden, tr.ffn, tr.num_experts, tr.num_shared,
+                                  mode=mode, shared_gate=int(rng.integers(16, 128)))
         pol = S.Policy(cap, alpha=alpha, min_gap=1)
         out.append(encode_layer(mcfg, tr, params, pol, disp, rng,
                                 f"{preset}/{cap}/{disp}/{mode}"))
     return out
 
 
-def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[dict]:
+def _beats_per_gemm(mcfg: gm.MoEConfig, fields: dict, mode: int) -> tuple[int, int]:
+    """Weight beats of one token tile of the gate (= up) and down GEMMs under ``fields``."""
+    per_word = 2 if mode == gs.MODE_CODES["dense"] else 1
+    return (fields["up_rt"] * per_word * fields["up_kw"],
+            fields["dn_rt"] * per_word * fields["dn_kw"])
+
+
+def bad_inputs(mcfg: gm.MoEConfig, fields: dict) -> list[dict]:
     """Malformed inputs, one per check of the top (hdl/moe/top.py ``bad``, ``e_bad``, the
     units' sticky errors; docs/moe.md's error table): descriptors, token entries, the data
     the accepted parts consume, the error bits expected, and what may come out.
 
-    Bad descriptors are dropped: no token entry or data consumed, no ``trace`` beat, no
-    output. ``cfg``: layer-configuration ports changed for the case (restored after it).
+    ``fields``: the layer registers (``golden.program.LAYER_LAYOUT``) the cases run
+    under. Bad descriptors are dropped: no token entry or data consumed, no ``trace``
+    beat, no output. ``cfg``: layer fields changed for the case (restored after it).
     ``trace``: EXPERT jobs the units must start; ``y_zero``: every output must be 0 (the
     only routed token entry is invalid, so nothing may be combined). ``sptc_err`` /
     ``pim_err``: the unit's own status bits expected."""
     D = S.desc
-    kw = -(-hidden // mcfg.pim.elems)
-    row_tiles = -(-hidden // mcfg.sptc.rows)
-    k_steps = (2 if mode == gs.MODE_CODES["dense"] else 1) * -(-hidden // 4)
+    hidden, mode = fields["hidden"], fields["mode"]
+    kw = fields["pim_kw_h"]
     # nonzero data, so anything combined by mistake shows in the outputs: every weight
-    # lane (v0, v1) = (17, -3) with the valid nibble 0b0100, activations and token
-    # vectors from a fixed generator
+    # lane (v0, v1) = (17, -3) with the valid nibble 0b0100 and sub-row index 0,
+    # activations and token vectors from a fixed generator
     lane = 17 | (0xFD << 8) | (0b0100 << 16)
-    sptc_beats = [sum(lane << (24 * r) for r in range(mcfg.sptc.rows))] * (row_tiles * k_steps)
+    beat = sum(lane << (24 * r) for r in range(mcfg.sptc.rows))
+    n_up, n_dn = _beats_per_gemm(mcfg, fields, mode)
+    sptc_w = [beat] * (2 * n_up + n_dn)
     g = np.random.default_rng(0)
-    act2 = [int(v) for v in g.integers(0, 1 << 32, 2 * -(-hidden // 4), dtype=np.uint64)]
+    act2 = [int(v) for v in g.integers(0, 1 << 32, 2 * fields["up_kw"], dtype=np.uint64)]
     din_bits = mcfg.pim.bundle_bits
     pim_vec = [int.from_bytes(g.bytes(din_bits // 8), "little") for _ in range(kw)]
     expert1 = [D(S.KIND_EXPERT, 0, 0, 1)]
@@ -178,14 +196,21 @@ def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[d
         ("slots 0", [D(S.KIND_EXPERT, 0, 0, 0)], {}),
         ("slots > SpTC tile", [D(S.KIND_EXPERT, 0, 0, mcfg.sptc_max_slots + 1)], {}),
         ("slots > PIM tile", [D(S.KIND_EXPERT, 1, 0, mcfg.pim_max_slots + 1)], {}),
-        ("expert >= E", [D(S.KIND_EXPERT, 0, E, 1)], {}),
+        ("expert >= E", [D(S.KIND_EXPERT, 0, fields["experts"], 1)], {}),
         ("PIM weights out of range", [D(S.KIND_EXPERT, 1, 0, 1, mcfg.pim.words)], {}),
+        ("PIM weights end past the banks",
+         [D(S.KIND_EXPERT, 1, 0, 1, mcfg.pim.words - S.expert_words(mcfg, hidden,
+                                                                    fields["ffn"]) + 1)], {}),
         # an EXPERT job under a layer configuration the units cannot run
-        ("EXPERT with cfg_hidden 0", expert1, {"cfg_hidden": 0}),
-        ("EXPERT with cfg_hidden > max_hidden", expert1, {"cfg_hidden": mcfg.max_hidden + 1}),
-        ("EXPERT with cfg_pim_kw 0", [D(S.KIND_EXPERT, 1, 0, 1)], {"cfg_pim_kw": 0}),
-        ("EXPERT with cfg_pim_kw > max_k_words", [D(S.KIND_EXPERT, 1, 0, 1)],
-         {"cfg_pim_kw": mcfg.pim.max_k_words + 1}),
+        ("EXPERT with hidden 0", expert1, {"hidden": 0}),
+        ("EXPERT with hidden > max_hidden", expert1, {"hidden": mcfg.max_hidden + 1}),
+        ("EXPERT with ffn 0", expert1, {"ffn": 0}),
+        ("EXPERT with ffn > max_ffn", expert1, {"ffn": mcfg.max_ffn + 1}),
+        ("EXPERT with mode 3", expert1, {"mode": 3}),
+        ("EXPERT with down K words > max_ffn / 4", expert1, {"dn_kw": mcfg.max_ffn // 4 + 1}),
+        ("EXPERT with pim_kw_h 0", [D(S.KIND_EXPERT, 1, 0, 1)], {"pim_kw_h": 0}),
+        ("EXPERT with pim_kw_f > max_ffn / elems", [D(S.KIND_EXPERT, 1, 0, 1)],
+         {"pim_kw_f": mcfg.max_ffn // mcfg.pim.elems + 1}),
         ("RAW to SpTC", [D(S.KIND_RAW, 0, arg=gp.encode("NOP"))], {}),
         ("RAW GEMM", [D(S.KIND_RAW, 1, arg=gp.encode("GEMM", addr=0, n=1))], {}),
         ("RAW LOAD_TOKENS", [D(S.KIND_RAW, 1, arg=gp.encode("LOAD_TOKENS", t=1, kw=kw))], {}),
@@ -196,9 +221,9 @@ def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[d
         ("END of 0 tokens", [D(S.KIND_END, 0, slots=0)], {}),
         ("END too many tokens", [D(S.KIND_END, 0, slots=mcfg.max_tokens + 1)], {}),
         # an END under a layer configuration the drain cannot walk (0 beats per token)
-        ("END with cfg_hidden 0", [D(S.KIND_END, 0, slots=2)], {"cfg_hidden": 0}),
-        ("END with cfg_hidden > max_hidden", [D(S.KIND_END, 0, slots=2)],
-         {"cfg_hidden": mcfg.max_hidden + 1}),
+        ("END with hidden 0", [D(S.KIND_END, 0, slots=2)], {"hidden": 0}),
+        ("END with hidden > max_hidden", [D(S.KIND_END, 0, slots=2)],
+         {"hidden": mcfg.max_hidden + 1}),
     ]
     out = [dict(name=n, desc=d, tok=[], act=[], w=[], din=[], err=S.ERR_DESC, n_out=0, cfg=c,
                 trace=0) for n, d, c in cases]
@@ -210,18 +235,22 @@ def bad_inputs(mcfg: gm.MoEConfig, E: int, hidden: int, mode: int = 0) -> list[d
                     y_zero=True))
     # on the SpTC the unit's own SEL check fires too (ERR_SPTC); no hang
     out.append(dict(name="SpTC token >= T", desc=step(0), tok=[S.tok_entry(7, 1, True)],
-                    act=act2, w=sptc_beats, din=[], err=S.ERR_TOKEN | S.ERR_SPTC,
+                    act=act2, w=sptc_w, din=[], err=S.ERR_TOKEN | S.ERR_SPTC,
                     n_out=2 * hidden, trace=1, y_zero=True, sptc_err=gs.ERR_SEL))
     out.append(dict(name="gate > 127", desc=step(1), tok=[S.tok_entry(0, 200, True)], act=act2,
                     w=[], din=pim_vec, err=S.ERR_TOKEN, n_out=2 * hidden, trace=1,
                     y_zero=True))
     # the units' own errors: a 2:4 job whose weight beats carry invalid metadata nibbles
     # (the SpTC's ERR_META; the job runs on), a RAW SET_OUT the Logic-PIM refuses
-    meta_beats = [b & ~(0xF0000 * sum(1 << (24 * r) for r in range(mcfg.sptc.rows)))
-                  for b in sptc_beats[:row_tiles * -(-hidden // 4)]]     # every nibble 0
+    f24 = dict(fields, mode=gs.MODE_CODES["2:4"], sam_n=1, sam_m=1, up_v=fields["up_kw"],
+               dn_v=fields["dn_kw"], up_rt=-(-fields["ffn"] // mcfg.sptc.rows),
+               dn_rt=-(-hidden // mcfg.sptc.rows))
+    n_up, n_dn = _beats_per_gemm(mcfg, f24, f24["mode"])
+    no_meta = beat & ~(0xF0000 * sum(1 << (24 * r) for r in range(mcfg.sptc.rows)))
     out.append(dict(name="SpTC metadata error", desc=step(0), tok=[S.tok_entry(1, 9, True)],
-                    act=act2, w=meta_beats, din=[], err=S.ERR_SPTC, n_out=2 * hidden, trace=1,
-                    cfg={"cfg_mode": gs.MODE_CODES["2:4"]}, sptc_err=gs.ERR_META))
+                    act=act2, w=[no_meta] * (2 * n_up + n_dn), din=[], err=S.ERR_SPTC,
+                    n_out=2 * hidden, trace=1, cfg={k: f24[k] for k in f24 if f24[k] != fields[k]},
+                    sptc_err=gs.ERR_META))
     out.append(dict(name="Logic-PIM refuses SET_OUT requant shift 0",
                     desc=[D(S.KIND_RAW, 1, arg=gp.encode("SET_OUT", mode=2, shift=0, mult=1))],
                     tok=[], act=[], w=[], din=[], err=S.ERR_PIM, n_out=0, trace=0,
@@ -237,12 +266,14 @@ def make_run(mcfg: gm.MoEConfig, layers: list[dict], *, bad: bool = True,
     if record and len(layers) != 1:
         raise ValueError(f"record: the bench records one layer, got {len(layers)}")
     arrays = {"n_layers": np.int64(len(layers)), "hidden_max": np.int64(mcfg.max_hidden),
+              "layer_bits": np.int64(S.LAYER_BITS),
               "y_lanes": np.int64(mcfg.lanes),
               "record": np.int64(bool(record)), "n_bad": np.int64(0)}
     for li, L in enumerate(layers):
         p = f"l{li}_"
         arrays[p + "name"] = np.array(L["name"])
         arrays[p + "cfg"] = L["cfg"]
+        arrays[p + "hidden"] = np.int64(L["hidden"])
         arrays[p + "pre_desc"] = L["pre_desc"]
         arrays[p + "pre_din"] = L["pre_din"]
         arrays[p + "pre_budget"] = np.int64(L.get("pre_budget", PRE_BUDGET))
@@ -253,8 +284,8 @@ def make_run(mcfg: gm.MoEConfig, layers: list[dict], *, bad: bool = True,
             arrays[f"{p}s{si}_budget"] = np.int64(st.get("budget", STEP_BUDGET))
     if not bad:
         return arrays
-    last = layers[-1]["cfg"]
-    bad = bad_inputs(mcfg, int(last[1]), int(last[0]), int(last[4]))
+    last = layers[-1]["fields"]
+    bad = bad_inputs(mcfg, last)
     arrays["n_bad"] = np.int64(len(bad))
     for i, b in enumerate(bad):
         arrays[f"b{i}_name"] = np.array(b["name"])
@@ -265,8 +296,7 @@ def make_run(mcfg: gm.MoEConfig, layers: list[dict], *, bad: bool = True,
         arrays[f"b{i}_din"] = to_chunks(b["din"], mcfg.pim.bundle_bits)
         arrays[f"b{i}_err"] = np.int64(b["err"])
         arrays[f"b{i}_n_out"] = np.int64(b["n_out"])
-        arrays[f"b{i}_cfg"] = np.array([b.get("cfg", {}).get(n, -1) for n in CFG_NAMES],
-                                       np.int64)      # -1: the layer's value
+        arrays[f"b{i}_cfg"] = layer_chunks(dict(last, **b.get("cfg", {})))
         arrays[f"b{i}_unit_err"] = np.array([b.get("sptc_err", -1), b.get("pim_err", -1)],
                                             np.int64)   # -1: not checked
         arrays[f"b{i}_trace"] = np.int64(b["trace"])

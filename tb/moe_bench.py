@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tb.common import StreamMonitor, stall_probs, stall_profiles
-from tb.moe import CFG_NAMES, IN_STREAMS, OUT_STREAMS, from_chunks
+from tb.moe import IN_STREAMS, OUT_STREAMS, from_chunks
 
 #: Cycles a bad input is watched after it settles for a stray output or job.
 BAD_WATCH = 16
@@ -145,7 +145,7 @@ class Recorder:
     """Reads the top's busy and job counters every cycle while ``on`` (settled values);
     writes the number of jobs done so far to ``progress_path`` whenever it changes."""
 
-    NAMES = ("sptc_busy", "pim_busy", "sptc_jobs", "pim_jobs")
+    NAMES = ("sptc_busy", "pim_busy", "sptc_jobs", "pim_jobs", "sptc_phase", "pim_phase")
 
     def __init__(self, io, progress_path=None):
         self.io, self.progress_path = io, progress_path
@@ -168,10 +168,11 @@ class Recorder:
 
 
 def recorded(rec: Recorder, t_mon: TimedMonitor, origin: int) -> dict:
-    """The per-cycle records of a layer: busy bits per unit, job starts (cycle, unit,
-    expert, slots: the ``trace`` beats) and ends (cycle, unit: job-counter updates),
-    cycles counted from ``origin`` (the layer's first program)."""
-    rows = np.array(rec.rows, np.int64).reshape(-1, 4)
+    """The per-cycle records of a layer: busy bits per unit, the expert phase per unit
+    (0 none, 1 gate, 2 up, 3 h load, 4 down: ``sptc_phase`` / ``pim_phase``), job starts
+    (cycle, unit, expert, slots: the ``trace`` beats) and ends (cycle, unit: job-counter
+    updates), cycles counted from ``origin`` (the layer's first program)."""
+    rows = np.array(rec.rows, np.int64).reshape(-1, len(Recorder.NAMES))
     # rows[i] was read in cycle origin + i; a counter that advanced from row i to
     # row i + 1 counted cycle origin + i.
     d = np.diff(rows, axis=0)
@@ -181,15 +182,14 @@ def recorded(rec: Recorder, t_mon: TimedMonitor, origin: int) -> dict:
             for _ in range(int(d[i, 2 + u]))]
     done.sort()
     return dict(busy_sptc=(d[:, 0] > 0).astype(np.uint8), busy_pim=(d[:, 1] > 0).astype(np.uint8),
+                phase_sptc=rows[:-1, 4].astype(np.uint8), phase_pim=rows[:-1, 5].astype(np.uint8),
                 ann=np.array(ann, np.int64).reshape(-1, 4),
                 done=np.array(done, np.int64).reshape(-1, 2))
 
 
-def _set_cfg(dut, values, over=None) -> None:
-    """The layer-configuration ports; ``over`` (a bad input's) replaces values >= 0."""
-    over = np.full(len(CFG_NAMES), -1) if over is None else over
-    for n, v, o in zip(CFG_NAMES, values, over):
-        getattr(dut, n).value = int(v if o < 0 else o)
+def _set_cfg(dut, chunks) -> None:
+    """The layer registers (the ``layer`` port: ``golden.program.LAYER_LAYOUT``)."""
+    dut.layer.value = from_chunks(np.asarray(chunks).reshape(1, -1))[0]
 
 
 # --------------------------------------------------------------------------- the cocotb test
@@ -249,7 +249,7 @@ if cocotb is not None:
             lname = str(job[p + "name"])
             cfg = job[p + "cfg"]
             _set_cfg(dut, cfg)
-            hidden = int(cfg[0])
+            hidden = int(job[p + "hidden"])
             await _pulse(h, dut, "clear")
             t0 = h.cycle
             await run_program(f"{lname} preamble", from_chunks(job[p + "pre_desc"]), [], [], [],
@@ -299,7 +299,7 @@ if cocotb is not None:
         # ---- malformed inputs: sticky error bits, nothing wrong out, no hang, clear
         for i in range(int(job["n_bad"])):
             tag = f"bad input '{job[f'b{i}_name']}'"
-            _set_cfg(dut, cfg, job[f"b{i}_cfg"])
+            _set_cfg(dut, job[f"b{i}_cfg"])
             await _pulse(h, dut, "clear")
             t_mon.received.clear()
             n_out = y_beats(int(job[f"b{i}_n_out"]) // hidden, hidden, lanes)  # from elements

@@ -124,7 +124,7 @@ def test_fusesoc_user_core_calls_the_generator(tmp_path):
     parameter fails the FuseSoC run with the generator's message."""
     _fusesoc(["library", "add", "moe-rtl", str(ROOT)], tmp_path)
     for name, parameters, top in (
-            ("top", "{engine: pim, config: small, target: ecp5, params: [max_tokens=4]}", "moe_pim"),
+            ("top", "{engine: pim, config: small, target: ecp5, params: [max_tokens=16]}", "moe_pim"),
             ("bad", "{engine: nope}", "x")):
         (tmp_path / name).mkdir()
         (tmp_path / name / f"{name}.core").write_text(
@@ -133,8 +133,8 @@ def test_fusesoc_user_core_calls_the_generator(tmp_path):
     _fusesoc(["run", "--setup", "user:demo:top"], tmp_path)
     src = tmp_path / "build" / "user_demo_top_1.0" / "default" / "src" / "user_demo_top-mine_1.0"
     verilog = (src / "moe_pim.v").read_text()
-    assert verilog == emit(Design("pim", "small", ("max_tokens=4",)), "ecp5")
-    assert "// target: ecp5" in verilog and "//   max_tokens = 4" in verilog
+    assert verilog == emit(Design("pim", "small", ("max_tokens=16",)), "ecp5")
+    assert "// target: ecp5" in verilog and "//   max_tokens = 16" in verilog
 
     res = _fusesoc(["run", "--setup", "user:demo:bad"], tmp_path, check=False)
     assert res.returncode != 0

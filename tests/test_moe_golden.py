@@ -13,8 +13,8 @@ from golden import trace as traces
 MCFG = moe.MoEConfig()
 
 
-def _model(hidden=32):
-    return S.TimeModel.for_config(MCFG, hidden)
+def _model(hidden=32, ffn=112, mode="dense"):
+    return S.TimeModel.for_config(MCFG, hidden, ffn, mode)
 
 
 def _step(ids, gq=None, prefill=None, E=None):
@@ -154,16 +154,18 @@ def test_policy_validation():
 
 @pytest.mark.parametrize("preset,es", [("mixtral-8x7b", 1), ("qwen2-moe", 4), ("deepseek-moe-16b", 8)])
 @pytest.mark.parametrize("cap", S.CAPACITY_POLICIES)
-def test_layer_jobwise_equals_golden(preset, es, cap):
+@pytest.mark.parametrize("mode", ["dense", "samoyeds"])
+def test_layer_jobwise_equals_golden(preset, es, cap, mode):
     """Combining job by job (what the RTL does, pads included) equals the golden layer."""
     p = traces.PRESETS[preset]
     tr = traces.generate(preset, steps=4, seed=2, scale=p.hidden // 32, expert_scale=es,
                          skew="zipf", decode=6, prefill=0.5, prompt_len=(4, 8))
     rng = np.random.default_rng(0)
-    params = moe.random_params(rng, tr.hidden, tr.num_experts, tr.num_shared)
+    params = moe.random_params(rng, tr.hidden, tr.ffn, tr.num_experts, tr.num_shared,
+                               mode=mode)
     sch = S.Scheduler(num_experts=tr.num_experts, num_shared=tr.num_shared, top_k=tr.top_k,
                       policy=S.Policy(cap, alpha=1.0), dispatch="duplex_coprocess",
-                      model=_model(tr.hidden))
+                      model=_model(tr.hidden, tr.ffn, mode))
     for step in tr:
         b = sch.step(step).bound
         x = rng.integers(-128, 128, size=(tr.hidden, step.tokens)).astype(np.int8)
@@ -175,7 +177,7 @@ def test_layer_jobwise_equals_golden(preset, es, cap):
 def test_layer_reference_small():
     """moe_layer against a hand-written per-token loop."""
     rng = np.random.default_rng(5)
-    params = moe.random_params(rng, 16, 4, 1)
+    params = moe.random_params(rng, 16, 48, 4, 1)
     x = rng.integers(-128, 128, size=(16, 5)).astype(np.int8)
     ids = np.array([[0, 1], [2, 3], [1, 0], [3, 2], [0, 2]])
     gq = np.array([[100, 27], [64, 63], [127, 0], [90, 37], [1, 126]], np.int8)
@@ -196,7 +198,7 @@ def test_layer_reference_small():
 
 def test_layer_bad_inputs():
     rng = np.random.default_rng(1)
-    params = moe.random_params(rng, 16, 4, 0)
+    params = moe.random_params(rng, 16, 32, 4, 0)
     x = np.zeros((16, 2), np.int8)
     with pytest.raises(FormatError, match="expert_ids"):
         moe.moe_layer(params, x, np.array([[0], [4]]), np.array([[127], [127]], np.int8))
@@ -205,7 +207,7 @@ def test_layer_bad_inputs():
     with pytest.raises(FormatError, match="x"):
         moe.moe_layer(params, x.astype(np.int16), np.array([[0], [1]]), np.zeros((2, 1), np.int8))
     with pytest.raises(FormatError, match="shared_gate"):
-        moe.LayerParams(params.weights, 4, shared_gate=200)
+        moe.LayerParams(params.experts, 4, shared_gate=200)
     with pytest.raises(FormatError, match="max_tokens"):
         moe.MoEConfig(max_tokens=64)
 
@@ -228,7 +230,7 @@ def test_encode_step_layout():
     sch = S.Scheduler(num_experts=8, num_shared=0, top_k=2, policy=S.Policy("static"),
                       dispatch="duplex_coprocess", model=m)
     b = sch.step(tr.step(0)).bound
-    descs, toks = S.encode_step(MCFG, b, 32, shared_gate=64)
+    descs, toks = S.encode_step(MCFG, b, 32, 112, shared_gate=64)
     d = [S.decode_desc(w) for w in descs]
     assert d[0]["kind"] == S.KIND_LOAD and d[0]["slots"] == b.T
     assert d[-1]["kind"] == S.KIND_END
@@ -253,3 +255,110 @@ def test_drain_model_and_lanes():
     for bad in (3, 128, -1):
         with pytest.raises(FormatError, match="y_lanes"):
             moe.MoEConfig(y_lanes=bad)
+
+
+# --------------------------------------------------------------------------- gated experts
+
+def _sat8(a):
+    return np.clip(a, -128, 127)
+
+
+@pytest.mark.parametrize("mode", ["dense", "2:4", "samoyeds"])
+def test_expert_is_a_gated_ffn(mode):
+    """expert_out against the FFN written out here: two projections, the SiLU table,
+    the product requant, the down projection (each requant as sat8((a*m + 2^(s-1)) >> s))."""
+    from golden.ffn import silu_lut
+    rng = np.random.default_rng(11)
+    params = moe.random_params(rng, 32, 48, 3, 1, mode=mode)
+    x = rng.integers(-128, 128, size=(32, 9)).astype(np.int8)
+    tokens = [0, 2, 3, 8]
+    lut = silu_lut()
+
+    def rq(a, pair):
+        m, s = pair
+        return _sat8((a.astype(np.int64) * m + (1 << (s - 1))) >> s)
+
+    for e in range(4):
+        g, u, d = (w.astype(np.int64) for w in params.experts[e])
+        xs = x[:, tokens].astype(np.int64)
+        gg, uu = rq(g @ xs, params.gate_rq), rq(u @ xs, params.up_rq)
+        a = lut[(gg.astype(np.int64) & 0xFF)].astype(np.int64)
+        hh = rq(a * uu, params.prod_rq)
+        want = rq(d @ hh, params.expert_rq)
+        got = moe.expert_out(params, e, x, tokens)
+        assert got.dtype == np.int8 and np.array_equal(got, want)
+        assert len(np.unique(got)) > 20          # the calibrated scales keep values lively
+
+
+@pytest.mark.parametrize("mode", ["2:4", "samoyeds"])
+def test_sptc_format_holds_the_same_matrix(mode):
+    """Each expert matrix in the SpTC's format (K zero-padded for Samoyeds' V) computes
+    exactly the dense product; the pruning leaves the structure the format needs."""
+    from golden.ssmm import ssmm
+    rng = np.random.default_rng(4)
+    params = moe.random_params(rng, 32, 112, 2, 0, mode=mode)   # ffn 112: pads to 128
+    for mats in params.experts:
+        for w in mats:
+            k = w.shape[1]
+            sw = params.sptc_weight(w)
+            x = rng.integers(-128, 128, size=(k, 5)).astype(np.int8)
+            xp = moe.pad_cols(x.T, params.k_pad(k)).T
+            assert np.array_equal(ssmm(sw, np.ascontiguousarray(xp)),
+                                  w.astype(np.int64) @ x.astype(np.int64))
+            if mode == "2:4":
+                assert (np.count_nonzero(w.reshape(w.shape[0], -1, 4), axis=2) <= 2).all()
+    assert params.k_pad(112) == (128 if mode == "samoyeds" else 112)
+
+
+def test_layer_params_refuse_unstructured_weights():
+    rng = np.random.default_rng(2)
+    dense = moe.random_params(rng, 32, 64, 2, 0)
+    with pytest.raises(FormatError, match=r"experts\[0\]\.gate: not in 2:4 form"):
+        moe.LayerParams(dense.experts, 2, mode="2:4")
+    with pytest.raises(FormatError, match=r"experts\[0\]\.gate: not in samoyeds form"):
+        moe.LayerParams(dense.experts, 2, mode="samoyeds")
+    g, u, d = dense.experts[0]
+    with pytest.raises(FormatError, match=r"experts\[1\]"):
+        moe.LayerParams((dense.experts[0], (g, u, g)), 2)
+    with pytest.raises(FormatError, match="prod_rq"):
+        moe.LayerParams(dense.experts, 2, prod_rq=(1, 0))
+    with pytest.raises(FormatError, match="mode"):
+        moe.LayerParams(dense.experts, 2, mode="4:8")
+
+
+def test_layer_registers_and_preamble_refuse_what_the_top_cannot_hold():
+    rng = np.random.default_rng(3)
+    small = moe.MoEConfig(max_tokens=16, max_hidden=32, max_ffn=128, tok_depth=16)
+    ok = moe.random_params(rng, 32, 112, 2, 0, mode="samoyeds")
+    f = S.layer_cfg(small, ok)
+    assert (f["ffn"], f["dn_kw"], f["up_kw"], f["sam_n"], f["sam_m"]) == (112, 32, 8, 1, 2)
+    assert S.pack_layer(f) < 1 << S.LAYER_BITS
+    wide = moe.random_params(rng, 32, 144, 2, 0)
+    with pytest.raises(FormatError, match="ffn: 144"):
+        S.layer_cfg(small, wide)
+    many = moe.random_params(rng, 32, 112, 40, 0)
+    with pytest.raises(FormatError, match=f"experts: 80 experts need {80 * S.expert_words(MCFG, 32, 112)} PIM"):
+        S.preamble(MCFG, moe.LayerParams(many.experts * 2, 40))
+    with pytest.raises(FormatError, match="max_ffn"):
+        moe.MoEConfig(max_ffn=24)
+
+
+def test_layer_doc_table_matches_layout():
+    """docs/moe.md's layer-register table: every field of LAYER_LAYOUT at its bits."""
+    import re
+    from pathlib import Path
+    from golden.fields import leaves
+    text = (Path(__file__).resolve().parent.parent / "docs" / "moe.md").read_text()
+    part = text.split("Layer registers (", 1)[1]
+    assert int(re.match(r"(\d+) bits", part).group(1)) == S.LAYER_BITS
+    lines = part.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| bits | field |"))
+    doc = {}
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        bits, name, _ = (c.strip() for c in ln.strip("|").split("|"))
+        hi, lo = re.fullmatch(r"\[(\d+)(?::(\d+))?\]", bits).groups()
+        lo = hi if lo is None else lo
+        doc[name] = (int(lo), int(hi) - int(lo) + 1)
+    assert doc == {p: (o, w) for p, o, w in leaves(S.LAYER_LAYOUT)}

@@ -13,7 +13,7 @@ MCFG = moe.MoEConfig()
 
 
 def _model():
-    return S.TimeModel.for_config(MCFG, 32)
+    return S.TimeModel.for_config(MCFG, 32, 112)
 
 
 def _step(ids, rid=None, E=None):

@@ -138,7 +138,7 @@ def test_sim_run_moe_checks_can_fail(tmp_path, capsys, monkeypatch):
     # the cycle check fails on a job one cycle longer than recorded
     from hdl.moe import CONFIGS
     prep = moe.prepare(CONFIGS["small"], tr, 0, seed=1, capacity="static",
-                       dispatch="sptc_only", mode="dense", alpha=1.0)
+                       dispatch="sptc_only", mode="samoyeds", alpha=1.0)   # the CLI's default
     with np.load(run_dir / "sim" / "result.npz") as f:
         res = {k: f[k] for k in f.files}
     assert moe.analyse(prep, res, stalls=False)["cycles_ok"]
@@ -174,7 +174,7 @@ def test_sim_cli_bad_options(tmp_path, capsys):
     assert cli.main(["run", "--engine", "sptc", "--out", "int4"]) == 2
     assert cli.main(["run", "--preset", "gpt-5"]) == 2
     # options of another engine are refused, not ignored
-    for argv in (["--mode", "samoyeds"], ["--out", "int32"], ["--max-experts", "2"],
+    for argv in (["--nmv", "1,2,32"], ["--out", "int32"], ["--max-experts", "2"],
                  ["--alpha", "1.5"], ["--capacity", "static", "--alpha", "0"],
                  ["--engine", "sptc", "--dispatch", "duplex"],
                  ["--engine", "pim", "--capacity", "static"]):
@@ -310,7 +310,7 @@ def test_every_engine_has_one_runner():
     """Each --engine has a runner module implementing the whole protocol."""
     from sim import runners
     from sim.runners.base import Runner
-    assert cli.ENGINES == runners.ENGINES == ("moe", "sptc", "pim", "cim")
+    assert cli.ENGINES == runners.ENGINES == ("moe", "sptc", "pim", "cim", "attn")
     for engine in runners.ENGINES:
         r = runners.get(engine)
         assert isinstance(r, Runner) and r.engine == engine and r.title, engine

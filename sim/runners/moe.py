@@ -66,7 +66,7 @@ class MoERunner(Runner):
         args.config = args.config or "default"
         if args.alpha is not None and args.capacity != "static":
             raise FormatError("alpha: --alpha applies to --capacity static")
-        mode = args.mode or "dense"
+        mode = args.mode or "samoyeds"
         if mode not in moe.MOE_MODES:
             raise FormatError(f"mode: the MoE top's SpTC runs {' or '.join(moe.MOE_MODES)}, "
                               f"not {mode!r}")
@@ -237,7 +237,7 @@ def _report(d: dict, an: dict, res: dict, progs: list, verdict: bool, failure, t
                                 if cy["span"] and cy["model_makespan"] else None)
     note = (f"Job cycles = from the job's trace beat to its job-counter update. A SpTC job "
             f"that runs while the Logic-PIM is idle must take exactly `golden.sptc` + "
-            f"{moe.SPTC_JOB_OVERHEAD} (announce, START, counter register): "
+            f"{moe.SPTC_JOB_OVERHEAD} (announce, phase changes, the h hand-over, counter register): "
             f"{an['compared_equal']} such job(s) here. Every job must take at least its "
             f"unit's model + the top's overhead (Logic-PIM: `golden.pim` + slots + 2 for the "
             f"announce, the slot list and the counter); more is expected when the two units "
@@ -251,11 +251,14 @@ def _report(d: dict, an: dict, res: dict, progs: list, verdict: bool, failure, t
         "config": dict(engine="moe", build=args.config, simulator=args.simulator,
                        seed=args.seed, stalls=args.stalls, capacity=capacity,
                        alpha=alpha if capacity == "static" else None, dispatch=d["dispatch"],
-                       mode=d["mode"], hidden=params.hidden, experts=params.num_experts,
-                       shared=params.num_shared, expert_rq=list(params.expert_rq),
+                       mode=d["mode"], nmv=list(params.nmv), hidden=params.hidden,
+                       ffn=params.ffn, experts=params.num_experts,
+                       shared=params.num_shared, gate_rq=list(params.gate_rq),
+                       up_rq=list(params.up_rq), prod_rq=list(params.prod_rq),
+                       expert_rq=list(params.expert_rq),
                        combine_rq=list(params.combine_rq), shared_gate=int(params.shared_gate),
                        max_tokens=mcfg.max_tokens, max_hidden=mcfg.max_hidden,
-                       y_lanes=mcfg.lanes,
+                       max_ffn=mcfg.max_ffn, y_lanes=mcfg.lanes,
                        sptc=config_dict(mcfg.sptc),
                        pim=dict(bundle_bits=mcfg.pim.bundle_bits, words=mcfg.pim.words,
                                 max_tokens=mcfg.pim.max_tokens,

@@ -12,14 +12,13 @@ from ..report import (open_waves, place_wave, save_plot, wave_signals, wave_time
 #: added one group each; the unit busy group also takes the units' own 1-bit busy
 #: and the FSM states where the waveform has them (Verilator and Icarus both dump them).
 MOE_GROUPS = [
-    ("Control", ["clk", "rst", "clear", "busy", "cfg_hidden", "cfg_experts", "cfg_k_words",
-                 "cfg_row_tiles", "cfg_mode", "cfg_mult", "cfg_shift", "cfg_pim_kw",
-                 "cfg_comb_mult", "cfg_comb_shift"]),
+    ("Control", ["clk", "rst", "clear", "busy", "layer"]),
     ("Errors (sticky: 1 descriptor, 2 token entry, 4 SpTC, 8 Logic-PIM)",
      ["err", "sptc_err", "pim_err"]),
     ("Cycle counters (since clear)", ["cycles", "steps", "sptc_jobs", "pim_jobs"]),
-    ("Per-unit busy (counters; then each unit's busy bit and controller states)",
-     ["sptc_busy", "pim_busy"]),
+    ("Per-unit busy (counters; expert phase 0 none, 1 gate, 2 up, 3 h load, 4 down; then "
+     "each unit's busy bit and controller states)",
+     ["sptc_busy", "pim_busy", "sptc_phase", "pim_phase"]),
 ]
 MOE_INTERNAL = ["sptc.busy", "pim.busy", "sctl_state", "pctl_state", "disp_state"]
 MOE_STREAMS = [("job", "descriptors: LOAD, EXPERT, END"),
@@ -177,14 +176,18 @@ def _moe_markdown(rep: dict) -> str:
             f"- top: `hdl.moe` config `{c['build']}`: SpTC {c['sptc']['rows']} x "
             f"{c['sptc']['cols']} PEs, Logic-PIM {c['pim']['bundle_bits']}-bit bundles "
             f"({c['pim']['words']} words), max_tokens {c['max_tokens']}, "
-            f"max_hidden {c['max_hidden']}",
+            f"max_hidden {c['max_hidden']}, max_ffn {c['max_ffn']}",
             f"- schedule: {c['capacity']} capacity"
             + (f" (alpha {c['alpha']})" if c["capacity"] == "static" else "")
             + f", dispatch {c['dispatch']}, SpTC weights {c['mode']}",
-            f"- layer: hidden {c['hidden']}, {c['experts']} routed + {c['shared']} shared "
-            f"experts (one hidden x hidden int8 projection each), requant expert "
-            f"{tuple(c['expert_rq'])}, combine {tuple(c['combine_rq'])}, shared gate "
-            f"{c['shared_gate']}",
+            f"- layer: hidden {c['hidden']}, ffn {c['ffn']}, {c['experts']} routed + "
+            f"{c['shared']} shared experts, each a gated FFN (gate and up ffn x hidden, SiLU "
+            f"table, down hidden x ffn; `golden.ffn`)"
+            + (f", Samoyeds (N, M, V) = {tuple(c['nmv'])} on the SpTC"
+               if c["mode"] == "samoyeds" else "")
+            + f"; requant gate {tuple(c['gate_rq'])}, up {tuple(c['up_rq'])}, product "
+            f"{tuple(c['prod_rq'])}, down {tuple(c['expert_rq'])}, combine "
+            f"{tuple(c['combine_rq'])}, shared gate {c['shared_gate']}",
             f"- simulator: {c['simulator']}; seed {c['seed']}; stalls: "
             + ("random valid/ready stalls on every stream" if c["stalls"] else "none"),
             f"- wall time: build {c['build_seconds']} s, simulation {c['sim_seconds']} s",
@@ -224,15 +227,24 @@ def _moe_markdown(rep: dict) -> str:
                 "at the bundle rate (one pass over the weights). Padding slots and the top's "
                 "overheads count against efficiency.",
             "", "## Jobs", "",
-            "| # | program | unit | expert | slots | tokens | start | cycles | model | ideal | "
-            "efficiency | check |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "Each job is a whole gated FFN: its phases are the unit's cycles in the gate, "
+            "up, h load and down parts (the top's `sptc_phase` / `pim_phase`; on the "
+            "Logic-PIM h goes back into the token buffer inside the down part's "
+            "LOAD_TOKENS, so the h load column counts only the hand-over) and the model's "
+            "(SpTC: `TimeModel.sptc_phases`; Logic-PIM: `golden.pim` per GEMM with its "
+            "SET_OUT and LOAD_TOKENS).", "",
+            "| # | program | unit | expert | slots | tokens | start | cycles | model | "
+            "gate / up / h load / down | model parts | ideal | efficiency | check |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
     for i, j in enumerate(rep["jobs"]):
         if "cycles" not in j:
             continue
+        ph = " / ".join(str(v) for v in j.get("phases", [])) or "-"
+        mp = " / ".join(str(v) for v in j.get("model_phases", [])) or "-"
         out.append(f"| {i} | {j['batch']} | {_UNIT_NAMES[j['unit']]} | {j['expert']} | "
                    f"{j['slots']} | {j['tokens']} | {j['start']} | {j['cycles']} | "
-                   f"{j['model_cycles']} | {j['ideal_cycles']:.0f} | {_pct(j['efficiency'])} | "
-                   f"{j['check']} |")
+                   f"{j['model_cycles']} | {ph} | {mp} | {j['ideal_cycles']:.0f} | "
+                   f"{_pct(j['efficiency'])} | {j['check']} |")
     out += ["", rep["cycle_check_note"]]
     if rep["cycle_problems"]:
         out += [""] + [f"- {p}" for p in rep["cycle_problems"]]
