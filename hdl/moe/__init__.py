@@ -22,6 +22,9 @@ CONFIGS = {
     # default's whole-row drain is by make sim's top
     "small": MoEConfig(pim=replace(PIM_SMALL, rows=256), max_tokens=16, max_hidden=32,
                        max_ffn=128, tok_depth=16, y_lanes=8),
+    # make synth's ECP5 build: the default top with 32 KiB of Logic-PIM banks (2,048
+    # words; the default's 512 KiB exceed the ECP5-85k's 3.7 Mbit of block RAM)
+    "fpga": MoEConfig(pim=replace(PIM_SMALL, rows=64)),
 }
 
 
