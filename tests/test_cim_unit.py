@@ -6,6 +6,8 @@
   encoder, results against the factored matmul and every instruction's cycle cost
   against the cycle model; a malformed program, then recovery after ``clear``.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth import Module, signed
@@ -14,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from golden import apply_out
+from golden.errors import FormatError
 from golden import cim as gc
 from golden import monarch as gm
 from golden.cim.evaluate import monarch_steps
@@ -113,14 +116,30 @@ def run_pysim(cfg, words, beats, *, clear_first=False, max_cycles=40000, adc=Non
     return out, accepts, idle, status
 
 
+# the small tile with the FPGA's pipeline (every tree level and the DSP requantizers
+# registered), and with a shorter one (no tree register, 2-stage requantizers)
+# (lanes 4: the pipelined tile's accumulator banks take a MID's g = m / b elements at once)
+PIPED = {"small_piped": dataclasses.replace(CONFIGS["small"], lanes=4, step_stages=10,
+                                            out_stages=7),
+         "small_piped2": dataclasses.replace(CONFIGS["small"], lanes=4, step_stages=6,
+                                             out_stages=2)}
+
+
+def config(name):
+    return PIPED[name] if name in PIPED else CONFIGS[name]
+
+
 # (4, dense, 1|3): partly filled arrays, where DenseMap fires several blocks per step;
-# the "fpga" tile (32 x 32, the synthesis-sized config) once, as it is not simulated in cocotb
+# the "fpga" tile (32 x 32, the synthesis-sized config, pipelined) once, as it is not
+# simulated in cocotb
 @pytest.mark.parametrize("name,b,strategy,K", [
     ("small", 4, "dense", 1), ("small", 4, "dense", 3), ("small", 4, "sparse", 2),
     ("small", 4, "linear", 1), ("small", 8, "dense", 1), ("small", 8, "sparse", 1),
-    ("fpga", 8, "dense", 2)])
+    ("small_piped", 4, "dense", 3), ("small_piped", 8, "sparse", 1),
+    ("small_piped", 4, "linear", 1), ("small_piped2", 4, "dense", 3),
+    ("small_piped2", 8, "dense", 1), ("fpga", 8, "dense", 2)])
 def test_small_tile_runs_programs_bit_exact(name, b, strategy, K):
-    cfg = CONFIGS[name]
+    cfg = config(name)
     rng = np.random.default_rng(b + K)
     mons = [gm.random_monarch(b, rng, mid=("requant", 400, 14),
                               out=["int32", "int8_sat", ("requant", 50, 11)][i % 3])
@@ -146,8 +165,9 @@ def test_small_tile_runs_programs_bit_exact(name, b, strategy, K):
     assert costs == [c for _, _, c in exp.cycles]
 
 
-def test_small_tile_malformed_then_recovers():
-    cfg = CONFIGS["small"]
+@pytest.mark.parametrize("name", ["small", "small_piped"])
+def test_small_tile_malformed_then_recovers(name):
+    cfg = config(name)
     bad = malformed_jobs(cfg, seed=5)
     job = next(j for j in bad if j.expect == "BAD_MASK")
     words, beats, _ = job_program(job, cfg)
@@ -238,9 +258,10 @@ def _ones_weights(words, cfg):
 # b x b block, so 4 fired rows carry a nonzero weight -> adc_rows 4, adc_bits
 # ceil(log2(4 + 1)) = 3; a zeroed block row leaves 3 rows (2 bits: log2(3 + 1) = 2);
 # linear with all-ones tiles fires all 16 rows onto nonzero cells -> 16 rows, 5 bits.
+@pytest.mark.parametrize("name", ["small", "small_piped"])
 @pytest.mark.parametrize("case", ["dense", "dense3", "sparse", "linear", "zeros", "linear_ones"])
-def test_small_tile_reports_exercised_adc_range(case):
-    cfg = CONFIGS["small"]
+def test_small_tile_reports_exercised_adc_range(case, name):
+    cfg = config(name)
     rng = np.random.default_rng(11)
     b, K, strategy = 4, 1, {"dense3": "dense", "zeros": "dense",
                             "linear_ones": "linear"}.get(case, case)
@@ -281,3 +302,165 @@ def test_small_tile_reports_exercised_adc_range(case):
         assert design.adc_bits == 5       # a naive tile stores all 16 rows of a column
     else:
         assert design.adc_bits == gc.rows_bits(max(want.tokens))
+
+
+def _stalled_run(cfg, words, beats, n_beats, *, seed, kind, clear_at=None, max_cycles=60000):
+    """The tile under ``kind`` stalls on prog, act and res (tb.common agents, res checked by
+    the StreamMonitor's stream rules) until ``n_beats`` results arrived and it is idle.
+    ``clear_at``: (beats received, program) pulses ``clear`` once that many result beats
+    arrived, then runs ``program`` (words, beats) instead. Returns the result beats (after
+    the clear) and the error bit."""
+    from sim.sptc_amaranth import AmaranthIO
+    from tb.common import Harness, StreamDriver, StreamMonitor, stall_profiles
+
+    dut = build(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    got = {}
+
+    async def tb(ctx):
+        io = AmaranthIO(ctx, dut)
+        rng = np.random.default_rng(seed)
+        prof = stall_profiles(rng, ["prog", "act", "res"], kind)
+        prog = StreamDriver(io, "prog", rng, prof["prog"])
+        act = StreamDriver(io, "act", rng, prof["act"])
+        res = StreamMonitor(io, "res", rng, prof["res"])
+        h = Harness(io, [prog, act, res])
+        prog.push(words)
+        act.push(beats)
+        io.set("clear", 0)
+        if clear_at is not None:
+            n, (words2, beats2) = clear_at
+            await h.run_until(lambda: len(res.received) >= n, max_cycles, "the first job")
+            prog.flush()
+            act.flush()
+            io.set("clear", 1)
+            await h.step()
+            io.set("clear", 0)
+            res.reset()
+            got["stale"] = list(res.received)
+            res.received.clear()
+            prog.push(words2)
+            act.push(beats2)
+        await h.run_until(lambda: prog.idle and act.idle and len(res.received) >= n_beats
+                          and not io.get("busy"), max_cycles)
+        for _ in range(40):              # nothing may follow the last beat
+            await h.step()
+        got["out"] = list(res.received)
+        got["error"] = io.get("error")
+
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+def _job(cfg, b, strategy, K, seed):
+    rng = np.random.default_rng(seed)
+    mons = [gm.random_monarch(b, rng, mid=("requant", 400, 14),
+                              out=["int32", ("requant", 50, 11), "int8_sat"][i % 3])
+            for i in range(K)]
+    xs = [rng.integers(-128, 128, size=b * b).astype(np.int8) for _ in range(2)]
+    prog = gc.encode_program(gc.map_monarch(b * b, b, cfg.m, strategy, matrices=K), mons, 2, cfg)
+    beats = gc.pack_inputs(xs * K, b, cfg)
+    return prog.words, beats, gc.execute(prog.words, cfg, beats)
+
+
+# the pipelined tile's result FIFO and its credits under back-pressure on res (b = 8: an
+# OUTPUT of 32 beats, more than the FIFO holds), and starved inputs: every element
+# against the program interpreter, the stream rules on res
+@pytest.mark.parametrize("name,b,kind,seed", [("small_piped", 8, "bursty", 1),
+                                              ("small_piped", 4, "starve", 2),
+                                              ("small_piped2", 8, "uniform", 3),
+                                              ("small", 8, "bursty", 4)])
+def test_tile_under_stalls(name, b, kind, seed):
+    cfg = config(name)
+    words, beats, exp = _job(cfg, b, "dense", 2 if b == 4 else 1, seed)
+    n = b * b
+    assert n // cfg.lanes > cfg.out_fifo_depth or b == 4
+    got = _stalled_run(cfg, words, beats, n // cfg.lanes * len(exp.outputs), seed=seed,
+                       kind=kind)
+    assert got["error"] == 0
+    z = gc.unpack_outputs(got["out"], n, cfg)
+    assert len(z) == len(exp.outputs)
+    for zz, e in zip(z, exp.outputs):
+        assert np.array_equal(zz, e)
+
+
+# clear while an OUTPUT has beats in flight (res stalled): no stale beat after the clear,
+# the credits restored, the next job exact
+@pytest.mark.parametrize("name", ["small_piped", "small"])
+def test_tile_clear_during_output(name):
+    cfg = config(name)
+    words, beats, _ = _job(cfg, 4, "dense", 1, 7)
+    words2, beats2, exp2 = _job(cfg, 4, "sparse", 2, 8)
+    got = _stalled_run(cfg, words, beats, 16 // cfg.lanes * len(exp2.outputs), seed=5,
+                       kind="bursty", clear_at=(1, (words2, beats2)))
+    assert got["error"] == 0 and len(got["stale"]) >= 1
+    z = gc.unpack_outputs(got["out"], 16, cfg)
+    assert len(z) == len(exp2.outputs)
+    for zz, e in zip(z, exp2.outputs):
+        assert np.array_equal(zz, e)
+
+
+@pytest.mark.parametrize("field,value", [("step_stages", 5), ("step_stages", 11),
+                                         ("out_stages", 5), ("step_stages", True)])
+def test_pipeline_fields_checked(field, value):
+    with pytest.raises(FormatError, match=field):                   # m = 16: 6..10 allowed
+        dataclasses.replace(CONFIGS["small"], lanes=4, **{field: value})
+
+
+def test_pipelined_tile_needs_banks_for_mid():
+    with pytest.raises(FormatError, match="lanes"):                 # g = 4 > lanes = 2
+        dataclasses.replace(CONFIGS["small"], step_stages=6)
+    with pytest.raises(FormatError, match="out_stages"):
+        dataclasses.replace(CONFIGS["small"], out_stages=2)
+
+
+# every malformed job of tb.cim.malformed_jobs (each check of hdl.cim.check.InstrCheck):
+# the golden interpreter's error code and step count, in both tiles
+@pytest.mark.parametrize("name", ["small", "small_piped"])
+def test_tile_error_codes_match_golden(name):
+    cfg = config(name)
+    jobs = malformed_jobs(cfg, seed=2)
+    assert len({j.expect for j in jobs}) >= 8
+    for job in jobs:
+        words, beats, _ = job_program(job, cfg)
+        exp = gc.execute(words, cfg, beats)
+        assert exp.error == job.expect
+        _, _, _, st = run_pysim(cfg, words, beats, max_cycles=20000)
+        assert (st["error"], st["code"], st["steps"]) == (1, exp.error_code, exp.steps), job.name
+
+
+# back-to-back STEPs that accumulate into the same column group (one-group steps: b =
+# lanes), the pipelined tile's accumulator read-after-write at the least STEP distance
+@pytest.mark.parametrize("name", ["small_piped", "small_piped2", "small"])
+def test_tile_back_to_back_accumulation(name):
+    from golden.cim.isa import OP_INPUT, OP_MID, OP_OUTPUT, column_words, enc_cfg, enc_loadw, \
+        enc_step
+    from golden.cim.mapper import Step
+    from golden.numerics import parse_out
+    cfg = config(name)
+    m, b = cfg.m, 4
+    rng = np.random.default_rng(21)
+    words = [enc_cfg(2, parse_out(("requant", 300, 12)), parse_out("int32"))]
+    for a in range(4):
+        words.append(enc_loadw(a, 0, m))
+        for c in range(m):
+            words += column_words(rng.integers(-128, 128, size=m))
+
+    def steps(stage):
+        out, seen = [], set()
+        for k in range(24):
+            slot = [0, 0, 0, 1, 1, 2, 3, 3][k % 8] if k < 16 else int(rng.integers(0, 4))
+            out.append(enc_step(Step(0, stage, int(rng.integers(0, 4)), 0, 0,
+                                     int(rng.integers(1, 16)), 1 << slot, slot in seen)))
+            seen.add(slot)
+        return out
+
+    words += [OP_INPUT, *steps(0), OP_MID, *steps(1), OP_OUTPUT]
+    beats = gc.pack_inputs([rng.integers(-128, 128, size=b * b).astype(np.int8)], b, cfg)
+    exp = gc.execute(words, cfg, beats)
+    assert exp.error == "OK"
+    out, acc, idle, st = run_pysim(cfg, words, beats)
+    assert st["error"] == 0
+    assert np.array_equal(gc.unpack_outputs(out, b * b, cfg)[0], exp.outputs[0])

@@ -34,12 +34,27 @@ class CIMConfig:
         the int8 activations per input beat and the int32 results per output beat.
     n_max
         Largest Monarch size ``n = b*b`` the buffers hold (power of two, >= m).
+    step_stages
+        Pipeline registers of a STEP's column group between its read and its accumulator
+        write: 0 (the combinational tile: the group is summed and written in the cycle
+        after its read), or ``6 + t`` with ``t`` in ``0..log2(m)`` (the pipelined tile):
+        the issue register, the weight RAM's output register, the gated activations'
+        register, the multipliers' input and output registers, the products' fabric
+        copy, ``t`` registered levels of each lane's adder tree and the sums' rotation
+        into the accumulator banks.
+        The pipelined tile needs ``m / b_min <= lanes <= b_min``.
+    out_stages
+        Registers of the pipelined tile's MID and OUTPUT requantizers
+        (``hdl.outstage.OutputStage``'s ``stages``: 0..3, or 7 for its DSP lane
+        schedule); 0 in the combinational tile.
     """
 
     array_size: int = 64
     arrays: int = 64
     lanes: int = 8
     n_max: int = 1024
+    step_stages: int = 0
+    out_stages: int = 0
 
     def __post_init__(self):
         m = _int(self.array_size, "array_size")
@@ -55,9 +70,20 @@ class CIMConfig:
         if not _is_pow2(nm) or nm < m or nm // m > MAX_LINES:
             raise FormatError(f"n_max: {nm} must be a power of two with {m} <= n_max "
                               f"<= {m * MAX_LINES}")
+        st = _int(self.step_stages, "step_stages")
+        if st != 0 and not 6 <= st <= 6 + m.bit_length() - 1:
+            raise FormatError(f"step_stages: {st} must be 0 or in 6..{6 + m.bit_length() - 1} "
+                              f"(6 + registered tree levels of m = {m})")
+        os_ = _int(self.out_stages, "out_stages")
+        if os_ not in (0, 1, 2, 3, 7) or (os_ and not st):
+            raise FormatError(f"out_stages: {os_} must be 0..3 or 7, and 0 when "
+                              f"step_stages is 0")
         if self.b_min > self.b_max:
             raise FormatError(f"n_max: {nm} too small for array_size {m}: no block size b "
                               f"with m <= b*b <= n_max and m/b <= {MAX_SLOTS}")
+        if st and not m // self.b_min <= p <= self.b_min:
+            raise FormatError(f"step_stages: {st} (the pipelined tile) needs m / b_min <= lanes "
+                              f"<= b_min, here {m // self.b_min}, {p}, {self.b_min}")
 
     @property
     def m(self) -> int:
@@ -85,6 +111,35 @@ class CIMConfig:
     @property
     def g_max(self) -> int:
         return self.m // self.b_min
+
+    @property
+    def tree_stages(self) -> int:
+        """Registered levels of each lane's adder tree (``step_stages - 6``, or 0)."""
+        return max(0, self.step_stages - 6)
+
+    @property
+    def step_drain(self) -> int:
+        """Cycles MID and OUTPUT wait, after the STEP before them, for its last write."""
+        return max(0, self.step_stages - 1)
+
+    @property
+    def mid_tail(self) -> int:
+        """Cycles MID waits after its last element for its last H write (pipelined tile:
+        the accumulator banks' 3-cycle read and the requantizer)."""
+        return 3 + self.out_stages if self.step_stages else 0
+
+    @property
+    def out_tail(self) -> int:
+        """Cycles an OUTPUT beat spends between its read and ``res`` beyond the
+        combinational tile's (pipelined tile: the banks' read, the requantizer and the
+        result FIFO, two cycles from its write to its registered output)."""
+        return 4 + self.out_stages if self.step_stages else 0
+
+    @property
+    def out_fifo_depth(self) -> int:
+        """Result FIFO entries of the pipelined tile (beats in flight, and the reads that
+        keep one beat a cycle)."""
+        return 7 + self.out_stages if self.step_stages else 0
 
     @property
     def words_per_column(self) -> int:

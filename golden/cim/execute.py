@@ -46,11 +46,11 @@ def cost_step(col_mask: int, b: int, config) -> int:
 
 
 def cost_mid(n: int, b: int, config) -> int:
-    return 1 + (n // config.m) * (1 + b)
+    return 1 + config.step_drain + (n // config.m) * (1 + b) + config.mid_tail
 
 
 def cost_output(n: int, config) -> int:
-    return 2 + n // config.lanes
+    return 2 + config.step_drain + n // config.lanes + config.out_tail
 
 
 @dataclass

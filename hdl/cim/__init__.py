@@ -23,8 +23,10 @@ CONFIGS = {
     "default": CIMConfig(array_size=64, arrays=64, lanes=8, n_max=1024),
     # The previous simulation default, sized for the ECP5-85k flow (128 multipliers,
     # 512 kbit of weights; the 64 x 64 default needs 512 multipliers and 2 Mbit):
-    # `python -m synth flow --engine cim --config fpga`.
-    "fpga": CIMConfig(array_size=32, arrays=64, lanes=4, n_max=256),
+    # `python -m synth flow --engine cim --config fpga`. Pipelined for the FPGA
+    # (docs/timing.md, "CIM tile"): every adder-tree level and the requantizers registered.
+    "fpga": CIMConfig(array_size=32, arrays=64, lanes=4, n_max=256, step_stages=11,
+                      out_stages=7),
     # Smallest sensible tile (CI synthesis smoke, fast tests): 16 x 16 arrays.
     "small": CIMConfig(array_size=16, arrays=16, lanes=2, n_max=64),
 }
