@@ -135,9 +135,26 @@ def preamble(mcfg, params) -> tuple[list[int], list[int]]:
     return descs, din
 
 
-def encode_step(mcfg, bound, hidden: int, ffn: int,
-                shared_gate: int) -> tuple[list[int], list[int]]:
-    """Descriptors and token entries of one bound step: LOAD(T), the jobs, END(T).
+def dispatch_order(bound, model=None) -> list:
+    """The order of a step's jobs in the descriptor stream. Each unit runs its own jobs
+    in ``bound.jobs`` order; with a ``model`` (``golden.costmodel.TimeModel``) the two
+    units' jobs are interleaved by their modelled start on their unit (stable; the SpTC
+    first on ties), so that the dispatcher, which hands descriptors out in stream order,
+    never holds one unit's jobs behind the other's full queue. Without one: ``bound.jobs``."""
+    if model is None:
+        return list(bound.jobs)
+    t = {"sptc": model.load(bound.T), "pim": 0}
+    keyed = []
+    for i, j in enumerate(bound.jobs):
+        keyed.append((t[j.unit], UNIT_CODES[j.unit], i, j))
+        t[j.unit] += model.unit(j.unit, j.slots)
+    return [j for *_, j in sorted(keyed, key=lambda k: k[:3])]
+
+
+def encode_step(mcfg, bound, hidden: int, ffn: int, shared_gate: int,
+                model=None) -> tuple[list[int], list[int]]:
+    """Descriptors and token entries of one bound step: LOAD(T), the jobs in
+    :func:`dispatch_order`, END(T).
 
     A job's token entries are its slots in order: (token, gate, valid); shared
     experts' entries carry ``shared_gate``, padding slots valid = 0 and gate 0."""
@@ -147,7 +164,7 @@ def encode_step(mcfg, bound, hidden: int, ffn: int,
         raise FormatError(f"T: {T} tokens outside 1..{mcfg.max_tokens} (the top's buffer)")
     descs = [desc(KIND_LOAD, 0, slots=T)]
     toks = []
-    for j in bound.jobs:
+    for j in dispatch_order(bound, model):
         u = UNIT_CODES[j.unit]
         lim = mcfg.sptc_max_slots if u == 0 else mcfg.pim_max_slots
         if j.slots > lim:

@@ -80,7 +80,8 @@ from .errors import FormatError
 from .program import (DESC_BITS, DESC_LAYOUT, ERR_DESC, ERR_PIM, ERR_SPTC,  # noqa: F401
                       ERR_TOKEN, ERROR_NAMES, KIND_END, KIND_EXPERT, KIND_LOAD, KIND_NAMES,
                       KIND_RAW, LAYER_BITS, LAYER_LAYOUT, RAW_OK, TOK_BITS, TOK_LAYOUT,
-                      UNIT_CODES, combine_jobs, decode_desc, desc, encode_step, expert_words,
+                      UNIT_CODES, combine_jobs, decode_desc, desc, dispatch_order, encode_step,
+                      expert_words,
                       layer_cfg, pack_layer, pim_addr, preamble, tok_entry)
 
 CAPACITY_POLICIES = ("static", "dynamic", "dropless")

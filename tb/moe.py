@@ -106,7 +106,7 @@ def encode_layer(mcfg: gm.MoEConfig, tr, params: gm.LayerParams, policy: S.Polic
         b = r.bound
         T = st.tokens
         x = rng.integers(-128, 128, size=(h, T)).astype(np.int8)
-        descs, toks = S.encode_step(mcfg, b, h, f, params.shared_gate)
+        descs, toks = S.encode_step(mcfg, b, h, f, params.shared_gate, model)
         w_beats, din = [], []
         for j in b.jobs:
             if j.unit == S.SPTC:

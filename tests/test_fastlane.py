@@ -16,23 +16,12 @@ import pytest
 import golden
 from golden import sptc as gs
 from hdl.sptc import CONFIGS
+from sptc_operands import rand, to_mode
 from sim import fastlane, sptc_amaranth, sptc_fast
 from tb.cocotb_run import ROOT, SimulationError
 from sim.sptc import JobSpec, run_batch
 
 CFG = CONFIGS["small"]
-
-
-def rand(rng, shape):
-    return rng.integers(-128, 128, size=shape, dtype=np.int8)
-
-
-def to_mode(w, mode, nmv=None):
-    if mode == "2:4":
-        return golden.Sparse24.from_dense(golden.prune_2to4(w))
-    if mode == "samoyeds":
-        return golden.SamoyedsWeight.from_dense(golden.prune_samoyeds(w, *nmv), *nmv)
-    return w
 
 
 def good_jobs(seed, n=6):

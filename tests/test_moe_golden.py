@@ -362,3 +362,29 @@ def test_layer_doc_table_matches_layout():
         lo = hi if lo is None else lo
         doc[name] = (int(lo), int(hi) - int(lo) + 1)
     assert doc == {p: (o, w) for p, o, w in leaves(S.LAYER_LAYOUT)}
+
+
+def test_dispatch_order_interleaves_by_modelled_start():
+    """With a model the descriptor stream interleaves the units' jobs by their modelled
+    start on their unit; each unit still runs its jobs in the compiler's order."""
+    tr = traces.generate("qwen2-moe", steps=2, seed=3, scale=64, expert_scale=4, decode=6,
+                         prefill=0.5, prompt_len=(4, 6))
+    m = _model(32, 16, "samoyeds")
+    sch = S.Scheduler(num_experts=tr.num_experts, num_shared=tr.num_shared, top_k=tr.top_k,
+                      policy=S.Policy("dropless"), dispatch="duplex_coprocess", model=m)
+    b = sch.step(tr.step(1)).bound
+    order = S.dispatch_order(b, m)
+    assert S.dispatch_order(b) == list(b.jobs) and sorted(map(id, order)) == sorted(map(id, b.jobs))
+    for u in ("sptc", "pim"):
+        assert [j for j in order if j.unit == u] == [j for j in b.jobs if j.unit == u]
+    start, t = [], {"sptc": m.load(b.T), "pim": 0}
+    for j in b.jobs:
+        start.append((id(j), t[j.unit]))
+        t[j.unit] += m.unit(j.unit, j.slots)
+    when = dict(start)
+    assert [when[id(j)] for j in order] == sorted(when[id(j)] for j in order)
+    assert {j.unit for j in b.jobs} == {"sptc", "pim"} and order != list(b.jobs)
+    descs, _ = S.encode_step(MCFG, b, 32, 16, 64, m)
+    d = [S.decode_desc(w) for w in descs[1:-1]]
+    assert [(x["unit"], x["expert"]) for x in d] == \
+        [(S.UNIT_CODES[j.unit], j.expert) for j in order]

@@ -13,24 +13,13 @@ import pytest
 import golden
 from golden import sptc as gs
 from hdl.sptc import CONFIGS
+from sptc_operands import rand, to_mode
 from golden import trace as traces
 from sim.sptc import JobSpec, run, run_batch
 
 CFG = CONFIGS["small"]
 OUTS = ["int32", "int8_sat", ("requant", 77, 9), ("requant", 65535, 31), ("requant", 1, 1)]
 NMVS = [(1, 2, 16), (4, 8, 32), (2, 4, 16), (1, 2, 32)]
-
-
-def rand(rng, shape):
-    return rng.integers(-128, 128, size=shape, dtype=np.int8)
-
-
-def to_mode(w, mode, nmv=None):
-    if mode == "2:4":
-        return golden.Sparse24.from_dense(golden.prune_2to4(w))
-    if mode == "samoyeds":
-        return golden.SamoyedsWeight.from_dense(golden.prune_samoyeds(w, *nmv), *nmv)
-    return w
 
 
 def trace_jobs(seed, modes=("dense", "2:4", "samoyeds"), max_experts=3):

@@ -27,10 +27,10 @@ glue, then SET_OUT, LOAD_TOKENS of h from the glue, GEMM for down), RAW (Logic-P
 queue: NOP, WRITE, SET_OUT or FENCE), END (wait until every queued job has completed
 and the combine is empty, then drain ``slots`` tokens).
 
-Only the down projections reach the combine unit: one accumulator bank per SpTC column;
-each cycle either a whole SpTC result beat (column c -> bank c) or one Logic-PIM
-element (bank 0), round robin; ``bank[token][row] += gate * y`` (int32 read-modify-write,
-transparent read). The drain reads one word (``lanes`` rows of one token) per bank per
+Only the down projections reach the combine unit: one accumulator bank per SpTC column
+and one for the Logic-PIM; each cycle a whole SpTC result beat (column c -> bank c) and
+one Logic-PIM element (bank ``cols``); ``bank[token][row] += gate * y`` (int32
+read-modify-write, transparent read). The drain reads one word (``lanes`` rows of one token) per bank per
 cycle, sums the banks per lane, requantizes (``hdl.outstage.OutputStage``) and clears it.
 
 Errors (sticky until ``clear``; bad descriptors are dropped and consume no token
@@ -178,7 +178,7 @@ class MoETop(wiring.Component):
         # holds ``lanes`` rows of one token (address: token, row // lanes).
         word = data.ArrayLayout(signed(32), L)
         wps, rps = [], []
-        for b in range(C):
+        for b in range(C + 1):        # bank C: the Logic-PIM's elements
             mem = Memory(shape=word, depth=cfg.max_tokens * cfg.max_hidden // L, init=[])
             m.submodules[f"acc{b}"] = mem
             wps.append(mem.write_port(granularity=1))
@@ -493,11 +493,9 @@ class MoETop(wiring.Component):
         busy_terms = []
         s_valid = sptc.res.valid & s_in_job
         p_valid = p_elem & (p_ph == 2)
-        prio = Signal()
-        g_s, g_p = Signal(), Signal()
-        m.d.comb += [g_p.eq(p_valid & (~s_valid | prio)), g_s.eq(s_valid & ~g_p)]
-        with m.If(g_s | g_p):
-            m.d.sync += prio.eq(g_s)
+        # the SpTC's beats go to banks 0..C-1, the Logic-PIM's elements to bank C: both
+        # are combined in the same cycle, neither unit waits for the other
+        g_s, g_p = s_valid, p_valid
         m.d.comb += sptc.res.ready.eq(g_s | s_to_glue)
         with m.If(g_p | p_to_glue):
             m.d.comb += pim.out.ready.eq(1)
@@ -519,24 +517,20 @@ class MoETop(wiring.Component):
         last_r = dr_r == n_chunk - 1
         dr_next = Cat(Mux(last_r, 0, dr_r + 1)[:cb], Mux(last_r, dr_t + 1, dr_t)[:tb])
         sums = [0] * L
-        for b in range(C):
-            # stage A: bank b takes column b of the SpTC beat, or (bank 0) the PIM element
-            j = Signal(16, name=f"s_j{b}")
-            m.d.comb += j.eq((res.tile << bits_for(C) if C > 1 else res.tile) | b)
-            ent_s = list_s[j[:sb]]
+        for b in range(C + 1):
+            # stage A: bank b < C takes column b of the SpTC beat, bank C the PIM element
             ent_w = Signal(TOK_BITS, name=f"ent{b}")
             ent = data.View(TOK_LAYOUT, ent_w)
             y = Signal(signed(8), name=f"a_y{b}")
             row = Signal(9, name=f"a_row{b}")
             en = Signal(name=f"a_en{b}")
-            if b == 0:
-                m.d.comb += [ent_w.eq(Mux(g_p, ent_p, ent_s)),
-                             y.eq(Mux(g_p, pim.out.payload.value[:8].as_signed(),
-                                      res.data[0][b][:8].as_signed())),
-                             row.eq(Mux(g_p, p_i, res.row)),
-                             en.eq((g_p | (g_s & res.mask[b])) & ent.valid)]
+            if b == C:
+                m.d.comb += [ent_w.eq(ent_p), y.eq(pim.out.payload.value[:8].as_signed()),
+                             row.eq(p_i), en.eq(g_p & ent.valid)]
             else:
-                m.d.comb += [ent_w.eq(ent_s), y.eq(res.data[0][b][:8].as_signed()),
+                j = Signal(16, name=f"s_j{b}")
+                m.d.comb += j.eq((res.tile << bits_for(C) if C > 1 else res.tile) | b)
+                m.d.comb += [ent_w.eq(list_s[j[:sb]]), y.eq(res.data[0][b][:8].as_signed()),
                              row.eq(res.row), en.eq(g_s & res.mask[b] & ent.valid)]
             a_addr = Signal(cb + tb, name=f"a_addr{b}")
             m.d.comb += a_addr.eq(Cat(row[lb:hb], ent.tok[:tb]))
