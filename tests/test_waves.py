@@ -16,8 +16,8 @@ from sim.runners import moe_report
 from sim.runners import sptc as sptc_runner
 
 # (scope, name, width) of a small MoE-layer-like waveform; "extra" is in no group
-SIGNALS = [("clk", 1), ("rst", 1), ("busy", 1), ("err", 4), ("cycles", 32), ("sptc_busy", 16),
-           ("y__valid", 1), ("y__ready", 1), ("y__payload", 24), ("job__valid", 1),
+SIGNALS = [("clk", 1), ("rst", 1), ("busy", 1), ("layer", 64), ("err", 4), ("cycles", 32),
+           ("sptc_busy", 16), ("sptc_phase", 3), ("y__valid", 1), ("y__ready", 1), ("y__payload", 24), ("job__valid", 1),
            ("job__payload", 40), ("extra", 8)]
 
 
@@ -71,9 +71,12 @@ def test_moe_views_group_the_same_signals_with_relative_paths(tmp_path):
     assert list(groups) == [
         "Control", "Errors (sticky: 1 descriptor, 2 token entry, 4 SpTC, 8 Logic-PIM)",
         "Cycle counters (since clear)",
-        "Per-unit busy (counters; then each unit's busy bit and controller states)",
+        "Per-unit busy (counters; expert phase 0 none, 1 gate, 2 up, 3 h load, 4 down; then "
+        "each unit's busy bit and controller states)",
         "Stream job (descriptors: LOAD, EXPERT, END)", "Stream y (layer output: value, token, row)"]
-    assert groups["Control"] == ["moe_layer.clk", "moe_layer.rst", "moe_layer.busy"]
+    assert groups["Control"] == ["moe_layer.clk", "moe_layer.rst", "moe_layer.busy",
+                                 "moe_layer.layer"]
+    assert groups[list(groups)[3]] == ["moe_layer.sptc_busy", "moe_layer.sptc_phase"]
     assert groups["Stream y (layer output: value, token, row)"] == [
         "moe_layer.y__valid", "moe_layer.y__ready", "moe_layer.y__payload"]
     assert all(s in names for sigs in groups.values() for s in sigs)
