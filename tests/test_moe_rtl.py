@@ -85,11 +85,12 @@ def test_drain_check_can_fail():
     assert analyse(prep, res(9), stalls=True)["cycles_ok"]     # stalls: no exact check
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 def test_moe_layer_rtl(tmp_path):
     """Classic random stalls; the bad inputs (tb.moe.bad_inputs: every error class of
     the top, docs/moe.md) at the end."""
-    layers = _layers(seed=3, steps=3)
+    layers = _layers(seed=3, steps=2)
     # the run covers what it claims: drops and padding (static), both units, shared experts
     steps = [s for L in layers for s in L["steps"]]
     assert sum(s["dropped"] for s in steps) > 0 and sum(s["padded"] for s in steps) > 0
@@ -129,18 +130,21 @@ def test_moe_layer_long_stalls(kind, tmp_path):
 @pytest.mark.slow
 @pytest.mark.cocotb
 def test_moe_default_top(tmp_path):
-    """The default top (the build `make sim` runs: whole-row drain, hidden 64, ffn 224,
-    Samoyeds weights), no stalls: a decode step of the default trace with SpTC-only
-    dispatch, bit-exact against golden.moe; every job runs with the Logic-PIM idle, so
-    its cycles must equal the SpTC model of its four parts plus the top's overhead, and
-    the drain its model. (Co-processing on this top is `make sim`'s default run; the
-    regression covers it on the small top. One run: the preamble writes 21,504 weight
-    words into the Logic-PIM, about 86,000 cycles.)"""
+    """The default top (the build `make sim` runs: whole-row drain, Samoyeds weights),
+    no stalls: a decode step of the default trace's preset (Mixtral, sized to hidden 32,
+    ffn 112, so the preamble writes 5,376 weight words, not make sim's 21,504) with
+    SpTC-only dispatch, bit-exact against golden.moe; every job runs with the Logic-PIM
+    idle, so its cycles must equal the SpTC model of its four parts plus the top's
+    overhead, and the drain its model. (Co-processing on this top is `make sim`'s
+    default run; the regression covers it on the small top.)"""
     from golden import trace as traces
     from sim import moe
     mcfg = CONFIGS["default"]
     tr = traces.load_default()
     assert tr.hidden <= mcfg.max_hidden and tr.ffn <= mcfg.max_ffn   # make sim runs it unscaled
+    # the same preset sized for the small top (hidden 32, ffn 112): a quarter of the
+    # preamble, still one y beat per token on this top
+    tr = moe.preset_trace(tr.preset, CONFIGS["small"], 1)
     st = next(i for i in range(tr.steps) if tr.step(i).tokens <= 8)
     prep = moe.prepare(mcfg, tr, st, seed=1, capacity="dynamic", dispatch="sptc_only",
                        mode="samoyeds", alpha=2.0)

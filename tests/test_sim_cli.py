@@ -57,6 +57,7 @@ def _small_trace(tmp_path, seed=5):
     return tr, path
 
 
+@pytest.mark.slow
 @pytest.mark.cocotb
 def test_sim_run_moe_layer(tmp_path, capsys):
     """The default engine (the whole MoE layer) on the small top: a step with prefill and

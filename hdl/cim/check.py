@@ -76,7 +76,9 @@ class InstrCheck(wiring.Component):
                     d.comb += seen.eq(self.win[ln])
         step_unwritten = f_accum & ((seen & f_cmask[:GM]) != f_cmask[:GM])
         all_written = Signal()           # every slot of every line of the vector
-        d.comb += all_written.eq(Cat((self.win[ln] | ~g_mask[:GM]).all() | (ln > last_line)
+        # line 0 is always a line of the vector (last_line >= 0): no constant compare
+        d.comb += all_written.eq(Cat((self.win[ln] | ~g_mask[:GM]).all()
+                                     | ((last_line < ln) if ln else 0)
                                      for ln in range(cfg.lines)).all())
 
         err = self.err

@@ -1,4 +1,4 @@
-"""The SpTC's job control (about 500 lines: its parts share the job registers): job
+"""The SpTC's job control (about 530 lines: its parts share the job registers): job
 registers, CHECK cycle, FSM, counters, SEL/LOAD control, issue stage, error bits.
 
 A job starts with one CHECK cycle: the control ports are registered every cycle
