@@ -279,8 +279,6 @@ class MoETop(wiring.Component):
         s_cnt = Signal(9)
         t_loaded = Signal(9)
         h_base = cfg.h_base
-        is_load = s_load | (s_ph == PH_HLOAD)
-        is_down = s_ph == PH_DOWN
         # the control ports show phase ph_c: s_ph, or the next phase in the cycle a phase
         # ends and the next one starts at once (GATE -> UP, HLOAD -> DOWN)
         ph_c = Signal(2)
@@ -290,22 +288,22 @@ class MoETop(wiring.Component):
         rq_mult = Mux(ph_c == PH_GATE, lc.gate_mult, Mux(ph_c == PH_UP, lc.up_mult, lc.down_mult))
         rq_shift = Mux(ph_c == PH_GATE, lc.gate_shift,
                        Mux(ph_c == PH_UP, lc.up_shift, lc.down_shift))
-        is_load, is_down = c_load, c_down      # (the port muxes below)
         m.d.comb += [
-            sptc.op.eq(Mux(is_load, OP_LOAD, OP_MATMUL)),
-            sptc.mode.eq(Mux(is_load, 0, lc.mode)),
-            sptc.out_mode.eq(Mux(is_load, 0, 2)),
-            sptc.mult.eq(Mux(is_load, 0, rq_mult)),
-            sptc.shift.eq(Mux(is_load, 0, rq_shift)),
+            sptc.op.eq(Mux(c_load, OP_LOAD, OP_MATMUL)),
+            sptc.mode.eq(Mux(c_load, 0, lc.mode)),
+            sptc.out_mode.eq(Mux(c_load, 0, 2)),
+            sptc.mult.eq(Mux(c_load, 0, rq_mult)),
+            sptc.shift.eq(Mux(c_load, 0, rq_shift)),
             sptc.k_words.eq(Mux(s_load | (ph_c < PH_HLOAD), lc.up_kw, lc.dn_kw)),
-            sptc.v_steps.eq(Mux(is_load, 1, Mux(is_down, lc.dn_v, lc.up_v))),
-            sptc.m_rows.eq(Mux(is_load, 1, Mux(is_down, lc.hidden, lc.ffn))),
-            sptc.n_row_tiles.eq(Mux(is_load, 1, Mux(is_down, lc.dn_rt, lc.up_rt))),
-            sptc.n_sel.eq(Mux(is_load, 0, s_n)),
-            sptc.n_tokens.eq(Mux(is_load, s_n, Mux(is_down, h_base + s_n, t_loaded))),
+            sptc.v_steps.eq(Mux(c_load, 1, Mux(c_down, lc.dn_v, lc.up_v))),
+            sptc.m_rows.eq(Mux(c_load, 1, Mux(c_down, lc.hidden, lc.ffn))),
+            sptc.n_row_tiles.eq(Mux(c_load, 1, Mux(c_down, lc.dn_rt, lc.up_rt))),
+            sptc.n_sel.eq(Mux(c_load, 0, s_n)),
+            sptc.n_tokens.eq(Mux(c_load, s_n, Mux(c_down, h_base + s_n, t_loaded))),
             sptc.tok_base.eq(Mux(s_load, 0, h_base)),
-            sptc.sam_n.eq(Mux(is_load, 1, lc.sam_n)), sptc.sam_m.eq(Mux(is_load, 1, lc.sam_m)),
+            sptc.sam_n.eq(Mux(c_load, 1, lc.sam_n)), sptc.sam_m.eq(Mux(c_load, 1, lc.sam_m)),
         ]
+        # the phase in progress (SEL feed, combine)
         is_load, is_down = s_load | (s_ph == PH_HLOAD), s_ph == PH_DOWN
         sd = data.View(DESC_LAYOUT, jf[0].r_data)
         # SEL: the token FIFO (GATE, stored into list_s), list_s again (UP), h slots (DOWN)
